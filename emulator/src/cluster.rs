@@ -1,0 +1,584 @@
+//! The emulated API server's state and its request handling, free of any networking so that
+//! each convention can be read (and tested) in one place.
+
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine as _;
+use serde_json::{json, Map, Value};
+
+use crate::faults::{FaultAction, Faults};
+use crate::rbac::{self, Attributes};
+use crate::resources::{self, ResourceType, VIRTUAL};
+use crate::selector::{FieldSelector, LabelSelector};
+use crate::status::{ApiError, ApiResult};
+use crate::store::{self, Store};
+use crate::tokens::{self, ServiceAccountIdentity, TokenAuthority};
+
+/// A request as the handler needs it, already read off the wire.
+pub struct ApiRequest {
+    pub method: String,
+    pub path: String,
+    pub query: Vec<(String, String)>,
+    pub content_type: String,
+    pub bearer: Option<String>,
+    pub body: Vec<u8>,
+}
+
+impl ApiRequest {
+    fn param(&self, name: &str) -> Option<&str> {
+        self.query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// One served request, for tests that count calls.
+#[derive(Debug, Clone)]
+pub struct RequestRecord {
+    pub verb: String,
+    pub resource: String,
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    pub user: String,
+    pub code: u16,
+}
+
+enum Caller {
+    Admin,
+    ServiceAccount(ServiceAccountIdentity),
+}
+
+impl Caller {
+    fn username(&self) -> String {
+        match self {
+            Caller::Admin => "kubernetes-admin".to_string(),
+            Caller::ServiceAccount(sa) => sa.username(),
+        }
+    }
+}
+
+enum Route {
+    Version,
+    CoreVersions,
+    GroupList,
+    Group(String),
+    ResourceList(String, String),
+    Resource {
+        rt: &'static ResourceType,
+        namespace: Option<String>,
+        name: Option<String>,
+        subresource: Option<String>,
+    },
+}
+
+fn route(path: &str) -> ApiResult<Route> {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let not_found = || ApiError::not_found("path", path);
+    let (group, version, rest) = match segments.as_slice() {
+        ["version"] => return Ok(Route::Version),
+        ["api"] => return Ok(Route::CoreVersions),
+        ["apis"] => return Ok(Route::GroupList),
+        ["apis", group] => return Ok(Route::Group(group.to_string())),
+        ["api", version] => return Ok(Route::ResourceList(String::new(), version.to_string())),
+        ["apis", group, version] => return Ok(Route::ResourceList(group.to_string(), version.to_string())),
+        ["api", version, rest @ ..] => ("", *version, rest),
+        ["apis", group, version, rest @ ..] => (*group, *version, rest),
+        _ => return Err(not_found()),
+    };
+    let find = |plural: &str| ResourceType::find(group, version, plural).ok_or_else(not_found);
+    let owned = |s: &&str| Some(s.to_string());
+    let (rt, namespace, name, subresource) = match rest {
+        ["namespaces", ns, plural] => (find(plural)?, owned(ns), None, None),
+        ["namespaces", ns, plural, name] => (find(plural)?, owned(ns), owned(name), None),
+        ["namespaces", ns, plural, name, sub] => (find(plural)?, owned(ns), owned(name), owned(sub)),
+        [plural] => (find(plural)?, None, None, None),
+        [plural, name] => (find(plural)?, None, owned(name), None),
+        _ => return Err(not_found()),
+    };
+    if namespace.is_some() && !rt.namespaced {
+        return Err(not_found());
+    }
+    if name.is_some() && namespace.is_none() && rt.namespaced {
+        return Err(not_found());
+    }
+    Ok(Route::Resource { rt, namespace, name, subresource })
+}
+
+/// The whole emulated cluster.
+pub struct Cluster {
+    pub store: Store,
+    pub tokens: TokenAuthority,
+    pub faults: Faults,
+    pub log: Vec<RequestRecord>,
+    /// Requests with no credentials at all act as the admin, as on the API server's old
+    /// insecure port: client-go (kubectl) never sends a bearer token over plain http.
+    /// A wrong or expired token is still refused with 401. Tests of anonymous refusal
+    /// turn this off.
+    pub anonymous_is_admin: bool,
+    admin_token: String,
+}
+
+/// What the handler decided; the server turns it into bytes on the wire.
+pub struct Outcome {
+    pub code: u16,
+    pub body: Value,
+    /// A fault that the server must act out around this response.
+    pub fault: Option<FaultAction>,
+}
+
+pub fn now_rfc3339() -> String {
+    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+pub fn now_unix() -> i64 {
+    jiff::Timestamp::now().as_second()
+}
+
+impl Cluster {
+    pub fn new() -> Self {
+        let mut cluster = Cluster {
+            store: Store::default(),
+            tokens: TokenAuthority::new(),
+            faults: Faults::default(),
+            log: Vec::new(),
+            anonymous_is_admin: true,
+            admin_token: format!("admin-{}", tokens::random_id()),
+        };
+        for ns in ["default", "kube-system"] {
+            cluster.seed(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}));
+        }
+        cluster.seed(json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": "system:auth-delegator"},
+            "rules": [
+                {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]},
+                {"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"], "verbs": ["create"]},
+            ],
+        }));
+        cluster
+    }
+
+    fn seed(&mut self, object: Value) {
+        self.create_object(object).expect("seed objects are valid");
+    }
+
+    pub fn admin_token(&self) -> &str {
+        &self.admin_token
+    }
+
+    /// Creates an object as the cluster admin would, bypassing the HTTP layer (for fixtures).
+    pub fn create_object(&mut self, object: Value) -> ApiResult<Value> {
+        let rt = type_of(&object)?;
+        let namespace = object["metadata"]["namespace"].as_str().unwrap_or("").to_string();
+        self.create(rt, &namespace, object)
+    }
+
+    /// Issues a service-account token with any lifetime (negative gives an expired one).
+    pub fn issue_token(&self, namespace: &str, name: &str, audiences: &[String], lifetime_seconds: i64) -> ApiResult<String> {
+        let uid = self
+            .store
+            .service_account_uid(namespace, name)
+            .ok_or_else(|| ApiError::not_found("serviceaccounts", name))?;
+        Ok(self.tokens.issue(namespace, name, uid, audiences, lifetime_seconds, now_unix()))
+    }
+
+    fn authenticate(&self, bearer: Option<&str>) -> Option<Caller> {
+        let Some(token) = bearer else {
+            return self.anonymous_is_admin.then_some(Caller::Admin);
+        };
+        if token == self.admin_token {
+            return Some(Caller::Admin);
+        }
+        self.review(token).map(Caller::ServiceAccount)
+    }
+
+    /// A token is good while it verifies and its service account still exists with that uid.
+    fn review(&self, token: &str) -> Option<ServiceAccountIdentity> {
+        let identity = self.tokens.verify(token, now_unix())?;
+        let live_uid = self.store.service_account_uid(&identity.namespace, &identity.name)?;
+        (live_uid == identity.uid).then_some(identity)
+    }
+
+    pub fn handle(&mut self, request: &ApiRequest) -> Outcome {
+        let mut record = RequestRecord {
+            verb: String::new(),
+            resource: String::new(),
+            namespace: None,
+            name: None,
+            user: String::new(),
+            code: 0,
+        };
+        let (result, fault) = match self.dispatch(request, &mut record) {
+            Ok((code, body, fault)) => (Ok((code, body)), fault),
+            Err(error) => (Err(error), None),
+        };
+        let (code, body) = match result {
+            Ok(ok) => ok,
+            Err(error) => (error.code, error.body()),
+        };
+        record.code = code;
+        self.log.push(record);
+        Outcome { code, body, fault }
+    }
+
+    fn dispatch(&mut self, request: &ApiRequest, record: &mut RequestRecord) -> ApiResult<(u16, Value, Option<FaultAction>)> {
+        let route = route(&request.path)?;
+        if let Route::Version = route {
+            return Ok((200, resources::version(), None));
+        }
+        let caller = self.authenticate(request.bearer.as_deref()).ok_or_else(ApiError::unauthorized)?;
+        record.user = caller.username();
+        let (rt, namespace, name, subresource) = match route {
+            Route::Version => unreachable!("answered above"),
+            Route::CoreVersions => return Ok((200, resources::core_versions(), None)),
+            Route::GroupList => return Ok((200, resources::group_list(), None)),
+            Route::Group(g) => {
+                return resources::group(&g).map(|d| (200, d, None)).ok_or_else(|| ApiError::not_found("group", &g))
+            }
+            Route::ResourceList(g, v) => {
+                return resources::resource_list(&g, &v)
+                    .map(|d| (200, d, None))
+                    .ok_or_else(|| ApiError::not_found("groupversion", &format!("{g}/{v}")))
+            }
+            Route::Resource { rt, namespace, name, subresource } => (rt, namespace, name, subresource),
+        };
+        let verb = match (request.method.as_str(), &name) {
+            ("GET", None) if request.param("watch").is_some_and(|w| w == "true" || w == "1") => "watch",
+            ("GET", None) => "list",
+            ("GET", Some(_)) => "get",
+            ("POST", _) => "create",
+            ("PUT", Some(_)) => "update",
+            ("PATCH", Some(_)) => "patch",
+            ("DELETE", Some(_)) => "delete",
+            (method, _) => return Err(ApiError::method_not_allowed(method)),
+        };
+        let resource = match &subresource {
+            Some(sub) => format!("{}/{sub}", rt.plural),
+            None => rt.plural.to_string(),
+        };
+        *record = RequestRecord {
+            verb: verb.to_string(),
+            resource: resource.clone(),
+            namespace: namespace.clone(),
+            name: name.clone(),
+            user: record.user.clone(),
+            code: 0,
+        };
+        if let Caller::ServiceAccount(sa) = &caller {
+            let attrs = Attributes { verb, group: rt.group, resource: resource.clone(), namespace: namespace.as_deref(), name: name.as_deref() };
+            if !rbac::allows(&self.store, sa, &attrs) {
+                return Err(ApiError::forbidden(&sa.username(), verb, &resource, namespace.as_deref()));
+            }
+        }
+        let fault = self.faults.take(verb, &resource);
+        match fault {
+            Some(FaultAction::Status(code)) => return Err(ApiError::injected(code)),
+            Some(FaultAction::Hang | FaultAction::DropBefore) => return Ok((0, Value::Null, fault)),
+            _ => {}
+        }
+        if request.content_type.starts_with("application/vnd.kubernetes.protobuf") {
+            return Err(ApiError::unsupported_media_type(&request.content_type));
+        }
+        let namespace = namespace.unwrap_or_default();
+        let body = || parse_body(&request.body);
+        let (code, object) = match (verb, name.as_deref(), subresource.as_deref()) {
+            ("watch", _, _) => return Err(ApiError::method_not_allowed("watch")),
+            ("list", None, _) => (200, self.list(rt, &namespace, request)?),
+            ("get", Some(name), None) => (200, self.store.get(rt, &namespace, name)?.clone()),
+            ("create", None, None) if rt.plural == "tokenreviews" => (201, self.token_review(body()?)),
+            ("create", None, None) => (201, self.create(rt, &namespace, body()?)?),
+            ("create", Some(name), Some("token")) if rt.plural == "serviceaccounts" => {
+                (201, self.token_request(&namespace, name, body()?)?)
+            }
+            ("update", Some(name), None) => (200, self.replace(rt, &namespace, name, body()?)?),
+            ("patch", Some(name), None) => (200, self.patch(rt, &namespace, name, &request.content_type, &request.body)?),
+            ("delete", Some(name), None) => (200, self.delete(rt, &namespace, name, &request.body)?),
+            _ => return Err(ApiError::not_found(&resource, name.as_deref().unwrap_or(""))),
+        };
+        Ok((code, object, fault))
+    }
+
+    fn list(&self, rt: &ResourceType, namespace: &str, request: &ApiRequest) -> ApiResult<Value> {
+        let labels = LabelSelector::parse(request.param("labelSelector").unwrap_or(""))?;
+        let fields = FieldSelector::parse(request.param("fieldSelector").unwrap_or(""))?;
+        let limit = match request.param("limit") {
+            Some(l) => l.parse::<usize>().map_err(|_| ApiError::bad_request(format!("invalid limit {l:?}")))?,
+            None => 0,
+        };
+        let after = match request.param("continue").filter(|c| !c.is_empty()) {
+            Some(token) => Some(decode_continue(token)?),
+            None => None,
+        };
+        let scope = (!namespace.is_empty()).then_some(namespace);
+        let mut matching = self
+            .store
+            .iter(rt, scope)
+            .filter(|(key, _)| after.as_ref().is_none_or(|(ans, aname)| (key.0, key.1) > (ans.as_str(), aname.as_str())))
+            .filter(|(_, object)| labels.matches(object["metadata"].get("labels")) && fields.matches(object));
+        let mut items = Vec::new();
+        let mut last_key = None;
+        for (key, object) in matching.by_ref() {
+            if limit > 0 && items.len() == limit {
+                break;
+            }
+            last_key = Some(key);
+            items.push(strip_type(object.clone()));
+        }
+        let more = limit > 0 && items.len() == limit && matching.next().is_some();
+        let mut metadata = json!({"resourceVersion": self.store.revision().to_string()});
+        if let (true, Some((ns, name))) = (more, last_key) {
+            metadata["continue"] = Value::String(URL_SAFE_NO_PAD.encode(format!("{ns}/{name}")));
+        }
+        Ok(json!({
+            "kind": format!("{}List", rt.kind),
+            "apiVersion": rt.api_version(),
+            "metadata": metadata,
+            "items": items,
+        }))
+    }
+
+    fn create(&mut self, rt: &'static ResourceType, namespace: &str, mut object: Value) -> ApiResult<Value> {
+        if VIRTUAL.contains(&rt.plural) {
+            return Err(ApiError::method_not_allowed("POST"));
+        }
+        if !object["metadata"].is_object() {
+            object["metadata"] = json!({});
+        }
+        let metadata = &mut object["metadata"];
+        if metadata["name"].as_str().unwrap_or("").is_empty() {
+            match metadata["generateName"].as_str() {
+                Some(prefix) => metadata["name"] = Value::String(format!("{prefix}{}", &tokens::random_id()[..5])),
+                None => return Err(ApiError::invalid(rt.kind, "", "metadata.name: Required value: name or generateName is required")),
+            }
+        }
+        self.check_scope(rt, namespace, &mut object)?;
+        let object = normalize(rt, object)?;
+        self.store.create(rt, namespace, object, tokens::random_id(), now_rfc3339())
+    }
+
+    fn replace(&mut self, rt: &'static ResourceType, namespace: &str, name: &str, mut object: Value) -> ApiResult<Value> {
+        if store::name_of(&object) != name {
+            return Err(ApiError::bad_request("the name of the object does not match the name on the URL"));
+        }
+        self.check_scope(rt, namespace, &mut object)?;
+        let object = normalize(rt, object)?;
+        self.store.update(rt, namespace, object)
+    }
+
+    /// Namespaced objects need their namespace to exist and must agree with the URL.
+    fn check_scope(&self, rt: &ResourceType, namespace: &str, object: &mut Value) -> ApiResult<()> {
+        let name = store::name_of(object).to_string();
+        if !valid_name(&name) {
+            return Err(ApiError::invalid(rt.kind, &name, format!("{} \"{name}\" is invalid: metadata.name: Invalid value: a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.'", rt.kind)));
+        }
+        if !rt.namespaced {
+            return Ok(());
+        }
+        match object["metadata"]["namespace"].as_str() {
+            Some(ns) if !ns.is_empty() && ns != namespace => {
+                return Err(ApiError::bad_request("the namespace of the provided object does not match the namespace sent on the request"))
+            }
+            _ => object["metadata"]["namespace"] = Value::String(namespace.to_string()),
+        }
+        let namespaces = ResourceType::find("", "v1", "namespaces").expect("registered");
+        if !self.store.contains(namespaces, "", namespace) {
+            return Err(ApiError::not_found("namespaces", namespace));
+        }
+        Ok(())
+    }
+
+    fn patch(&mut self, rt: &'static ResourceType, namespace: &str, name: &str, content_type: &str, patch: &[u8]) -> ApiResult<Value> {
+        let current = self.store.get(rt, namespace, name)?.clone();
+        let mut patched = current.clone();
+        let media_type = content_type.split(';').next().unwrap_or("").trim();
+        match media_type {
+            "application/merge-patch+json" | "application/strategic-merge-patch+json" => {
+                let patch: Value = serde_json::from_slice(patch).map_err(|e| ApiError::bad_request(format!("invalid patch: {e}")))?;
+                json_patch::merge(&mut patched, &patch);
+            }
+            "application/json-patch+json" => {
+                let patch: json_patch::Patch = serde_json::from_slice(patch).map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?;
+                json_patch::patch(&mut patched, &patch)
+                    .map_err(|e| ApiError::invalid(rt.kind, name, format!("the server rejected our request due to an error in our request: {e}")))?;
+            }
+            other => return Err(ApiError::unsupported_media_type(other)),
+        }
+        if store::name_of(&patched) != name {
+            return Err(ApiError::invalid(rt.kind, name, "metadata.name: Invalid value: field is immutable"));
+        }
+        if store::resource_version_of(&patched).is_none() {
+            patched["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"].clone();
+        }
+        self.replace(rt, namespace, name, patched)
+    }
+
+    fn delete(&mut self, rt: &'static ResourceType, namespace: &str, name: &str, body: &[u8]) -> ApiResult<Value> {
+        let current = self.store.get(rt, namespace, name)?;
+        if !body.is_empty() {
+            let options = parse_body(body)?;
+            let preconditions = &options["preconditions"];
+            for (field, actual) in [
+                ("uid", current["metadata"]["uid"].as_str()),
+                ("resourceVersion", current["metadata"]["resourceVersion"].as_str()),
+            ] {
+                if let Some(wanted) = preconditions[field].as_str() {
+                    if Some(wanted) != actual {
+                        let what = format!("{field} in precondition: {wanted}, {field} in object meta: {}", actual.unwrap_or(""));
+                        return Err(ApiError::precondition_failed(rt.plural, name, &what));
+                    }
+                }
+            }
+        }
+        let deleted = self.store.delete(rt, namespace, name)?;
+        if rt.plural == "namespaces" {
+            self.store.purge_namespace(name);
+        }
+        Ok(deleted)
+    }
+
+    fn token_request(&mut self, namespace: &str, name: &str, request: Value) -> ApiResult<Value> {
+        let expiration = request["spec"]["expirationSeconds"].as_i64().unwrap_or(3600);
+        if expiration < 600 {
+            return Err(ApiError::invalid("TokenRequest", name, "spec.expirationSeconds: Invalid value: may not specify a duration less than 10 minutes"));
+        }
+        let audiences: Vec<String> = match request["spec"]["audiences"].as_array() {
+            Some(list) if !list.is_empty() => list.iter().filter_map(|a| a.as_str().map(String::from)).collect(),
+            _ => tokens::API_AUDIENCES.iter().map(|a| a.to_string()).collect(),
+        };
+        let token = self.issue_token(namespace, name, &audiences, expiration)?;
+        let expires = jiff::Timestamp::from_second(now_unix() + expiration).expect("in range");
+        Ok(json!({
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "metadata": {"name": name, "namespace": namespace, "creationTimestamp": now_rfc3339()},
+            "spec": {"audiences": audiences, "expirationSeconds": expiration},
+            "status": {"token": token, "expirationTimestamp": expires.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()},
+        }))
+    }
+
+    fn token_review(&self, review: Value) -> Value {
+        let token = review["spec"]["token"].as_str().unwrap_or("");
+        let requested: Vec<String> = review["spec"]["audiences"]
+            .as_array()
+            .map(|l| l.iter().filter_map(|a| a.as_str().map(String::from)).collect())
+            .unwrap_or_default();
+        let status = match self.review(token) {
+            None => json!({"authenticated": false, "user": {}, "error": "invalid bearer token"}),
+            Some(sa) => {
+                let audiences = tokens::reviewed_audiences(&requested, &sa.audiences);
+                if audiences.is_empty() {
+                    json!({"authenticated": false, "user": {}, "error": "invalid bearer token, token audiences are invalid for the target audiences"})
+                } else {
+                    json!({
+                        "authenticated": true,
+                        "user": {
+                            "username": sa.username(),
+                            "uid": sa.uid,
+                            "groups": ["system:serviceaccounts", format!("system:serviceaccounts:{}", sa.namespace), "system:authenticated"],
+                            "extra": {"authentication.kubernetes.io/credential-id": [format!("JTI={}", sa.jti)]},
+                        },
+                        "audiences": audiences,
+                    })
+                }
+            }
+        };
+        json!({
+            "kind": "TokenReview",
+            "apiVersion": "authentication.k8s.io/v1",
+            "metadata": {"creationTimestamp": null},
+            "spec": review["spec"].clone(),
+            "status": status,
+        })
+    }
+}
+
+impl Default for Cluster {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn parse_body(body: &[u8]) -> ApiResult<Value> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))?;
+    if !value.is_object() {
+        return Err(ApiError::bad_request("the request body must be a JSON object"));
+    }
+    Ok(value)
+}
+
+fn type_of(object: &Value) -> ApiResult<&'static ResourceType> {
+    let api_version = object["apiVersion"].as_str().unwrap_or("");
+    let kind = object["kind"].as_str().unwrap_or("");
+    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+    resources::RESOURCES
+        .iter()
+        .find(|r| r.group == group && r.version == version && r.kind == kind)
+        .ok_or_else(|| ApiError::bad_request(format!("no kind {kind:?} is registered for version {api_version:?}")))
+}
+
+fn decode_continue(token: &str) -> ApiResult<(String, String)> {
+    let text = URL_SAFE_NO_PAD
+        .decode(token)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(|| ApiError::bad_request("continue key is not valid"))?;
+    let (ns, name) = text.split_once('/').ok_or_else(|| ApiError::bad_request("continue key is not valid"))?;
+    Ok((ns.to_string(), name.to_string()))
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.' || c == ':')
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric())
+}
+
+/// List items carry no `kind`/`apiVersion` on a real server.
+fn strip_type(mut object: Value) -> Value {
+    if let Some(map) = object.as_object_mut() {
+        map.remove("kind");
+        map.remove("apiVersion");
+    }
+    object
+}
+
+/// Sets the type fields and applies per-kind write rules (Secrets: `stringData` folds into
+/// base64 `data`, and `data` must be base64).
+fn normalize(rt: &ResourceType, mut object: Value) -> ApiResult<Value> {
+    object["apiVersion"] = Value::String(rt.api_version());
+    object["kind"] = Value::String(rt.kind.to_string());
+    if rt.plural == "secrets" {
+        let name = store::name_of(&object).to_string();
+        let mut data = match object.get("data") {
+            Some(Value::Object(map)) => map.clone(),
+            None | Some(Value::Null) => Map::new(),
+            Some(_) => return Err(ApiError::invalid("Secret", &name, "data: Invalid value: must be a map")),
+        };
+        for (key, value) in &data {
+            let valid = value.as_str().is_some_and(|v| STANDARD.decode(v).is_ok());
+            if !valid {
+                return Err(ApiError::invalid("Secret", &name, format!("Secret \"{name}\" is invalid: data[{key}]: Invalid value: must be base64-encoded")));
+            }
+        }
+        if let Some(Value::Object(string_data)) = object.get("stringData") {
+            for (key, value) in string_data {
+                let text = value.as_str().ok_or_else(|| ApiError::invalid("Secret", &name, format!("stringData[{key}]: must be a string")))?;
+                data.insert(key.clone(), Value::String(STANDARD.encode(text)));
+            }
+        }
+        for key in data.keys() {
+            if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) {
+                return Err(ApiError::invalid("Secret", &name, format!("Secret \"{name}\" is invalid: data[{key}]: Invalid value: a valid config key must consist of alphanumeric characters, '-', '_' or '.'")));
+            }
+        }
+        let map = object.as_object_mut().expect("objects are maps");
+        map.remove("stringData");
+        map.insert("data".into(), Value::Object(data));
+        if map.get("type").and_then(Value::as_str).unwrap_or("").is_empty() {
+            map.insert("type".into(), Value::String("Opaque".into()));
+        }
+    }
+    if rt.plural == "namespaces" && object["status"]["phase"].is_null() {
+        object["status"] = json!({"phase": "Active"});
+    }
+    Ok(object)
+}

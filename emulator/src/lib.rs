@@ -1,0 +1,113 @@
+//! A Kubernetes API emulator for secops's tests and local demo.
+//!
+//! It serves the JSON REST API for the resources secops touches, with the conventions the
+//! real API server keeps (resourceVersion, conflicts, `Status` bodies, patches, selectors,
+//! TokenRequest/TokenReview, RBAC), so that kubectl, kube-rs and OpenBao's kubernetes auth
+//! can all talk to it. [`Emulator::start`] runs it on a free loopback port in a thread of its
+//! own; dropping the handle stops it.
+
+mod cluster;
+mod faults;
+mod rbac;
+mod resources;
+mod selector;
+mod server;
+mod status;
+mod store;
+mod tokens;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+pub use cluster::{Cluster, RequestRecord};
+pub use faults::{FaultAction, FaultRule};
+pub use status::ApiError;
+pub use tokens::{API_AUDIENCES, ISSUER};
+
+/// A running emulator; stops when dropped.
+pub struct Emulator {
+    addr: SocketAddr,
+    cluster: Arc<Mutex<Cluster>>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Emulator {
+    /// Starts on `127.0.0.1` at a free port.
+    pub fn start() -> std::io::Result<Emulator> {
+        Self::start_on("127.0.0.1:0".parse().expect("valid address"))
+    }
+
+    pub fn start_on(listen: SocketAddr) -> std::io::Result<Emulator> {
+        let cluster = Arc::new(Mutex::new(Cluster::new()));
+        let listener = std::net::TcpListener::bind(listen)?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let (shutdown, stopped) = tokio::sync::oneshot::channel();
+        let served = cluster.clone();
+        let thread = std::thread::Builder::new().name("kube-emulator".into()).spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("tokio runtime");
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                tokio::select! {
+                    _ = server::serve(listener, served) => {}
+                    _ = stopped => {}
+                }
+            });
+            runtime.shutdown_background();
+        })?;
+        Ok(Emulator { addr, cluster, shutdown: Some(shutdown), thread: Some(thread) })
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Direct access to the cluster state, for fixtures, faults and assertions.
+    pub fn cluster(&self) -> MutexGuard<'_, Cluster> {
+        self.cluster.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn admin_token(&self) -> String {
+        self.cluster().admin_token().to_string()
+    }
+
+    pub fn inject(&self, rule: FaultRule) {
+        self.cluster().faults.add(rule);
+    }
+
+    /// A kubeconfig whose current context is the cluster admin.
+    pub fn kubeconfig(&self) -> String {
+        kubeconfig_for(&self.url(), &self.admin_token(), "admin")
+    }
+
+    pub fn write_kubeconfig(&self, path: &Path) -> std::io::Result<()> {
+        std::fs::write(path, self.kubeconfig())
+    }
+}
+
+/// A kubeconfig for any bearer token (a service account's, to test its permissions).
+pub fn kubeconfig_for(url: &str, token: &str, user: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: emulator\n  cluster:\n    server: {url}\n\
+         users:\n- name: {user}\n  user:\n    token: {token}\n\
+         contexts:\n- name: emulator\n  context:\n    cluster: emulator\n    user: {user}\n    namespace: default\n\
+         current-context: emulator\n"
+    )
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

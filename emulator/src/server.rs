@@ -1,0 +1,66 @@
+//! HTTP/1.1 serving: keep-alive connections (OpenBao holds one open), and the faults that
+//! need the socket itself (hang, drop).
+
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+
+use crate::cluster::{ApiRequest, Cluster};
+use crate::faults::FaultAction;
+
+pub async fn serve(listener: TcpListener, cluster: Arc<Mutex<Cluster>>) {
+    let mut connections = JoinSet::new();
+    loop {
+        let Ok((stream, _)) = listener.accept().await else { continue };
+        let cluster = cluster.clone();
+        let kill = Arc::new(Notify::new());
+        connections.spawn(async move {
+            let killer = kill.clone();
+            let service = hyper::service::service_fn(move |request| answer(request, cluster.clone(), killer.clone()));
+            let connection = hyper::server::conn::http1::Builder::new()
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::select! {
+                _ = connection => {}
+                _ = kill.notified() => {}
+            }
+        });
+        while connections.try_join_next().is_some() {}
+    }
+}
+
+async fn answer(request: Request<Incoming>, cluster: Arc<Mutex<Cluster>>, kill: Arc<Notify>) -> Result<Response<Full<Bytes>>, hyper::Error> {
+    let (parts, body) = request.into_parts();
+    let body = body.collect().await?.to_bytes().to_vec();
+    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let api_request = ApiRequest {
+        method: parts.method.to_string(),
+        path: parts.uri.path().to_string(),
+        query: form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes()).into_owned().collect(),
+        content_type: header("content-type").unwrap_or_default(),
+        bearer: header("authorization").and_then(|h| h.strip_prefix("Bearer ").map(|t| t.trim().to_string())),
+        body,
+    };
+    let outcome = cluster.lock().unwrap_or_else(|p| p.into_inner()).handle(&api_request);
+    match outcome.fault {
+        Some(FaultAction::Hang) => std::future::pending().await,
+        Some(FaultAction::DropBefore | FaultAction::DropAfter) => {
+            kill.notify_one();
+            std::future::pending().await
+        }
+        _ => {}
+    }
+    let body = serde_json::to_vec(&outcome.body).expect("JSON values serialize");
+    Ok(Response::builder()
+        .status(outcome.code)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .expect("valid response"))
+}
