@@ -1,0 +1,124 @@
+//! `handover`: discover, write and mark every pending bootstrap Secret in scope, with
+//! bounded concurrency; one bad Secret never stops the others.
+
+use futures::stream::{self, StreamExt as _};
+use serde_json::{json, Value};
+
+use super::steps::{mark, write_to_vault};
+use super::Context;
+use crate::cli::{ConsumeMode, ScopeArgs};
+use crate::domain::bootstrap::SourceSecret;
+use crate::domain::fingerprint::FingerprintKey;
+use crate::domain::names;
+use crate::domain::shard::Shard;
+use crate::error::{exit, severity, Result};
+use crate::output::Report;
+
+pub fn bootstrap_selector(extra: Option<&str>) -> String {
+    let base = format!("{}={}", names::CLASS_LABEL, names::CLASS_BOOTSTRAP);
+    match extra.map(str::trim).filter(|s| !s.is_empty()) {
+        Some(extra) => format!("{base},{extra}"),
+        None => base,
+    }
+}
+
+/// Every bootstrap Secret in scope, in a stable order.
+pub async fn discover(ctx: &Context, scope: &ScopeArgs, selector: Option<&str>) -> Result<Vec<SourceSecret>> {
+    let selector = bootstrap_selector(selector);
+    let mut secrets = Vec::new();
+    for namespace in ctx.namespaces(scope) {
+        secrets.extend(ctx.kube.list_secrets(namespace.as_deref(), &selector).await?);
+    }
+    secrets.sort_by(|a, b| a.reference.cmp(&b.reference));
+    Ok(secrets)
+}
+
+async fn hand_over_one(ctx: &Context, key: &FingerprintKey, secret: SourceSecret, mode: ConsumeMode) -> Value {
+    let mut item = json!({
+        "namespace": secret.reference.namespace,
+        "name": secret.reference.name,
+        "uid": secret.uid,
+    });
+    let result: Result<Value> = async {
+        if secret.is_consumed() {
+            let version: Option<u64> = secret.annotations.get(names::VAULT_VERSION).and_then(|v| v.parse().ok());
+            return Ok(json!({"outcome": "already-consumed", "version": version}));
+        }
+        let target = secret.target(&ctx.settings.kv_mount, &ctx.settings.allowed, None)?;
+        let handed = write_to_vault(ctx, key, &secret, target).await?;
+        let marked = mark(ctx, key, secret, &handed, mode).await?;
+        let outcome = match (handed.outcome, marked.outcome) {
+            (_, "planned") | ("planned", _) => "planned",
+            (_, "already-consumed") => "already-consumed",
+            _ => "consumed",
+        };
+        Ok(json!({
+            "outcome": outcome,
+            "written": handed.outcome == "written",
+            "mount": handed.target.mount,
+            "path": handed.target.path,
+            "version": marked.version,
+            "fingerprint": handed.fingerprint,
+        }))
+    }
+    .await;
+    let fields = match result {
+        Ok(fields) => fields,
+        Err(error) => {
+            tracing::warn!(secret = %format!("{}/{}", item["namespace"].as_str().unwrap_or(""), item["name"].as_str().unwrap_or("")), %error, "handover failed");
+            json!({"outcome": "failed", "exit_code": error.exit_code(), "error": {"kind": error.kind(), "message": error.to_string()}})
+        }
+    };
+    if let (Some(item), Some(fields)) = (item.as_object_mut(), fields.as_object()) {
+        item.extend(fields.clone());
+    }
+    item
+}
+
+pub async fn run(scope: &ScopeArgs, concurrency: u32, shard: Option<&str>, mode: ConsumeMode, selector: Option<&str>, ctx: &Context) -> Result<Report> {
+    let shard = shard.map(Shard::parse).transpose()?;
+    let secrets: Vec<SourceSecret> = discover(ctx, scope, selector)
+        .await?
+        .into_iter()
+        .filter(|s| shard.is_none_or(|shard| shard.contains(&s.uid)))
+        .collect();
+    // One key read per process, whatever the number of Secrets. Without pending work, the
+    // key is not even needed.
+    let pending = secrets.iter().any(|s| !s.is_consumed());
+    let key = if pending { Some(ctx.vault.fingerprint_key(&ctx.settings.kv_mount).await?) } else { None };
+    let items: Vec<Value> = match &key {
+        Some(key) => stream::iter(secrets).map(|secret| hand_over_one(ctx, key, secret, mode)).buffered(concurrency as usize).collect().await,
+        None => secrets
+            .iter()
+            .map(|s| json!({"namespace": s.reference.namespace, "name": s.reference.name, "uid": s.uid, "outcome": "already-consumed"}))
+            .collect(),
+    };
+    let mut counts = serde_json::Map::new();
+    let mut exit_code = exit::OK;
+    for item in &items {
+        let outcome = item["outcome"].as_str().unwrap_or("failed").to_string();
+        let entry = counts.entry(outcome).or_insert(json!(0));
+        *entry = json!(entry.as_u64().unwrap_or(0) + 1);
+        let code = item["exit_code"].as_i64().unwrap_or(0) as i32;
+        if severity(code) > severity(exit_code) {
+            exit_code = code;
+        }
+    }
+    let outcome = match (exit_code, ctx.settings.dry_run) {
+        (exit::OK, true) => "planned",
+        (exit::OK, false) => "done",
+        _ => "failed",
+    };
+    Ok(Report::new(json!({
+        "command": "handover",
+        "outcome": outcome,
+        "mode": mode,
+        "shard": shard.map(|s| s.to_string()),
+        "total": items.len(),
+        "counts": counts,
+        "items": items,
+        "exit_code": exit_code,
+        "dry_run": ctx.settings.dry_run,
+    }))
+    .with_exit_code(exit_code))
+}

@@ -1,0 +1,87 @@
+//! One module per step command; each exposes `run(args, &Context) -> Result<Report>`.
+
+pub mod handover;
+pub mod mark_consumed;
+pub mod read_bootstrap;
+pub mod steps;
+pub mod write_vault;
+
+use crate::cli::{Cli, Command, ScopeArgs};
+use crate::domain::path::AllowedPaths;
+use crate::error::{Error, Result};
+use crate::kube::Kube;
+use crate::output::Report;
+use crate::retry::RetryPolicy;
+use crate::vault::{Vault, VaultSettings};
+
+/// Settings every command shares, validated before any connection.
+pub struct Settings {
+    pub kv_mount: String,
+    pub allowed: AllowedPaths,
+    pub dry_run: bool,
+}
+
+/// The connected clients and settings a command runs with.
+pub struct Context {
+    pub vault: Vault,
+    pub kube: Kube,
+    pub settings: Settings,
+}
+
+impl Context {
+    /// Namespaces in scope: the given ones, every one (`None`), or the context's default.
+    pub fn namespaces(&self, scope: &ScopeArgs) -> Vec<Option<String>> {
+        if scope.all_namespaces {
+            return vec![None];
+        }
+        let mut namespaces: Vec<String> = scope.namespaces.iter().map(|n| n.trim().to_string()).filter(|n| !n.is_empty()).collect();
+        if namespaces.is_empty() {
+            namespaces.push(self.kube.default_namespace().to_string());
+        }
+        namespaces.sort();
+        namespaces.dedup();
+        namespaces.into_iter().map(Some).collect()
+    }
+}
+
+fn validate_scope(scope: &ScopeArgs) -> Result<()> {
+    for namespace in &scope.namespaces {
+        if !crate::domain::is_dns_subdomain(namespace.trim()) {
+            return Err(Error::Usage(format!("--namespace {namespace:?} is not a valid namespace name")));
+        }
+    }
+    Ok(())
+}
+
+/// Parses and validates everything, connects, then runs the command.
+pub async fn run(cli: Cli) -> Result<Report> {
+    if matches!(cli.command, Command::Rotate { .. } | Command::PushSecret { .. } | Command::Status { .. }) {
+        return Err(Error::NotImplemented(cli.command.name()));
+    }
+    let settings = Settings {
+        kv_mount: cli.policy.kv_mount.clone(),
+        allowed: AllowedPaths::new(cli.policy.allowed_paths.clone())?,
+        dry_run: cli.policy.dry_run,
+    };
+    crate::domain::path::validate_mount(&settings.kv_mount).map_err(|reason| Error::Usage(format!("--kv-mount: {reason}")))?;
+    match &cli.command {
+        Command::ReadBootstrap { scope, .. } | Command::Handover { scope, .. } | Command::PushSecret { scope, .. } | Command::Status { scope, .. } => {
+            validate_scope(scope)?
+        }
+        _ => {}
+    }
+    let retry = RetryPolicy::new(cli.retry.max_attempts);
+    let vault_settings = VaultSettings::from_args(&cli.vault, cli.retry.timeout)?;
+    let kube = Kube::connect(&cli.kube, cli.retry.timeout, retry).await?;
+    let vault = Vault::connect(&vault_settings, retry).await?;
+    let context = Context { vault, kube, settings };
+    match cli.command {
+        Command::ReadBootstrap { scope, selector, shards } => read_bootstrap::run(&scope, selector.as_deref(), shards, &context).await,
+        Command::WriteVault { secret, expect_uid } => write_vault::run(&secret, expect_uid.as_deref(), &context).await,
+        Command::MarkConsumed { secret, expect_uid, mode } => mark_consumed::run(&secret, expect_uid.as_deref(), mode, &context).await,
+        Command::Handover { scope, concurrency, shard, mode, selector } => {
+            handover::run(&scope, concurrency, shard.as_deref(), mode, selector.as_deref(), &context).await
+        }
+        Command::Rotate { .. } | Command::PushSecret { .. } | Command::Status { .. } => unreachable!("refused above"),
+    }
+}

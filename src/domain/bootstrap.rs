@@ -1,0 +1,264 @@
+//! Bootstrap Secrets and the handover decisions of the contract's section 6.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::fingerprint::Fingerprint;
+use super::names;
+use super::path::{validate_mount, validate_path, AllowedPaths};
+use super::provenance::{Origin, Provenance};
+use super::SecretRef;
+use crate::error::{Error, Result};
+use crate::secret::SecretData;
+
+/// A Kubernetes Secret as secops sees it (bootstrap or internal).
+#[derive(Debug)]
+pub struct SourceSecret {
+    pub reference: SecretRef,
+    pub uid: String,
+    pub resource_version: String,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    pub secret_type: String,
+    pub data: SecretData,
+}
+
+/// The KV mount and path a Secret hands over to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Target {
+    pub mount: String,
+    pub path: String,
+}
+
+impl SourceSecret {
+    pub fn is_consumed(&self) -> bool {
+        self.labels.get(names::STATE_LABEL).map(String::as_str) == Some(names::STATE_CONSUMED)
+    }
+
+    pub fn bootstrap_origin(&self) -> Origin {
+        Origin::Bootstrap(self.reference.clone())
+    }
+
+    /// Reads the target from the annotations and checks it against the path policy.
+    /// `path_override` (push-secret's `--path`) takes the place of the annotation.
+    pub fn target(&self, default_mount: &str, allowed: &AllowedPaths, path_override: Option<&str>) -> Result<Target> {
+        let invalid = |reason: String| Error::InvalidSource { secret: self.reference.to_string(), reason };
+        let path = match path_override {
+            Some(path) => path.to_string(),
+            None => self
+                .annotations
+                .get(names::VAULT_PATH)
+                .ok_or_else(|| invalid(format!("missing annotation {}", names::VAULT_PATH)))?
+                .clone(),
+        };
+        validate_path(&path).map_err(|reason| invalid(format!("{}: {reason}", names::VAULT_PATH)))?;
+        let mount = match self.annotations.get(names::VAULT_MOUNT) {
+            Some(mount) => {
+                validate_mount(mount).map_err(|reason| invalid(format!("{}: {reason}", names::VAULT_MOUNT)))?;
+                mount.clone()
+            }
+            None => default_mount.to_string(),
+        };
+        if !allowed.allows(&self.reference.namespace, &path) {
+            return Err(Error::PathNotAllowed { secret: self.reference.to_string(), path, allowed: allowed.describe() });
+        }
+        Ok(Target { mount, path })
+    }
+
+    /// A Secret with nothing in it has nothing to hand over; refusing it beats writing an
+    /// empty authority that every consumer would then trust.
+    pub fn require_data(&self) -> Result<()> {
+        if self.data.is_empty() {
+            return Err(Error::InvalidSource { secret: self.reference.to_string(), reason: "the Secret has no data".into() });
+        }
+        Ok(())
+    }
+
+    pub fn require_uid(&self, expected: Option<&str>) -> Result<()> {
+        match expected {
+            Some(uid) if uid != self.uid => Err(Error::NotFound {
+                what: format!("Secret {} with uid {uid} (found uid {}: it was re-created)", self.reference, self.uid),
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// What the handover write does once `cas=0` has been refused because the path exists.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ExistingPath {
+    /// Provenance names this Secret: done before (even if rotated since).
+    AlreadyHandedOver { version: u64 },
+    /// No provenance: compare the current data, it may be our own half-finished write.
+    CompareData,
+    /// Someone else owns it.
+    Conflict { owner: String },
+}
+
+pub fn judge_existing(provenance: Option<&Provenance>, origin: &Origin, uid: &str) -> ExistingPath {
+    match provenance {
+        Some(p) if p.is_owned_by(origin, uid) => ExistingPath::AlreadyHandedOver { version: p.origin_version },
+        Some(p) => ExistingPath::Conflict { owner: format!("{} (uid {})", p.origin, p.origin_uid) },
+        None => ExistingPath::CompareData,
+    }
+}
+
+/// What `mark-consumed` may do, from Vault's provenance for the path.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ConsumeCheck {
+    /// Vault names this Secret; verify that version's fingerprint, then mark.
+    Verify { version: u64, recorded: Option<Fingerprint> },
+    NotHandedOver,
+    Conflict { owner: String },
+}
+
+pub fn check_consumable(provenance: Option<&Provenance>, origin: &Origin, uid: &str) -> ConsumeCheck {
+    match provenance {
+        Some(p) if p.is_owned_by(origin, uid) => ConsumeCheck::Verify { version: p.origin_version, recorded: p.origin_fingerprint.clone() },
+        Some(p) => ConsumeCheck::Conflict { owner: format!("{} (uid {})", p.origin, p.origin_uid) },
+        None => ConsumeCheck::NotHandedOver,
+    }
+}
+
+/// The state of a bootstrap Secret in a plan (`read-bootstrap`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BootstrapState {
+    Pending,
+    HandedOver,
+    Consumed,
+    Drifted,
+    Invalid,
+}
+
+impl BootstrapState {
+    /// Items worth a `write-vault` + `mark-consumed` step.
+    pub fn is_actionable(self) -> bool {
+        matches!(self, BootstrapState::Pending | BootstrapState::HandedOver)
+    }
+}
+
+/// What Vault says about a Secret's target path, reduced to what classification needs.
+pub enum VaultView {
+    Missing,
+    Owned { provenance: Provenance },
+    OwnedByOther { owner: String },
+    /// Data without provenance: ours (a crash between the data and metadata writes) only
+    /// if its fingerprint equals the Secret's.
+    Unowned { data_matches: bool },
+}
+
+/// Classifies a Secret that is not yet marked consumed. Without a current fingerprint (no
+/// key exists yet) drift cannot be judged.
+pub fn classify(view: &VaultView, current: Option<&Fingerprint>) -> (BootstrapState, String) {
+    match view {
+        VaultView::Missing => (BootstrapState::Pending, "not in Vault yet".into()),
+        VaultView::Unowned { data_matches: true } => {
+            (BootstrapState::Pending, "Vault holds this data without provenance (interrupted handover); write-vault finishes it".into())
+        }
+        VaultView::Unowned { data_matches: false } => {
+            (BootstrapState::Invalid, "Vault path holds other data with no secops provenance".into())
+        }
+        VaultView::OwnedByOther { owner } => (BootstrapState::Invalid, format!("Vault path is owned by {owner}")),
+        VaultView::Owned { provenance } => match &provenance.origin_fingerprint {
+            Some(recorded) if current.is_some_and(|c| c != recorded) => (
+                BootstrapState::Drifted,
+                format!("data changed after handover (Vault version {})", provenance.origin_version),
+            ),
+            _ => (BootstrapState::HandedOver, format!("in Vault at version {}, not yet marked consumed", provenance.origin_version)),
+        },
+    }
+}
+
+/// A consumed Secret has drifted when data is still present and no longer matches the
+/// fingerprint recorded when it was consumed.
+pub fn consumed_state(secret: &SourceSecret, current: &Fingerprint) -> (BootstrapState, String) {
+    let recorded = secret.annotations.get(names::FINGERPRINT).and_then(|f| Fingerprint::parse(f));
+    match recorded {
+        Some(recorded) if !secret.data.is_empty() && &recorded != current => {
+            (BootstrapState::Drifted, "data changed after it was consumed".into())
+        }
+        _ => (BootstrapState::Consumed, "consumed; Vault is the authority".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::SecretBytes;
+
+    fn secret(annotations: &[(&str, &str)], data: &[(&str, &str)]) -> SourceSecret {
+        SourceSecret {
+            reference: SecretRef::new("team-a", "db"),
+            uid: "uid-1".into(),
+            resource_version: "7".into(),
+            labels: BTreeMap::new(),
+            annotations: annotations.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            secret_type: "Opaque".into(),
+            data: data.iter().map(|(k, v)| (k.to_string(), SecretBytes::from_string(v.to_string()))).collect(),
+        }
+    }
+
+    fn fp(c: char) -> Fingerprint {
+        Fingerprint::parse(&format!("hmac-sha256:{}", c.to_string().repeat(64))).unwrap()
+    }
+
+    fn provenance(origin: &str, uid: &str, fingerprint: Option<Fingerprint>) -> Provenance {
+        Provenance { origin: Origin::parse(origin), origin_uid: uid.into(), origin_version: 1, origin_fingerprint: fingerprint }
+    }
+
+    #[test]
+    fn target_comes_from_annotations_and_policy() {
+        let allowed = AllowedPaths::new(vec![]).unwrap();
+        let ok = secret(&[(names::VAULT_PATH, "team-a/db")], &[]);
+        assert_eq!(ok.target("secret", &allowed, None).unwrap(), Target { mount: "secret".into(), path: "team-a/db".into() });
+        let mounted = secret(&[(names::VAULT_PATH, "team-a/db"), (names::VAULT_MOUNT, "kv")], &[]);
+        assert_eq!(mounted.target("secret", &allowed, None).unwrap().mount, "kv");
+        let cases = [
+            (secret(&[], &[]), 2),
+            (secret(&[(names::VAULT_PATH, "team-b/db")], &[]), 3),
+            (secret(&[(names::VAULT_PATH, "team-a/../team-b/db")], &[]), 2),
+            (secret(&[(names::VAULT_PATH, "team-a//db")], &[]), 2),
+            (secret(&[(names::VAULT_PATH, "team-a/db"), (names::VAULT_MOUNT, "../sys")], &[]), 2),
+        ];
+        for (s, code) in cases {
+            assert_eq!(s.target("secret", &allowed, None).unwrap_err().exit_code(), code, "{:?}", s.annotations);
+        }
+    }
+
+    #[test]
+    fn write_vault_rules_of_section_6() {
+        let origin = Origin::parse("bootstrap:team-a/db");
+        assert_eq!(judge_existing(None, &origin, "uid-1"), ExistingPath::CompareData);
+        assert_eq!(
+            judge_existing(Some(&provenance("bootstrap:team-a/db", "uid-1", None)), &origin, "uid-1"),
+            ExistingPath::AlreadyHandedOver { version: 1 }
+        );
+        for (other, uid) in [("bootstrap:team-a/db", "uid-2"), ("push:team-a/db", "uid-1"), ("bootstrap:team-a/other", "uid-1")] {
+            assert!(matches!(judge_existing(Some(&provenance(other, uid, None)), &origin, "uid-1"), ExistingPath::Conflict { .. }));
+        }
+    }
+
+    #[test]
+    fn classification_covers_every_vault_view() {
+        let current = Some(&fp('a'));
+        let owned = |f| VaultView::Owned { provenance: provenance("bootstrap:team-a/db", "uid-1", f) };
+        assert_eq!(classify(&VaultView::Missing, current).0, BootstrapState::Pending);
+        assert_eq!(classify(&VaultView::Unowned { data_matches: true }, current).0, BootstrapState::Pending);
+        assert_eq!(classify(&VaultView::Unowned { data_matches: false }, current).0, BootstrapState::Invalid);
+        assert_eq!(classify(&VaultView::OwnedByOther { owner: "x".into() }, current).0, BootstrapState::Invalid);
+        assert_eq!(classify(&owned(Some(fp('a'))), current).0, BootstrapState::HandedOver);
+        assert_eq!(classify(&owned(Some(fp('b'))), current).0, BootstrapState::Drifted);
+    }
+
+    #[test]
+    fn consumed_secrets_drift_only_when_data_changes() {
+        let recorded = fp('a');
+        let s = secret(&[(names::FINGERPRINT, recorded.as_str())], &[("k", "v")]);
+        assert_eq!(consumed_state(&s, &fp('a')).0, BootstrapState::Consumed);
+        assert_eq!(consumed_state(&s, &fp('b')).0, BootstrapState::Drifted);
+        let stripped = secret(&[(names::FINGERPRINT, recorded.as_str())], &[]);
+        assert_eq!(consumed_state(&stripped, &fp('b')).0, BootstrapState::Consumed);
+    }
+}

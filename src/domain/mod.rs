@@ -1,0 +1,65 @@
+//! The I/O-free core: names of the contract, fingerprints, path policy, provenance and the
+//! decision tables of section 6. Commands ask it what to do and carry the answer out.
+
+pub mod bootstrap;
+pub mod fingerprint;
+pub mod names;
+pub mod path;
+pub mod provenance;
+pub mod shard;
+
+use std::fmt;
+
+use crate::error::{Error, Result};
+
+/// `NS/NAME` of a Kubernetes Secret.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SecretRef {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl SecretRef {
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        Self { namespace: namespace.into(), name: name.into() }
+    }
+
+    pub fn parse(text: &str) -> Result<Self> {
+        let (namespace, name) = text
+            .split_once('/')
+            .ok_or_else(|| Error::Usage(format!("--secret {text:?}: expected NAMESPACE/NAME")))?;
+        for part in [namespace, name] {
+            if !is_dns_subdomain(part) {
+                return Err(Error::Usage(format!("--secret {text:?}: {part:?} is not a valid Kubernetes name")));
+            }
+        }
+        Ok(Self::new(namespace, name))
+    }
+}
+
+impl fmt::Display for SecretRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+pub fn is_dns_subdomain(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_refs_are_namespace_slash_name() {
+        assert_eq!(SecretRef::parse("team-a/db").unwrap(), SecretRef::new("team-a", "db"));
+        for bad in ["db", "team-a/", "/db", "Team/db", "a/b/c", "a/../b", "a/\0"] {
+            assert_eq!(SecretRef::parse(bad).unwrap_err().exit_code(), 2, "{bad:?}");
+        }
+    }
+}

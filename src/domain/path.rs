@@ -1,0 +1,135 @@
+//! Where a Kubernetes-sourced write may land in Vault: path syntax and the `--allowed-path`
+//! policy (glob templates with `{namespace}`; `*` is one segment, `**` any number).
+
+use crate::error::{Error, Result};
+
+use super::names::RESERVED_PREFIX;
+
+const MAX_PATH_LEN: usize = 512;
+
+/// Checks a KV path from an annotation or a flag; the reason names what is wrong.
+pub fn validate_path(path: &str) -> std::result::Result<(), String> {
+    if path.is_empty() {
+        return Err("the Vault path is empty".into());
+    }
+    if path.len() > MAX_PATH_LEN {
+        return Err(format!("the Vault path is longer than {MAX_PATH_LEN} bytes"));
+    }
+    if let Some(c) = path.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))) {
+        return Err(format!("the Vault path contains {c:?}; allowed are letters, digits, '-', '_', '.' and '/'"));
+    }
+    for segment in path.split('/') {
+        match segment {
+            "" => return Err(format!("the Vault path {path:?} has an empty segment")),
+            "." | ".." => return Err(format!("the Vault path {path:?} has a {segment:?} segment")),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Mount names follow the same rules as paths.
+pub fn validate_mount(mount: &str) -> std::result::Result<(), String> {
+    validate_path(mount).map_err(|reason| reason.replace("Vault path", "KV mount"))
+}
+
+/// The `--allowed-path` templates.
+#[derive(Debug, Clone)]
+pub struct AllowedPaths(Vec<String>);
+
+impl AllowedPaths {
+    pub const DEFAULT: &'static str = "{namespace}/**";
+
+    pub fn new(patterns: Vec<String>) -> Result<Self> {
+        let patterns: Vec<String> = patterns.into_iter().map(|p| p.trim().to_string()).filter(|p| !p.is_empty()).collect();
+        if patterns.is_empty() {
+            return Ok(Self(vec![Self::DEFAULT.to_string()]));
+        }
+        for pattern in &patterns {
+            let sample = pattern.replace("{namespace}", "ns").replace("**", "x").replace('*', "x");
+            validate_path(&sample).map_err(|reason| Error::Usage(format!("--allowed-path {pattern:?}: {reason}")))?;
+        }
+        Ok(Self(patterns))
+    }
+
+    /// True when some template, with `{namespace}` filled in, matches the path. Paths in
+    /// secops's own reserved prefix never match.
+    pub fn allows(&self, namespace: &str, path: &str) -> bool {
+        if path == RESERVED_PREFIX || path.starts_with(&format!("{RESERVED_PREFIX}/")) {
+            return false;
+        }
+        let path: Vec<&str> = path.split('/').collect();
+        self.0.iter().any(|pattern| {
+            let pattern = pattern.replace("{namespace}", namespace);
+            let segments: Vec<&str> = pattern.split('/').collect();
+            matches_segments(&segments, &path)
+        })
+    }
+
+    pub fn describe(&self) -> String {
+        self.0.join(", ")
+    }
+}
+
+fn matches_segments(pattern: &[&str], path: &[&str]) -> bool {
+    match (pattern.first(), path.first()) {
+        (None, None) => true,
+        (Some(&"**"), _) => {
+            matches_segments(&pattern[1..], path) || (!path.is_empty() && matches_segments(pattern, &path[1..]))
+        }
+        (Some(p), Some(s)) => matches_segment(p.as_bytes(), s.as_bytes()) && matches_segments(&pattern[1..], &path[1..]),
+        _ => false,
+    }
+}
+
+/// `*` within a segment matches any run of characters (never a '/').
+fn matches_segment(pattern: &[u8], text: &[u8]) -> bool {
+    match pattern.split_first() {
+        None => text.is_empty(),
+        Some((b'*', rest)) => (0..=text.len()).any(|skip| matches_segment(rest, &text[skip..])),
+        Some((c, rest)) => text.first() == Some(c) && matches_segment(rest, &text[1..]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(patterns: &[&str]) -> AllowedPaths {
+        AllowedPaths::new(patterns.iter().map(|p| p.to_string()).collect()).unwrap()
+    }
+
+    #[test]
+    fn default_policy_keeps_a_namespace_in_its_own_subtree() {
+        let p = policy(&[]);
+        assert!(p.allows("team-a", "team-a/db"));
+        assert!(p.allows("team-a", "team-a/apps/db/primary"));
+        assert!(!p.allows("team-a", "team-b/db"));
+        assert!(p.allows("team-a", "team-a"), "`**` also matches no segment at all");
+    }
+
+    #[test]
+    fn single_star_is_one_segment() {
+        let p = policy(&["shared/*/creds"]);
+        assert!(p.allows("x", "shared/db/creds"));
+        assert!(!p.allows("x", "shared/db/extra/creds"));
+        assert!(policy(&["apps/db-*"]).allows("x", "apps/db-main"));
+    }
+
+    #[test]
+    fn reserved_prefix_is_never_allowed() {
+        let p = policy(&["**"]);
+        assert!(p.allows("secops", "anything/else"));
+        assert!(!p.allows("secops", "secops/fingerprint-key"));
+        assert!(!policy(&[]).allows("secops", "secops/rotations/x"));
+    }
+
+    #[test]
+    fn hostile_paths_are_rejected_with_a_reason() {
+        for bad in ["", "a//b", "a/../b", "./a", "a/", "/a", "a\0b", "a\nb", "a b", "a%2e"] {
+            assert!(validate_path(bad).is_err(), "{bad:?}");
+        }
+        assert!(validate_path(&"a".repeat(513)).is_err());
+        assert!(validate_path("team-a/postgres_main.v2").is_ok());
+    }
+}

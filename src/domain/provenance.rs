@@ -1,0 +1,141 @@
+//! Provenance: who owns a Vault path, recorded in its KV v2 `custom_metadata` (contract,
+//! section 3).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use super::fingerprint::Fingerprint;
+use super::names::meta;
+use super::SecretRef;
+
+/// Where a Vault secret came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    Bootstrap(SecretRef),
+    Push(SecretRef),
+    /// Written by something else that still used our key (kept as found, never overwritten).
+    Other(String),
+}
+
+impl Origin {
+    pub fn parse(text: &str) -> Origin {
+        let parse_ref = |rest: &str| SecretRef::parse(rest).ok();
+        if let Some(r) = text.strip_prefix("bootstrap:").and_then(parse_ref) {
+            return Origin::Bootstrap(r);
+        }
+        if let Some(r) = text.strip_prefix("push:").and_then(parse_ref) {
+            return Origin::Push(r);
+        }
+        Origin::Other(text.to_string())
+    }
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Bootstrap(r) => write!(f, "bootstrap:{r}"),
+            Origin::Push(r) => write!(f, "push:{r}"),
+            Origin::Other(text) => f.write_str(text),
+        }
+    }
+}
+
+/// The ownership record of a path, as read back from Vault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Provenance {
+    pub origin: Origin,
+    pub origin_uid: String,
+    pub origin_version: u64,
+    pub origin_fingerprint: Option<Fingerprint>,
+}
+
+impl Provenance {
+    /// `None` when the path carries no secops ownership at all.
+    pub fn from_metadata(custom: &BTreeMap<String, String>) -> Option<Provenance> {
+        let origin = Origin::parse(custom.get(meta::ORIGIN)?);
+        Some(Provenance {
+            origin,
+            origin_uid: custom.get(meta::ORIGIN_UID).cloned().unwrap_or_default(),
+            origin_version: custom.get(meta::ORIGIN_VERSION).and_then(|v| v.parse().ok()).unwrap_or(0),
+            origin_fingerprint: custom.get(meta::ORIGIN_FINGERPRINT).and_then(|f| Fingerprint::parse(f)),
+        })
+    }
+
+    /// Same origin and same object (uid): a Secret deleted and re-created under the same
+    /// name is a different owner.
+    pub fn is_owned_by(&self, origin: &Origin, uid: &str) -> bool {
+        self.origin == *origin && self.origin_uid == uid
+    }
+}
+
+/// The metadata a handover or push records, merged over what the path already carries
+/// (so rotation records and foreign keys survive).
+pub struct OwnershipRecord<'a> {
+    pub origin: &'a Origin,
+    pub uid: &'a str,
+    pub version: u64,
+    pub fingerprint: &'a Fingerprint,
+    pub base64_keys: &'a BTreeSet<String>,
+    pub k8s_type: &'a str,
+    pub at: &'a str,
+    /// `secops-handover-at` for a handover; a push records its time on the source instead.
+    pub at_key: Option<&'static str>,
+}
+
+impl OwnershipRecord<'_> {
+    pub fn apply(&self, custom: &mut BTreeMap<String, String>) {
+        custom.insert(meta::ORIGIN.into(), self.origin.to_string());
+        custom.insert(meta::ORIGIN_UID.into(), self.uid.to_string());
+        custom.insert(meta::ORIGIN_VERSION.into(), self.version.to_string());
+        custom.insert(meta::ORIGIN_FINGERPRINT.into(), self.fingerprint.to_string());
+        custom.insert(meta::K8S_TYPE.into(), self.k8s_type.to_string());
+        if let Some(key) = self.at_key {
+            custom.insert(key.into(), self.at.to_string());
+        }
+        if self.base64_keys.is_empty() {
+            custom.remove(meta::BASE64_KEYS);
+        } else {
+            custom.insert(meta::BASE64_KEYS.into(), encode_key_list(self.base64_keys));
+        }
+    }
+}
+
+pub fn encode_key_list(keys: &BTreeSet<String>) -> String {
+    keys.iter().cloned().collect::<Vec<_>>().join(",")
+}
+
+pub fn decode_key_list(custom: &BTreeMap<String, String>) -> BTreeSet<String> {
+    custom
+        .get(meta::BASE64_KEYS)
+        .map(|list| list.split(',').filter(|k| !k.is_empty()).map(String::from).collect())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_round_trip() {
+        for text in ["bootstrap:team-a/db", "push:ops/cert"] {
+            assert_eq!(Origin::parse(text).to_string(), text);
+        }
+        assert_eq!(Origin::parse("manual"), Origin::Other("manual".into()));
+        assert_eq!(Origin::parse("bootstrap:bad"), Origin::Other("bootstrap:bad".into()));
+    }
+
+    #[test]
+    fn ownership_needs_origin_and_uid() {
+        let mut custom = BTreeMap::new();
+        custom.insert(meta::ORIGIN.to_string(), "bootstrap:a/b".to_string());
+        custom.insert(meta::ORIGIN_UID.to_string(), "uid-1".to_string());
+        custom.insert(meta::ORIGIN_VERSION.to_string(), "3".to_string());
+        let p = Provenance::from_metadata(&custom).unwrap();
+        let origin = Origin::Bootstrap(SecretRef::new("a", "b"));
+        assert!(p.is_owned_by(&origin, "uid-1"));
+        assert!(!p.is_owned_by(&origin, "uid-2"));
+        assert!(!p.is_owned_by(&Origin::Push(SecretRef::new("a", "b")), "uid-1"));
+        assert_eq!(p.origin_version, 3);
+        assert!(Provenance::from_metadata(&BTreeMap::new()).is_none());
+    }
+}

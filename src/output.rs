@@ -1,0 +1,104 @@
+//! The output contract (section 4): one JSON document on stdout; with `--output-dir`, the
+//! same document as `result.json`, one file per scalar field, and any extra files, each
+//! written atomically (temp file + rename) so Argo never reads half a file.
+
+use std::io::Write as _;
+use std::path::Path;
+
+use serde_json::{json, Value};
+
+use crate::error::{exit, Error, Result};
+
+/// What a command hands back to `main`: the result document, its exit code, extra files.
+#[derive(Debug)]
+pub struct Report {
+    pub document: Value,
+    pub exit_code: i32,
+    pub files: Vec<(String, Vec<u8>)>,
+}
+
+impl Report {
+    pub fn new(document: Value) -> Self {
+        Self { document, exit_code: exit::OK, files: Vec::new() }
+    }
+
+    pub fn with_exit_code(mut self, code: i32) -> Self {
+        self.exit_code = code;
+        self
+    }
+
+    pub fn with_file(mut self, name: &str, bytes: Vec<u8>) -> Self {
+        self.files.push((name.to_string(), bytes));
+        self
+    }
+
+    /// The document for a command that failed as a whole.
+    pub fn failure(command: &str, error: &Error) -> Self {
+        let document = json!({
+            "command": command,
+            "outcome": "error",
+            "error": {"kind": error.kind(), "message": error.to_string()},
+            "exit_code": error.exit_code(),
+        });
+        Self::new(document).with_exit_code(error.exit_code())
+    }
+}
+
+pub fn print(report: &Report) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = serde_json::to_writer(&mut stdout, &report.document);
+    let _ = stdout.write_all(b"\n");
+    let _ = stdout.flush();
+}
+
+pub fn write_output_dir(dir: &Path, report: &Report) -> Result<()> {
+    let io_error = |what: &str, e: std::io::Error| Error::Usage(format!("--output-dir {}: cannot write {what}: {}", dir.display(), e.kind()));
+    std::fs::create_dir_all(dir).map_err(|e| io_error("the directory", e))?;
+    let mut files: Vec<(String, Vec<u8>)> = vec![("result.json".into(), serde_json::to_vec(&report.document).expect("JSON values serialize"))];
+    if let Some(fields) = report.document.as_object() {
+        for (name, value) in fields {
+            let text = match value {
+                Value::String(s) => s.clone(),
+                Value::Number(n) => n.to_string(),
+                Value::Bool(b) => b.to_string(),
+                _ => continue,
+            };
+            files.push((name.clone(), text.into_bytes()));
+        }
+    }
+    files.extend(report.files.iter().cloned());
+    for (name, bytes) in files {
+        write_atomic(dir, &name, &bytes).map_err(|e| io_error(&name, e))?;
+    }
+    Ok(())
+}
+
+fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+    let temporary = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let mut file = std::fs::File::create(&temporary)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&temporary, dir.join(name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_dir_holds_result_and_scalar_fields() {
+        let dir = std::env::temp_dir().join(format!("secops-output-test-{}", std::process::id()));
+        let report = Report::new(json!({"command": "write-vault", "outcome": "written", "version": 3, "keys": ["a"]}))
+            .with_file("items.json", b"[]".to_vec());
+        write_output_dir(&dir, &report).unwrap();
+        assert_eq!(std::fs::read_to_string(dir.join("outcome")).unwrap(), "written");
+        assert_eq!(std::fs::read_to_string(dir.join("version")).unwrap(), "3");
+        assert!(!dir.join("keys").exists(), "arrays are not scalar fields");
+        let result: Value = serde_json::from_slice(&std::fs::read(dir.join("result.json")).unwrap()).unwrap();
+        assert_eq!(result, report.document);
+        assert_eq!(std::fs::read(dir.join("items.json")).unwrap(), b"[]");
+        let leftovers = std::fs::read_dir(&dir).unwrap().filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().contains(".tmp-")).count();
+        assert_eq!(leftovers, 0);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
