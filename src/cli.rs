@@ -21,10 +21,12 @@ VAULT_TOKEN or --vault-token-file; VAULT_ROLE_ID and --vault-secret-id-file for 
 /// single authority (RFC-SECOPS-0001).
 #[derive(Debug, Parser)]
 #[command(name = "secops", version, after_long_help = EXIT_CODES, max_term_width = 100)]
-#[command(long_about = "Hands Kubernetes bootstrap Secrets over to Vault exactly once, then keeps Vault \
+#[command(
+    long_about = "Hands Kubernetes bootstrap Secrets over to Vault exactly once, then keeps Vault \
 the single authority (RFC-SECOPS-0001).\n\nEach command is one idempotent step: run it again, or after a \
 crash at any point, and it converges without writing a second Vault version for the same intent. \
-The result is one JSON document on stdout; logs and audit events go to stderr.")]
+The result is one JSON document on stdout; logs and audit events go to stderr."
+)]
 pub struct Cli {
     #[command(flatten)]
     pub vault: VaultArgs,
@@ -75,7 +77,12 @@ pub struct VaultArgs {
     #[arg(long, env = "SECOPS_VAULT_AUTH_MOUNT", global = true)]
     pub vault_auth_mount: Option<String>,
     /// Service-account token for kubernetes login
-    #[arg(long, env = "SECOPS_VAULT_JWT_FILE", global = true, default_value = "/var/run/secrets/kubernetes.io/serviceaccount/token")]
+    #[arg(
+        long,
+        env = "SECOPS_VAULT_JWT_FILE",
+        global = true,
+        default_value = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+    )]
     pub vault_jwt_file: PathBuf,
     /// AppRole role id (not a secret)
     #[arg(long, env = "VAULT_ROLE_ID", global = true)]
@@ -104,7 +111,12 @@ pub struct PolicyArgs {
     pub kv_mount: String,
     /// Glob template a Kubernetes-sourced write may target; {namespace} is the Secret's
     /// namespace, `*` one path segment, `**` any number [default: {namespace}/**]
-    #[arg(long = "allowed-path", env = "SECOPS_ALLOWED_PATHS", value_delimiter = ',', global = true)]
+    #[arg(
+        long = "allowed-path",
+        env = "SECOPS_ALLOWED_PATHS",
+        value_delimiter = ',',
+        global = true
+    )]
     pub allowed_paths: Vec<String>,
     /// Decide and report, change nothing (outcome `planned`)
     #[arg(long, env = "SECOPS_DRY_RUN", global = true)]
@@ -124,7 +136,13 @@ pub struct OutputArgs {
     #[arg(long, env = "SECOPS_OUTPUT_DIR", global = true)]
     pub output_dir: Option<PathBuf>,
     /// Log format on stderr (filter with RUST_LOG)
-    #[arg(long, value_enum, env = "SECOPS_LOG_FORMAT", default_value = "json", global = true)]
+    #[arg(
+        long,
+        value_enum,
+        env = "SECOPS_LOG_FORMAT",
+        default_value = "json",
+        global = true
+    )]
     pub log_format: LogFormat,
 }
 
@@ -142,7 +160,12 @@ pub struct RetryArgs {
 #[derive(Debug, Args, Clone)]
 pub struct ScopeArgs {
     /// Namespace(s) in scope, repeatable or comma separated [default: the context's]
-    #[arg(short = 'n', long = "namespace", value_delimiter = ',', env = "SECOPS_NAMESPACES")]
+    #[arg(
+        short = 'n',
+        long = "namespace",
+        value_delimiter = ',',
+        env = "SECOPS_NAMESPACES"
+    )]
     pub namespaces: Vec<String>,
     /// Every namespace
     #[arg(short = 'A', long, conflicts_with = "namespaces")]
@@ -314,15 +337,23 @@ impl Command {
 /// Parses `500ms`, `10s`, `5m`, `2h`, or a plain number of seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let number: u64 = number.parse().map_err(|_| format!("{text:?} is not a duration like 500ms, 10s, 5m or 2h"))?;
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 500ms, 10s, 5m or 2h"))?;
     let duration = match unit {
         "ms" => Duration::from_millis(number),
         "" | "s" => Duration::from_secs(number),
         "m" => Duration::from_secs(number * 60),
         "h" => Duration::from_secs(number * 3600),
-        _ => return Err(format!("{text:?}: unknown unit {unit:?} (use ms, s, m or h)")),
+        _ => {
+            return Err(format!(
+                "{text:?}: unknown unit {unit:?} (use ms, s, m or h)"
+            ))
+        }
     };
     Ok(duration)
 }

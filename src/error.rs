@@ -12,10 +12,18 @@ pub enum Error {
     InvalidSource { secret: String, reason: String },
 
     #[error("{secret}: Vault path {path:?} is not allowed (allowed: {allowed})")]
-    PathNotAllowed { secret: String, path: String, allowed: String },
+    PathNotAllowed {
+        secret: String,
+        path: String,
+        allowed: String,
+    },
 
     #[error("Vault path {path:?} belongs to {owner}, not to {claimant}; refusing to overwrite it")]
-    NotOwned { path: String, owner: String, claimant: String },
+    NotOwned {
+        path: String,
+        owner: String,
+        claimant: String,
+    },
 
     #[error("{secret} has drifted: its data no longer matches what was handed over to Vault (version {version}); Vault stays authoritative, fix the value in Git or rotate in Vault")]
     Drifted { secret: String, version: u64 },
@@ -60,8 +68,13 @@ pub mod exit {
 impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Usage(_) | Error::InvalidSource { .. } | Error::Unauthenticated { .. } => exit::USAGE,
-            Error::PathNotAllowed { .. } | Error::NotOwned { .. } | Error::Drifted { .. } | Error::Refused { .. } => exit::REFUSED,
+            Error::Usage(_) | Error::InvalidSource { .. } | Error::Unauthenticated { .. } => {
+                exit::USAGE
+            }
+            Error::PathNotAllowed { .. }
+            | Error::NotOwned { .. }
+            | Error::Drifted { .. }
+            | Error::Refused { .. } => exit::REFUSED,
             Error::NotFound { .. } | Error::NotHandedOver { .. } => exit::NOT_FOUND,
             Error::Temporary { .. } => exit::TEMPORARY,
             Error::Remote { .. } | Error::NotImplemented(_) | Error::Internal(_) => exit::INTERNAL,
@@ -113,12 +126,19 @@ mod tests {
 
     #[test]
     fn only_temporary_failures_are_retried() {
-        let temporary = Error::Temporary { action: "a".into(), detail: "b".into() };
+        let temporary = Error::Temporary {
+            action: "a".into(),
+            detail: "b".into(),
+        };
         assert!(temporary.is_transient());
         assert_eq!(temporary.exit_code(), 75);
         for permanent in [
             Error::Usage("x".into()),
-            Error::NotOwned { path: "p".into(), owner: "o".into(), claimant: "c".into() },
+            Error::NotOwned {
+                path: "p".into(),
+                owner: "o".into(),
+                claimant: "c".into(),
+            },
             Error::NotFound { what: "w".into() },
             Error::Internal("i".into()),
         ] {
@@ -129,9 +149,25 @@ mod tests {
     #[test]
     fn exit_codes_follow_the_contract() {
         assert_eq!(Error::Usage("x".into()).exit_code(), 2);
-        assert_eq!(Error::Drifted { secret: "s".into(), version: 1 }.exit_code(), 3);
-        assert_eq!(Error::NotHandedOver { secret: "s".into(), path: "p".into() }.exit_code(), 4);
+        assert_eq!(
+            Error::Drifted {
+                secret: "s".into(),
+                version: 1
+            }
+            .exit_code(),
+            3
+        );
+        assert_eq!(
+            Error::NotHandedOver {
+                secret: "s".into(),
+                path: "p".into()
+            }
+            .exit_code(),
+            4
+        );
         assert_eq!(Error::NotImplemented("rotate").exit_code(), 1);
-        assert!(severity(75) > severity(3) && severity(3) > severity(0) && severity(1) > severity(75));
+        assert!(
+            severity(75) > severity(3) && severity(3) > severity(0) && severity(1) > severity(75)
+        );
     }
 }

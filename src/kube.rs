@@ -45,7 +45,9 @@ impl SecretPatch {
 /// The answer to a conditional write.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Conditional {
-    Applied { resource_version: String },
+    Applied {
+        resource_version: String,
+    },
     /// The object changed since it was read: re-read and re-decide.
     Conflict,
     /// The object is gone.
@@ -63,37 +65,77 @@ fn classify(error: kube::Error, action: &str) -> Failure {
     let fatal = |e: Error| Failure::Fatal(e);
     match error {
         kube::Error::Api(status) => {
-            let message = status.message.split_whitespace().collect::<Vec<_>>().join(" ");
+            let message = status
+                .message
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ");
             match status.code {
                 404 => Failure::NotFound,
                 409 => Failure::Conflict,
-                401 => fatal(Error::Unauthenticated { action: action.into(), detail: message }),
-                403 => fatal(Error::Refused { action: action.into(), detail: message }),
-                429 | 500..=599 => fatal(Error::Temporary { action: action.into(), detail: format!("HTTP {}: {message}", status.code) }),
-                400 | 422 => fatal(Error::Usage(format!("{action}: the API server rejected the request: {message}"))),
-                code => fatal(Error::Remote { action: action.into(), detail: format!("HTTP {code}: {message}") }),
+                401 => fatal(Error::Unauthenticated {
+                    action: action.into(),
+                    detail: message,
+                }),
+                403 => fatal(Error::Refused {
+                    action: action.into(),
+                    detail: message,
+                }),
+                429 | 500..=599 => fatal(Error::Temporary {
+                    action: action.into(),
+                    detail: format!("HTTP {}: {message}", status.code),
+                }),
+                400 | 422 => fatal(Error::Usage(format!(
+                    "{action}: the API server rejected the request: {message}"
+                ))),
+                code => fatal(Error::Remote {
+                    action: action.into(),
+                    detail: format!("HTTP {code}: {message}"),
+                }),
             }
         }
-        kube::Error::HyperError(e) => fatal(Error::Temporary { action: action.into(), detail: format!("connection failed: {e}") }),
+        kube::Error::HyperError(e) => fatal(Error::Temporary {
+            action: action.into(),
+            detail: format!("connection failed: {e}"),
+        }),
         kube::Error::Service(e) => {
             let text = e.to_string();
-            let detail = if text.contains("timed out") || text.contains("elapsed") { "request timed out".to_string() } else { format!("cannot reach the API server: {text}") };
-            fatal(Error::Temporary { action: action.into(), detail })
+            let detail = if text.contains("timed out") || text.contains("elapsed") {
+                "request timed out".to_string()
+            } else {
+                format!("cannot reach the API server: {text}")
+            };
+            fatal(Error::Temporary {
+                action: action.into(),
+                detail,
+            })
         }
         // Never attach the deserializer's message: it could quote a Secret's data.
-        kube::Error::SerdeError(_) | kube::Error::FromUtf8(_) => {
-            fatal(Error::Remote { action: action.into(), detail: "the API server's response could not be read".into() })
+        kube::Error::SerdeError(_) | kube::Error::FromUtf8(_) => fatal(Error::Remote {
+            action: action.into(),
+            detail: "the API server's response could not be read".into(),
+        }),
+        kube::Error::Auth(e) => fatal(Error::Unauthenticated {
+            action: action.into(),
+            detail: e.to_string(),
+        }),
+        kube::Error::InferConfig(e) => {
+            fatal(Error::Usage(format!("no Kubernetes configuration: {e}")))
         }
-        kube::Error::Auth(e) => fatal(Error::Unauthenticated { action: action.into(), detail: e.to_string() }),
-        kube::Error::InferConfig(e) => fatal(Error::Usage(format!("no Kubernetes configuration: {e}"))),
         kube::Error::InferKubeconfig(e) => fatal(Error::Usage(format!("invalid kubeconfig: {e}"))),
-        other => fatal(Error::Remote { action: action.into(), detail: other.to_string() }),
+        other => fatal(Error::Remote {
+            action: action.into(),
+            detail: other.to_string(),
+        }),
     }
 }
 
 fn source_secret(secret: Secret) -> Result<SourceSecret> {
     let metadata = secret.metadata;
-    let missing = |field: &str| Error::Remote { action: "read Secret".into(), detail: format!("the API server returned a Secret without {field}") };
+    let missing = |field: &str| Error::Remote {
+        action: "read Secret".into(),
+        detail: format!("the API server returned a Secret without {field}"),
+    };
     let namespace = metadata.namespace.ok_or_else(|| missing("a namespace"))?;
     let name = metadata.name.ok_or_else(|| missing("a name"))?;
     let data: SecretData = secret
@@ -105,7 +147,9 @@ fn source_secret(secret: Secret) -> Result<SourceSecret> {
     Ok(SourceSecret {
         reference: SecretRef::new(namespace, name),
         uid: metadata.uid.ok_or_else(|| missing("a uid"))?,
-        resource_version: metadata.resource_version.ok_or_else(|| missing("a resourceVersion"))?,
+        resource_version: metadata
+            .resource_version
+            .ok_or_else(|| missing("a resourceVersion"))?,
         labels: metadata.labels.unwrap_or_default(),
         annotations: metadata.annotations.unwrap_or_default(),
         secret_type: secret.type_.unwrap_or_else(|| "Opaque".into()),
@@ -121,14 +165,26 @@ pub struct Kube {
 
 impl Kube {
     pub async fn connect(args: &KubeArgs, timeout: Duration, retry: RetryPolicy) -> Result<Kube> {
-        let options = KubeConfigOptions { context: args.context.clone(), ..Default::default() };
+        let options = KubeConfigOptions {
+            context: args.context.clone(),
+            ..Default::default()
+        };
         let config = match (&args.kubeconfig, &args.context) {
             (Some(path), _) => {
-                let kubeconfig = Kubeconfig::read_from(path).map_err(|e| Error::Usage(format!("--kubeconfig {}: {e}", path.display())))?;
-                Config::from_custom_kubeconfig(kubeconfig, &options).await.map_err(|e| Error::Usage(format!("--kubeconfig {}: {e}", path.display())))?
+                let kubeconfig = Kubeconfig::read_from(path)
+                    .map_err(|e| Error::Usage(format!("--kubeconfig {}: {e}", path.display())))?;
+                Config::from_custom_kubeconfig(kubeconfig, &options)
+                    .await
+                    .map_err(|e| Error::Usage(format!("--kubeconfig {}: {e}", path.display())))?
             }
-            (None, Some(_)) => Config::from_kubeconfig(&options).await.map_err(|e| Error::Usage(format!("kubeconfig: {e}")))?,
-            (None, None) => Config::infer().await.map_err(|e| Error::Usage(format!("no Kubernetes configuration (in-cluster or kubeconfig): {e}")))?,
+            (None, Some(_)) => Config::from_kubeconfig(&options)
+                .await
+                .map_err(|e| Error::Usage(format!("kubeconfig: {e}")))?,
+            (None, None) => Config::infer().await.map_err(|e| {
+                Error::Usage(format!(
+                    "no Kubernetes configuration (in-cluster or kubeconfig): {e}"
+                ))
+            })?,
         };
         let mut config = config;
         // secops retries itself, on its own policy; kube's built-in retry would multiply it.
@@ -136,10 +192,11 @@ impl Kube {
         config.connect_timeout = Some(timeout);
         config.read_timeout = Some(timeout);
         config.write_timeout = Some(timeout);
-        let client = Client::try_from(config).map_err(|e| match classify(e, "build Kubernetes client") {
-            Failure::Fatal(error) => error,
-            _ => Error::Usage("cannot build the Kubernetes client".into()),
-        })?;
+        let client =
+            Client::try_from(config).map_err(|e| match classify(e, "build Kubernetes client") {
+                Failure::Fatal(error) => error,
+                _ => Error::Usage("cannot build the Kubernetes client".into()),
+            })?;
         Ok(Kube { client, retry })
     }
 
@@ -155,8 +212,14 @@ impl Kube {
     }
 
     /// Every Secret matching the selector, page by page.
-    pub async fn list_secrets(&self, namespace: Option<&str>, selector: &str) -> Result<Vec<SourceSecret>> {
-        let scope = namespace.map(|ns| format!("namespace {ns}")).unwrap_or_else(|| "all namespaces".into());
+    pub async fn list_secrets(
+        &self,
+        namespace: Option<&str>,
+        selector: &str,
+    ) -> Result<Vec<SourceSecret>> {
+        let scope = namespace
+            .map(|ns| format!("namespace {ns}"))
+            .unwrap_or_else(|| "all namespaces".into());
         let action = format!("list Secrets ({selector}) in {scope}");
         let api = self.secrets(namespace);
         let mut secrets = Vec::new();
@@ -169,11 +232,18 @@ impl Kube {
             let page = self
                 .retry
                 .run(|| async {
-                    api.list(&params).await.map_err(|e| match classify(e, &action) {
-                        Failure::Fatal(error) => error,
-                        Failure::NotFound => Error::NotFound { what: scope.clone() },
-                        Failure::Conflict => Error::Temporary { action: action.clone(), detail: "list expired, start again".into() },
-                    })
+                    api.list(&params)
+                        .await
+                        .map_err(|e| match classify(e, &action) {
+                            Failure::Fatal(error) => error,
+                            Failure::NotFound => Error::NotFound {
+                                what: scope.clone(),
+                            },
+                            Failure::Conflict => Error::Temporary {
+                                action: action.clone(),
+                                detail: "list expired, start again".into(),
+                            },
+                        })
                 })
                 .await?;
             continue_token = page.metadata.continue_.filter(|c| !c.is_empty());
@@ -196,7 +266,10 @@ impl Kube {
                     Ok(secret) => Ok(Some(secret)),
                     Err(e) => match classify(e, &action) {
                         Failure::NotFound => Ok(None),
-                        Failure::Conflict => Err(Error::Remote { action: action.clone(), detail: "unexpected conflict".into() }),
+                        Failure::Conflict => Err(Error::Remote {
+                            action: action.clone(),
+                            detail: "unexpected conflict".into(),
+                        }),
                         Failure::Fatal(error) => Err(error),
                     },
                 }
@@ -205,14 +278,23 @@ impl Kube {
         secret.map(source_secret).transpose()
     }
 
-    pub async fn patch_secret(&self, reference: &SecretRef, patch: &SecretPatch) -> Result<Conditional> {
+    pub async fn patch_secret(
+        &self,
+        reference: &SecretRef,
+        patch: &SecretPatch,
+    ) -> Result<Conditional> {
         let action = format!("patch Secret {reference}");
         let api = self.secrets(Some(&reference.namespace));
         let body = Patch::Merge(patch.to_merge_patch());
         self.retry
             .run(|| async {
-                match api.patch(&reference.name, &PatchParams::default(), &body).await {
-                    Ok(secret) => Ok(Conditional::Applied { resource_version: secret.metadata.resource_version.unwrap_or_default() }),
+                match api
+                    .patch(&reference.name, &PatchParams::default(), &body)
+                    .await
+                {
+                    Ok(secret) => Ok(Conditional::Applied {
+                        resource_version: secret.metadata.resource_version.unwrap_or_default(),
+                    }),
                     Err(e) => match classify(e, &action) {
                         Failure::Conflict => Ok(Conditional::Conflict),
                         Failure::NotFound => Ok(Conditional::Gone),
@@ -224,17 +306,27 @@ impl Kube {
     }
 
     /// Deletes the Secret only if it is still the object (uid) and version that was read.
-    pub async fn delete_secret(&self, reference: &SecretRef, uid: &str, resource_version: &str) -> Result<Conditional> {
+    pub async fn delete_secret(
+        &self,
+        reference: &SecretRef,
+        uid: &str,
+        resource_version: &str,
+    ) -> Result<Conditional> {
         let action = format!("delete Secret {reference}");
         let api = self.secrets(Some(&reference.namespace));
         let params = DeleteParams {
-            preconditions: Some(Preconditions { uid: Some(uid.to_string()), resource_version: Some(resource_version.to_string()) }),
+            preconditions: Some(Preconditions {
+                uid: Some(uid.to_string()),
+                resource_version: Some(resource_version.to_string()),
+            }),
             ..DeleteParams::default()
         };
         self.retry
             .run(|| async {
                 match api.delete(&reference.name, &params).await {
-                    Ok(_) => Ok(Conditional::Applied { resource_version: String::new() }),
+                    Ok(_) => Ok(Conditional::Applied {
+                        resource_version: String::new(),
+                    }),
                     Err(e) => match classify(e, &action) {
                         Failure::Conflict => Ok(Conditional::Conflict),
                         Failure::NotFound => Ok(Conditional::Gone),
@@ -247,8 +339,17 @@ impl Kube {
 
     /// Posts a Kubernetes Event about a Secret. An Event is a courtesy: failing to post one
     /// is logged and never fails the step.
-    pub async fn record_event(&self, reference: &SecretRef, uid: &str, reason: &str, message: &str, warning: bool) {
-        let now = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+    pub async fn record_event(
+        &self,
+        reference: &SecretRef,
+        uid: &str,
+        reason: &str,
+        message: &str,
+        warning: bool,
+    ) {
+        let now = jiff::Timestamp::now()
+            .strftime("%Y-%m-%dT%H:%M:%SZ")
+            .to_string();
         let event = json!({
             "metadata": {"generateName": format!("{}.", reference.name), "namespace": reference.namespace},
             "involvedObject": {"apiVersion": "v1", "kind": "Secret", "namespace": reference.namespace, "name": reference.name, "uid": uid},
@@ -264,7 +365,9 @@ impl Kube {
         });
         let event: Event = match serde_json::from_value(event) {
             Ok(event) => event,
-            Err(_) => return tracing::warn!(secret = %reference, reason, "could not build the Kubernetes Event"),
+            Err(_) => {
+                return tracing::warn!(secret = %reference, reason, "could not build the Kubernetes Event")
+            }
         };
         let api: Api<Event> = Api::namespaced(self.client.clone(), &reference.namespace);
         if let Err(e) = api.create(&PostParams::default(), &event).await {

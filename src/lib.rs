@@ -24,7 +24,11 @@ pub fn main_entry() -> ExitCode {
         Ok(cli) => cli,
         Err(error) => {
             let _ = error.print();
-            return ExitCode::from(if error.use_stderr() { error::exit::USAGE as u8 } else { 0 });
+            return ExitCode::from(if error.use_stderr() {
+                error::exit::USAGE as u8
+            } else {
+                0
+            });
         }
     };
     logging::init(cli.output.log_format);
@@ -32,18 +36,26 @@ pub fn main_entry() -> ExitCode {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let command = cli.command.name();
     let output_dir = cli.output.output_dir.clone();
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
-            let report = output::Report::failure(command, &error::Error::Internal(format!("cannot start the async runtime: {error}")));
+            let report = output::Report::failure(
+                command,
+                &error::Error::Internal(format!("cannot start the async runtime: {error}")),
+            );
             output::print(&report);
             return ExitCode::from(report.exit_code as u8);
         }
     };
-    let mut report = runtime.block_on(commands::run(cli)).unwrap_or_else(|error| {
-        tracing::error!(%error, exit_code = error.exit_code(), "{command} failed");
-        output::Report::failure(command, &error)
-    });
+    let mut report = runtime
+        .block_on(commands::run(cli))
+        .unwrap_or_else(|error| {
+            tracing::error!(%error, exit_code = error.exit_code(), "{command} failed");
+            output::Report::failure(command, &error)
+        });
     if let Some(dir) = output_dir {
         if let Err(error) = output::write_output_dir(&dir, &report) {
             tracing::error!(%error, "cannot write the output directory");

@@ -10,16 +10,34 @@ use crate::domain::fingerprint::Fingerprint;
 /// Libraries that may log request or response bodies (Secret data) at debug/trace, or that
 /// log expected 404s as errors. These caps are applied after `RUST_LOG`, so no filter a
 /// user sets can turn them on.
-const CAPPED: &[&str] = &["vaultrs=off", "rustify=off", "reqwest=warn", "hyper=warn", "hyper_util=warn", "h2=warn", "kube_client=warn", "kube=warn", "tower=warn", "rustls=warn"];
+const CAPPED: &[&str] = &[
+    "vaultrs=off",
+    "rustify=off",
+    "reqwest=warn",
+    "hyper=warn",
+    "hyper_util=warn",
+    "h2=warn",
+    "kube_client=warn",
+    "kube=warn",
+    "tower=warn",
+    "rustls=warn",
+];
 
 pub fn init(format: LogFormat) {
     let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     for directive in CAPPED {
         filter = filter.add_directive(directive.parse().expect("valid directive"));
     }
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
     match format {
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init(),
         LogFormat::Text => builder.init(),
     }
 }
@@ -46,14 +64,23 @@ pub fn actor() -> &'static str {
             parts.push(format!("sa:{account}"));
         }
         if parts.is_empty() {
-            parts.push(format!("user:{}", env("USER").unwrap_or_else(|| "unknown".into())));
+            parts.push(format!(
+                "user:{}",
+                env("USER").unwrap_or_else(|| "unknown".into())
+            ));
         }
         parts.join(",")
     })
 }
 
 /// One audit event per state change: a log line with `"audit":true`.
-pub fn audit(action: &str, target: &str, outcome: &str, vault_version: Option<u64>, fingerprint: Option<&Fingerprint>) {
+pub fn audit(
+    action: &str,
+    target: &str,
+    outcome: &str,
+    vault_version: Option<u64>,
+    fingerprint: Option<&Fingerprint>,
+) {
     tracing::info!(
         audit = true,
         action,

@@ -19,7 +19,11 @@ pub struct Report {
 
 impl Report {
     pub fn new(document: Value) -> Self {
-        Self { document, exit_code: exit::OK, files: Vec::new() }
+        Self {
+            document,
+            exit_code: exit::OK,
+            files: Vec::new(),
+        }
     }
 
     pub fn with_exit_code(mut self, code: i32) -> Self {
@@ -52,9 +56,18 @@ pub fn print(report: &Report) {
 }
 
 pub fn write_output_dir(dir: &Path, report: &Report) -> Result<()> {
-    let io_error = |what: &str, e: std::io::Error| Error::Usage(format!("--output-dir {}: cannot write {what}: {}", dir.display(), e.kind()));
+    let io_error = |what: &str, e: std::io::Error| {
+        Error::Usage(format!(
+            "--output-dir {}: cannot write {what}: {}",
+            dir.display(),
+            e.kind()
+        ))
+    };
     std::fs::create_dir_all(dir).map_err(|e| io_error("the directory", e))?;
-    let mut files: Vec<(String, Vec<u8>)> = vec![("result.json".into(), serde_json::to_vec(&report.document).expect("JSON values serialize"))];
+    let mut files: Vec<(String, Vec<u8>)> = vec![(
+        "result.json".into(),
+        serde_json::to_vec(&report.document).expect("JSON values serialize"),
+    )];
     if let Some(fields) = report.document.as_object() {
         for (name, value) in fields {
             let text = match value {
@@ -88,16 +101,31 @@ mod tests {
     #[test]
     fn output_dir_holds_result_and_scalar_fields() {
         let dir = std::env::temp_dir().join(format!("secops-output-test-{}", std::process::id()));
-        let report = Report::new(json!({"command": "write-vault", "outcome": "written", "version": 3, "keys": ["a"]}))
-            .with_file("items.json", b"[]".to_vec());
+        let report = Report::new(
+            json!({"command": "write-vault", "outcome": "written", "version": 3, "keys": ["a"]}),
+        )
+        .with_file("items.json", b"[]".to_vec());
         write_output_dir(&dir, &report).unwrap();
-        assert_eq!(std::fs::read_to_string(dir.join("outcome")).unwrap(), "written");
+        assert_eq!(
+            std::fs::read_to_string(dir.join("outcome")).unwrap(),
+            "written"
+        );
         assert_eq!(std::fs::read_to_string(dir.join("version")).unwrap(), "3");
         assert!(!dir.join("keys").exists(), "arrays are not scalar fields");
-        let result: Value = serde_json::from_slice(&std::fs::read(dir.join("result.json")).unwrap()).unwrap();
+        let result: Value =
+            serde_json::from_slice(&std::fs::read(dir.join("result.json")).unwrap()).unwrap();
         assert_eq!(result, report.document);
         assert_eq!(std::fs::read(dir.join("items.json")).unwrap(), b"[]");
-        let leftovers = std::fs::read_dir(&dir).unwrap().filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().contains(".tmp-")).count();
+        let leftovers = std::fs::read_dir(&dir)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .contains(".tmp-")
+            })
+            .count();
         assert_eq!(leftovers, 0);
         std::fs::remove_dir_all(dir).unwrap();
     }

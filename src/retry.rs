@@ -16,7 +16,11 @@ pub struct RetryPolicy {
 
 impl RetryPolicy {
     pub fn new(max_attempts: u32) -> Self {
-        Self { max_attempts: max_attempts.max(1), min_delay: Duration::from_millis(200), max_delay: Duration::from_secs(5) }
+        Self {
+            max_attempts: max_attempts.max(1),
+            min_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(5),
+        }
     }
 
     /// Runs `operation` until it succeeds, fails permanently, or uses up the attempts.
@@ -45,7 +49,11 @@ mod tests {
     use super::*;
 
     fn fast(max_attempts: u32) -> RetryPolicy {
-        RetryPolicy { max_attempts, min_delay: Duration::from_millis(1), max_delay: Duration::from_millis(2) }
+        RetryPolicy {
+            max_attempts,
+            min_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(2),
+        }
     }
 
     #[tokio::test]
@@ -54,7 +62,10 @@ mod tests {
         let result: Result<()> = fast(3)
             .run(|| async {
                 calls.fetch_add(1, Ordering::SeqCst);
-                Err(Error::Temporary { action: "x".into(), detail: "503".into() })
+                Err(Error::Temporary {
+                    action: "x".into(),
+                    detail: "503".into(),
+                })
             })
             .await;
         assert_eq!(result.unwrap_err().exit_code(), 75);

@@ -78,7 +78,9 @@ impl FromIterator<(String, SecretBytes)> for SecretData {
 
 impl std::fmt::Debug for SecretData {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SecretData").field("keys", &self.0.keys().collect::<Vec<_>>()).finish()
+        f.debug_struct("SecretData")
+            .field("keys", &self.0.keys().collect::<Vec<_>>())
+            .finish()
     }
 }
 
@@ -88,7 +90,12 @@ mod tests {
 
     #[test]
     fn debug_shows_keys_but_never_values() {
-        let data: SecretData = [("password".to_string(), SecretBytes::from_string("canary-7f3a".into()))].into_iter().collect();
+        let data: SecretData = [(
+            "password".to_string(),
+            SecretBytes::from_string("canary-7f3a".into()),
+        )]
+        .into_iter()
+        .collect();
         let printed = format!("{data:?}");
         assert!(printed.contains("password"));
         assert!(!printed.contains("canary-7f3a"));

@@ -9,7 +9,9 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::ser::{Serialize, SerializeMap, Serializer};
-use vaultrs::api::kv2::requests::{ReadSecretRequest, SetSecretMetadataRequest, SetSecretRequestOptions};
+use vaultrs::api::kv2::requests::{
+    ReadSecretRequest, SetSecretMetadataRequest, SetSecretRequestOptions,
+};
 use vaultrs::client::{Client as _, VaultClient, VaultClientSettingsBuilder};
 use vaultrs::error::ClientError;
 
@@ -23,8 +25,16 @@ use crate::secret::{SecretBytes, SecretData};
 /// How secops logs in, with its credentials already read from files or the environment.
 pub enum Login {
     Token(SecretString),
-    Kubernetes { mount: String, role: String, jwt: SecretString },
-    AppRole { mount: String, role_id: String, secret_id: SecretString },
+    Kubernetes {
+        mount: String,
+        role: String,
+        jwt: SecretString,
+    },
+    AppRole {
+        mount: String,
+        role_id: String,
+        secret_id: SecretString,
+    },
 }
 
 /// Everything needed to reach Vault, validated before any connection is made.
@@ -39,53 +49,90 @@ pub struct VaultSettings {
 
 /// Reads a credential file; a trailing newline would otherwise break the HTTP header.
 fn read_credential(path: &Path, what: &str) -> Result<SecretString> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::Usage(format!("cannot read {what} file {}: {}", path.display(), e.kind())))?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Error::Usage(format!(
+            "cannot read {what} file {}: {}",
+            path.display(),
+            e.kind()
+        ))
+    })?;
     let trimmed = text.trim();
     if trimmed.is_empty() {
-        return Err(Error::Usage(format!("{what} file {} is empty", path.display())));
+        return Err(Error::Usage(format!(
+            "{what} file {} is empty",
+            path.display()
+        )));
     }
     Ok(SecretString::from(trimmed.to_string()))
 }
 
 impl VaultSettings {
     pub fn from_args(args: &VaultArgs, timeout: Duration) -> Result<Self> {
-        let address = args
-            .vault_addr
-            .clone()
-            .ok_or_else(|| Error::Usage("no Vault address: set --vault-addr or VAULT_ADDR".into()))?;
+        let address = args.vault_addr.clone().ok_or_else(|| {
+            Error::Usage("no Vault address: set --vault-addr or VAULT_ADDR".into())
+        })?;
         match url::Url::parse(&address) {
             Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {}
-            _ => return Err(Error::Usage(format!("--vault-addr {address:?} is not an http(s) URL"))),
+            _ => {
+                return Err(Error::Usage(format!(
+                    "--vault-addr {address:?} is not an http(s) URL"
+                )))
+            }
         }
         if let Some(ca) = &args.vault_cacert {
             if !ca.is_file() {
-                return Err(Error::Usage(format!("--vault-cacert {}: no such file", ca.display())));
+                return Err(Error::Usage(format!(
+                    "--vault-cacert {}: no such file",
+                    ca.display()
+                )));
             }
         }
-        let env_token = std::env::var("VAULT_TOKEN").ok().map(|t| t.trim().to_string()).filter(|t| !t.is_empty());
+        let env_token = std::env::var("VAULT_TOKEN")
+            .ok()
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty());
         let has_token = env_token.is_some() || args.vault_token_file.is_some();
-        let method = args.vault_auth.unwrap_or(if has_token { AuthMethod::Token } else { AuthMethod::Kubernetes });
+        let method = args.vault_auth.unwrap_or(if has_token {
+            AuthMethod::Token
+        } else {
+            AuthMethod::Kubernetes
+        });
         let login = match method {
             AuthMethod::Token => match (&args.vault_token_file, env_token) {
                 (Some(file), _) => Login::Token(read_credential(file, "--vault-token-file")?),
                 (None, Some(token)) => Login::Token(SecretString::from(token)),
-                (None, None) => return Err(Error::Usage("token auth needs VAULT_TOKEN or --vault-token-file".into())),
+                (None, None) => {
+                    return Err(Error::Usage(
+                        "token auth needs VAULT_TOKEN or --vault-token-file".into(),
+                    ))
+                }
             },
             AuthMethod::Kubernetes => Login::Kubernetes {
-                mount: args.vault_auth_mount.clone().unwrap_or_else(|| "kubernetes".into()),
-                role: args
-                    .vault_role
+                mount: args
+                    .vault_auth_mount
                     .clone()
-                    .ok_or_else(|| Error::Usage("kubernetes auth needs --vault-role (or set VAULT_TOKEN for token auth)".into()))?,
+                    .unwrap_or_else(|| "kubernetes".into()),
+                role: args.vault_role.clone().ok_or_else(|| {
+                    Error::Usage(
+                        "kubernetes auth needs --vault-role (or set VAULT_TOKEN for token auth)"
+                            .into(),
+                    )
+                })?,
                 jwt: read_credential(&args.vault_jwt_file, "--vault-jwt-file")?,
             },
             AuthMethod::Approle => Login::AppRole {
-                mount: args.vault_auth_mount.clone().unwrap_or_else(|| "approle".into()),
-                role_id: args.vault_role_id.clone().ok_or_else(|| Error::Usage("approle auth needs VAULT_ROLE_ID".into()))?,
+                mount: args
+                    .vault_auth_mount
+                    .clone()
+                    .unwrap_or_else(|| "approle".into()),
+                role_id: args
+                    .vault_role_id
+                    .clone()
+                    .ok_or_else(|| Error::Usage("approle auth needs VAULT_ROLE_ID".into()))?,
                 secret_id: read_credential(
-                    args.vault_secret_id_file
-                        .as_deref()
-                        .ok_or_else(|| Error::Usage("approle auth needs --vault-secret-id-file".into()))?,
+                    args.vault_secret_id_file.as_deref().ok_or_else(|| {
+                        Error::Usage("approle auth needs --vault-secret-id-file".into())
+                    })?,
                     "--vault-secret-id-file",
                 )?,
             },
@@ -119,7 +166,9 @@ pub struct VaultMetadata {
 /// The answer to a check-and-set write.
 #[derive(Debug, PartialEq, Eq)]
 pub enum CasWrite {
-    Written { version: u64 },
+    Written {
+        version: u64,
+    },
     /// Someone else wrote first: re-read and re-decide.
     Mismatch,
 }
@@ -137,42 +186,90 @@ fn classify(error: ClientError, action: &str) -> Failure {
     let fatal = |e: Error| Failure::Fatal(e);
     let (code, errors) = match error {
         ClientError::APIError { code, errors } => (code, errors),
-        ClientError::RestClientError { source: rustify::errors::ClientError::ServerResponseError { code, content } } => {
+        ClientError::RestClientError {
+            source: rustify::errors::ClientError::ServerResponseError { code, content },
+        } => {
             let errors = content
                 .and_then(|c| serde_json::from_str::<serde_json::Value>(&c).ok())
-                .and_then(|v| v["errors"].as_array().map(|a| a.iter().filter_map(|e| e.as_str().map(String::from)).collect()))
+                .and_then(|v| {
+                    v["errors"].as_array().map(|a| {
+                        a.iter()
+                            .filter_map(|e| e.as_str().map(String::from))
+                            .collect()
+                    })
+                })
                 .unwrap_or_default();
             (code, errors)
         }
-        ClientError::RestClientError { source: rustify::errors::ClientError::RequestError { source, .. } } => {
+        ClientError::RestClientError {
+            source: rustify::errors::ClientError::RequestError { source, .. },
+        } => {
             let detail = describe_transport(&source);
-            return fatal(Error::Temporary { action: action.into(), detail });
+            return fatal(Error::Temporary {
+                action: action.into(),
+                detail,
+            });
         }
-        ClientError::RestClientError { source: rustify::errors::ClientError::ResponseError { .. } } => {
-            return fatal(Error::Temporary { action: action.into(), detail: "the connection failed while reading the response".into() });
+        ClientError::RestClientError {
+            source: rustify::errors::ClientError::ResponseError { .. },
+        } => {
+            return fatal(Error::Temporary {
+                action: action.into(),
+                detail: "the connection failed while reading the response".into(),
+            });
         }
         // Never attach the parse error or the content: it could quote a secret value.
-        ClientError::RestClientError { .. } | ClientError::JsonParseError { .. } | ClientError::ResponseEmptyError | ClientError::ResponseDataEmptyError => {
-            return fatal(Error::Remote { action: action.into(), detail: "Vault's response could not be read".into() });
+        ClientError::RestClientError { .. }
+        | ClientError::JsonParseError { .. }
+        | ClientError::ResponseEmptyError
+        | ClientError::ResponseDataEmptyError => {
+            return fatal(Error::Remote {
+                action: action.into(),
+                detail: "Vault's response could not be read".into(),
+            });
         }
-        ClientError::ParseCertificateError { path, .. } | ClientError::FileReadError { path, .. } => {
+        ClientError::ParseCertificateError { path, .. }
+        | ClientError::FileReadError { path, .. } => {
             return fatal(Error::Usage(format!("cannot use CA certificate {path}")));
         }
         other => return fatal(Error::Internal(format!("{action}: {other}"))),
     };
-    let message = errors.first().map(|e| one_line(e)).unwrap_or_else(|| format!("HTTP {code}"));
+    let message = errors
+        .first()
+        .map(|e| one_line(e))
+        .unwrap_or_else(|| format!("HTTP {code}"));
     match code {
-        400 if errors.iter().any(|e| e.contains("check-and-set parameter did not match")) => Failure::CasMismatch,
+        400 if errors
+            .iter()
+            .any(|e| e.contains("check-and-set parameter did not match")) =>
+        {
+            Failure::CasMismatch
+        }
         404 => Failure::NotFound,
-        401 | 403 => fatal(Error::Refused { action: action.into(), detail: message }),
-        412 | 429 | 500..=599 => fatal(Error::Temporary { action: action.into(), detail: format!("HTTP {code}: {message}") }),
-        400 | 405 | 413 | 422 => fatal(Error::Usage(format!("{action}: Vault rejected the request: {message}"))),
-        _ => fatal(Error::Remote { action: action.into(), detail: format!("HTTP {code}: {message}") }),
+        401 | 403 => fatal(Error::Refused {
+            action: action.into(),
+            detail: message,
+        }),
+        412 | 429 | 500..=599 => fatal(Error::Temporary {
+            action: action.into(),
+            detail: format!("HTTP {code}: {message}"),
+        }),
+        400 | 405 | 413 | 422 => fatal(Error::Usage(format!(
+            "{action}: Vault rejected the request: {message}"
+        ))),
+        _ => fatal(Error::Remote {
+            action: action.into(),
+            detail: format!("HTTP {code}: {message}"),
+        }),
     }
 }
 
 fn describe_transport(source: &anyhow::Error) -> String {
-    let text = source.chain().map(|e| e.to_string()).collect::<Vec<_>>().join(": ");
+    let text = source
+        .chain()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join(": ");
     if text.contains("timed out") || text.contains("timeout") {
         "request timed out".into()
     } else if text.contains("certificate") || text.contains("tls") || text.contains("TLS") {
@@ -206,17 +303,29 @@ impl Serialize for WireData<'_> {
 
 /// Keys whose values are not UTF-8 and therefore travel base64-encoded.
 pub fn base64_keys(data: &SecretData) -> BTreeSet<String> {
-    data.iter().filter(|(_, v)| v.as_utf8().is_none()).map(|(k, _)| k.clone()).collect()
+    data.iter()
+        .filter(|(_, v)| v.as_utf8().is_none())
+        .map(|(k, _)| k.clone())
+        .collect()
 }
 
 /// Takes ownership of the strings in Vault's answer, so the buffers are zeroized with the
 /// [`SecretData`] instead of lingering.
-fn decode_data(mut value: serde_json::Value, base64_keys: &BTreeSet<String>, action: &str) -> Result<SecretData> {
-    let unreadable = || Error::Remote { action: action.into(), detail: "Vault returned data that is not a map of strings".into() };
+fn decode_data(
+    mut value: serde_json::Value,
+    base64_keys: &BTreeSet<String>,
+    action: &str,
+) -> Result<SecretData> {
+    let unreadable = || Error::Remote {
+        action: action.into(),
+        detail: "Vault returned data that is not a map of strings".into(),
+    };
     let map = value.as_object_mut().ok_or_else(unreadable)?;
     let mut data = SecretData::new();
     for (key, value) in map.iter_mut() {
-        let serde_json::Value::String(text) = std::mem::take(value) else { return Err(unreadable()) };
+        let serde_json::Value::String(text) = std::mem::take(value) else {
+            return Err(unreadable());
+        };
         let bytes = if base64_keys.contains(key) {
             let decoded = STANDARD.decode(text.as_bytes()).map_err(|_| Error::Remote {
                 action: action.into(),
@@ -249,14 +358,24 @@ impl Vault {
             .token("")
             .timeout(Some(settings.timeout))
             .verify(!settings.skip_verify)
-            .ca_certs(settings.ca_cert.iter().map(|p| p.display().to_string()).collect());
+            .ca_certs(
+                settings
+                    .ca_cert
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect(),
+            );
         if let Some(namespace) = &settings.namespace {
             builder.set_namespace(namespace.clone());
         }
-        let client_settings = builder.build().map_err(|e| Error::Usage(format!("invalid Vault settings: {e}")))?;
-        let client = VaultClient::new(client_settings).map_err(|e| match classify(e, "configure Vault client") {
-            Failure::Fatal(error) => error,
-            _ => Error::Usage("cannot configure the Vault client".into()),
+        let client_settings = builder
+            .build()
+            .map_err(|e| Error::Usage(format!("invalid Vault settings: {e}")))?;
+        let client = VaultClient::new(client_settings).map_err(|e| {
+            match classify(e, "configure Vault client") {
+                Failure::Fatal(error) => error,
+                _ => Error::Usage("cannot configure the Vault client".into()),
+            }
         })?;
         let mut vault = Vault { client, retry };
         vault.login(&settings.login).await?;
@@ -278,18 +397,41 @@ impl Vault {
             .retry
             .run(|| async {
                 let result = match login {
-                    Login::Kubernetes { mount, role, jwt } => vaultrs::auth::kubernetes::login(client, mount, role, jwt.expose_secret()).await,
-                    Login::AppRole { mount, role_id, secret_id } => {
-                        vaultrs::auth::approle::login(client, mount, role_id, secret_id.expose_secret()).await
+                    Login::Kubernetes { mount, role, jwt } => {
+                        vaultrs::auth::kubernetes::login(client, mount, role, jwt.expose_secret())
+                            .await
+                    }
+                    Login::AppRole {
+                        mount,
+                        role_id,
+                        secret_id,
+                    } => {
+                        vaultrs::auth::approle::login(
+                            client,
+                            mount,
+                            role_id,
+                            secret_id.expose_secret(),
+                        )
+                        .await
                     }
                     Login::Token(_) => unreachable!("token login needs no request"),
                 };
                 result.map_err(|e| match classify(e, &action) {
-                    Failure::Fatal(Error::Refused { action, detail }) => Error::Unauthenticated { action, detail },
-                    Failure::Fatal(Error::Usage(detail)) => Error::Unauthenticated { action: action.clone(), detail },
+                    Failure::Fatal(Error::Refused { action, detail }) => {
+                        Error::Unauthenticated { action, detail }
+                    }
+                    Failure::Fatal(Error::Usage(detail)) => Error::Unauthenticated {
+                        action: action.clone(),
+                        detail,
+                    },
                     Failure::Fatal(error) => error,
-                    Failure::NotFound => Error::Unauthenticated { action: action.clone(), detail: "no such auth mount or role".into() },
-                    Failure::CasMismatch => Error::Internal(format!("{action}: unexpected check-and-set answer")),
+                    Failure::NotFound => Error::Unauthenticated {
+                        action: action.clone(),
+                        detail: "no such auth mount or role".into(),
+                    },
+                    Failure::CasMismatch => {
+                        Error::Internal(format!("{action}: unexpected check-and-set answer"))
+                    }
                 })
             })
             .await?;
@@ -298,17 +440,36 @@ impl Vault {
     }
 
     /// Writes a new version only if the path's current version is `cas` (0: must not exist).
-    pub async fn write(&self, mount: &str, path: &str, data: &SecretData, cas: u64) -> Result<CasWrite> {
+    pub async fn write(
+        &self,
+        mount: &str,
+        path: &str,
+        data: &SecretData,
+        cas: u64,
+    ) -> Result<CasWrite> {
         let action = format!("write Vault {mount}/{path}");
-        let cas = u32::try_from(cas).map_err(|_| Error::Internal(format!("{action}: version {cas} out of range")))?;
+        let cas = u32::try_from(cas)
+            .map_err(|_| Error::Internal(format!("{action}: version {cas} out of range")))?;
         self.retry
             .run(|| async {
                 let options = SetSecretRequestOptions { cas };
-                match vaultrs::kv2::set_with_options(&self.client, mount, path, &WireData(data), options).await {
-                    Ok(written) => Ok(CasWrite::Written { version: written.version }),
+                match vaultrs::kv2::set_with_options(
+                    &self.client,
+                    mount,
+                    path,
+                    &WireData(data),
+                    options,
+                )
+                .await
+                {
+                    Ok(written) => Ok(CasWrite::Written {
+                        version: written.version,
+                    }),
                     Err(e) => match classify(e, &action) {
                         Failure::CasMismatch => Ok(CasWrite::Mismatch),
-                        Failure::NotFound => Err(Error::NotFound { what: format!("KV v2 mount {mount:?}") }),
+                        Failure::NotFound => Err(Error::NotFound {
+                            what: format!("KV v2 mount {mount:?}"),
+                        }),
                         Failure::Fatal(error) => Err(error),
                     },
                 }
@@ -318,7 +479,13 @@ impl Vault {
 
     /// Reads one version (the current one when `version` is `None`); `None` when the path,
     /// or that version, does not exist or was deleted or destroyed.
-    pub async fn read(&self, mount: &str, path: &str, version: Option<u64>, base64_keys: &BTreeSet<String>) -> Result<Option<VaultSecret>> {
+    pub async fn read(
+        &self,
+        mount: &str,
+        path: &str,
+        version: Option<u64>,
+        base64_keys: &BTreeSet<String>,
+    ) -> Result<Option<VaultSecret>> {
         let action = format!("read Vault {mount}/{path}");
         let response = self
             .retry
@@ -333,18 +500,28 @@ impl Vault {
                     Ok(response) => Ok(Some(response)),
                     Err(e) => match classify(e, &action) {
                         Failure::NotFound => Ok(None),
-                        Failure::CasMismatch => Err(Error::Internal(format!("{action}: unexpected check-and-set answer"))),
+                        Failure::CasMismatch => Err(Error::Internal(format!(
+                            "{action}: unexpected check-and-set answer"
+                        ))),
                         Failure::Fatal(error) => Err(error),
                     },
                 }
             })
             .await?;
-        let Some(response) = response else { return Ok(None) };
-        if response.metadata.destroyed || !response.metadata.deletion_time.is_empty() || response.data.is_null() {
+        let Some(response) = response else {
+            return Ok(None);
+        };
+        if response.metadata.destroyed
+            || !response.metadata.deletion_time.is_empty()
+            || response.data.is_null()
+        {
             return Ok(None);
         }
         let data = decode_data(response.data, base64_keys, &action)?;
-        Ok(Some(VaultSecret { version: response.metadata.version, data }))
+        Ok(Some(VaultSecret {
+            version: response.metadata.version,
+            data,
+        }))
     }
 
     pub async fn read_metadata(&self, mount: &str, path: &str) -> Result<Option<VaultMetadata>> {
@@ -362,13 +539,19 @@ impl Vault {
                         live_versions.sort_unstable();
                         Ok(Some(VaultMetadata {
                             current_version: meta.current_version,
-                            custom: meta.custom_metadata.unwrap_or_default().into_iter().collect(),
+                            custom: meta
+                                .custom_metadata
+                                .unwrap_or_default()
+                                .into_iter()
+                                .collect(),
                             live_versions,
                         }))
                     }
                     Err(e) => match classify(e, &action) {
                         Failure::NotFound => Ok(None),
-                        Failure::CasMismatch => Err(Error::Internal(format!("{action}: unexpected check-and-set answer"))),
+                        Failure::CasMismatch => Err(Error::Internal(format!(
+                            "{action}: unexpected check-and-set answer"
+                        ))),
                         Failure::Fatal(error) => Err(error),
                     },
                 }
@@ -378,18 +561,28 @@ impl Vault {
 
     /// Replaces the path's `custom_metadata` (KV v2 has no partial update in vaultrs; callers
     /// pass the merged map).
-    pub async fn write_metadata(&self, mount: &str, path: &str, custom: &BTreeMap<String, String>) -> Result<()> {
+    pub async fn write_metadata(
+        &self,
+        mount: &str,
+        path: &str,
+        custom: &BTreeMap<String, String>,
+    ) -> Result<()> {
         let action = format!("write Vault metadata {mount}/{path}");
         let custom: HashMap<String, String> = custom.clone().into_iter().collect();
         self.retry
             .run(|| async {
                 let mut request = SetSecretMetadataRequest::builder();
                 request.custom_metadata(custom.clone());
-                match vaultrs::kv2::set_metadata(&self.client, mount, path, Some(&mut request)).await {
+                match vaultrs::kv2::set_metadata(&self.client, mount, path, Some(&mut request))
+                    .await
+                {
                     Ok(()) => Ok(()),
                     Err(e) => match classify(e, &action) {
                         Failure::Fatal(error) => Err(error),
-                        _ => Err(Error::Remote { action: action.clone(), detail: "unexpected answer".into() }),
+                        _ => Err(Error::Remote {
+                            action: action.clone(),
+                            detail: "unexpected answer".into(),
+                        }),
                     },
                 }
             })
@@ -400,11 +593,16 @@ impl Vault {
         let action = format!("destroy versions of Vault {mount}/{path}");
         self.retry
             .run(|| async {
-                match vaultrs::kv2::destroy_versions(&self.client, mount, path, versions.to_vec()).await {
+                match vaultrs::kv2::destroy_versions(&self.client, mount, path, versions.to_vec())
+                    .await
+                {
                     Ok(()) => Ok(()),
                     Err(e) => match classify(e, &action) {
                         Failure::Fatal(error) => Err(error),
-                        _ => Err(Error::Remote { action: action.clone(), detail: "unexpected answer".into() }),
+                        _ => Err(Error::Remote {
+                            action: action.clone(),
+                            detail: "unexpected answer".into(),
+                        }),
                     },
                 }
             })
@@ -413,12 +611,22 @@ impl Vault {
 
     /// The fingerprint key if it exists; reading never creates it.
     pub async fn existing_fingerprint_key(&self, mount: &str) -> Result<Option<FingerprintKey>> {
-        let Some(existing) = self.read(mount, FINGERPRINT_KEY_PATH, None, &BTreeSet::new()).await? else { return Ok(None) };
-        let encoded = existing.data.get("key").and_then(|k| k.as_utf8()).unwrap_or("");
+        let Some(existing) = self
+            .read(mount, FINGERPRINT_KEY_PATH, None, &BTreeSet::new())
+            .await?
+        else {
+            return Ok(None);
+        };
+        let encoded = existing
+            .data
+            .get("key")
+            .and_then(|k| k.as_utf8())
+            .unwrap_or("");
         let key = STANDARD.decode(encoded).ok().and_then(FingerprintKey::new);
         key.map(Some).ok_or_else(|| Error::Remote {
             action: format!("read fingerprint key {mount}/{FINGERPRINT_KEY_PATH}"),
-            detail: "the key is not 32+ bytes of base64; restore it from Vault's version history".into(),
+            detail: "the key is not 32+ bytes of base64; restore it from Vault's version history"
+                .into(),
         })
     }
 
@@ -435,12 +643,24 @@ impl Vault {
                 bytes
             });
             let mut data = SecretData::new();
-            data.insert("key".into(), SecretBytes::from_string(STANDARD.encode(&fresh)));
-            if let CasWrite::Written { .. } = self.write(mount, FINGERPRINT_KEY_PATH, &data, 0).await? {
-                tracing::info!(mount, path = FINGERPRINT_KEY_PATH, "created the fingerprint key");
+            data.insert(
+                "key".into(),
+                SecretBytes::from_string(STANDARD.encode(&fresh)),
+            );
+            if let CasWrite::Written { .. } =
+                self.write(mount, FINGERPRINT_KEY_PATH, &data, 0).await?
+            {
+                tracing::info!(
+                    mount,
+                    path = FINGERPRINT_KEY_PATH,
+                    "created the fingerprint key"
+                );
                 return Ok(FingerprintKey::new(fresh.to_vec()).expect("32 bytes"));
             }
         }
-        Err(Error::Temporary { action: "create the fingerprint key".into(), detail: "lost the creation race repeatedly".into() })
+        Err(Error::Temporary {
+            action: "create the fingerprint key".into(),
+            detail: "lost the creation race repeatedly".into(),
+        })
     }
 }

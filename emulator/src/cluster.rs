@@ -25,7 +25,10 @@ pub struct ApiRequest {
 
 impl ApiRequest {
     fn param(&self, name: &str) -> Option<&str> {
-        self.query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -77,7 +80,9 @@ fn route(path: &str) -> ApiResult<Route> {
         ["apis"] => return Ok(Route::GroupList),
         ["apis", group] => return Ok(Route::Group(group.to_string())),
         ["api", version] => return Ok(Route::ResourceList(String::new(), version.to_string())),
-        ["apis", group, version] => return Ok(Route::ResourceList(group.to_string(), version.to_string())),
+        ["apis", group, version] => {
+            return Ok(Route::ResourceList(group.to_string(), version.to_string()))
+        }
         ["api", version, rest @ ..] => ("", *version, rest),
         ["apis", group, version, rest @ ..] => (*group, *version, rest),
         _ => return Err(not_found()),
@@ -87,7 +92,9 @@ fn route(path: &str) -> ApiResult<Route> {
     let (rt, namespace, name, subresource) = match rest {
         ["namespaces", ns, plural] => (find(plural)?, owned(ns), None, None),
         ["namespaces", ns, plural, name] => (find(plural)?, owned(ns), owned(name), None),
-        ["namespaces", ns, plural, name, sub] => (find(plural)?, owned(ns), owned(name), owned(sub)),
+        ["namespaces", ns, plural, name, sub] => {
+            (find(plural)?, owned(ns), owned(name), owned(sub))
+        }
         [plural] => (find(plural)?, None, None, None),
         [plural, name] => (find(plural)?, None, owned(name), None),
         _ => return Err(not_found()),
@@ -98,7 +105,12 @@ fn route(path: &str) -> ApiResult<Route> {
     if name.is_some() && namespace.is_none() && rt.namespaced {
         return Err(not_found());
     }
-    Ok(Route::Resource { rt, namespace, name, subresource })
+    Ok(Route::Resource {
+        rt,
+        namespace,
+        name,
+        subresource,
+    })
 }
 
 /// The whole emulated cluster.
@@ -124,7 +136,9 @@ pub struct Outcome {
 }
 
 pub fn now_rfc3339() -> String {
-    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
 }
 
 pub fn now_unix() -> i64 {
@@ -142,7 +156,8 @@ impl Cluster {
             admin_token: format!("admin-{}", tokens::random_id()),
         };
         for ns in ["default", "kube-system"] {
-            cluster.seed(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}));
+            cluster
+                .seed(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}));
         }
         cluster.seed(json!({
             "apiVersion": "rbac.authorization.k8s.io/v1",
@@ -167,17 +182,33 @@ impl Cluster {
     /// Creates an object as the cluster admin would, bypassing the HTTP layer (for fixtures).
     pub fn create_object(&mut self, object: Value) -> ApiResult<Value> {
         let rt = type_of(&object)?;
-        let namespace = object["metadata"]["namespace"].as_str().unwrap_or("").to_string();
+        let namespace = object["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
         self.create(rt, &namespace, object)
     }
 
     /// Issues a service-account token with any lifetime (negative gives an expired one).
-    pub fn issue_token(&self, namespace: &str, name: &str, audiences: &[String], lifetime_seconds: i64) -> ApiResult<String> {
+    pub fn issue_token(
+        &self,
+        namespace: &str,
+        name: &str,
+        audiences: &[String],
+        lifetime_seconds: i64,
+    ) -> ApiResult<String> {
         let uid = self
             .store
             .service_account_uid(namespace, name)
             .ok_or_else(|| ApiError::not_found("serviceaccounts", name))?;
-        Ok(self.tokens.issue(namespace, name, uid, audiences, lifetime_seconds, now_unix()))
+        Ok(self.tokens.issue(
+            namespace,
+            name,
+            uid,
+            audiences,
+            lifetime_seconds,
+            now_unix(),
+        ))
     }
 
     fn authenticate(&self, bearer: Option<&str>) -> Option<Caller> {
@@ -193,7 +224,9 @@ impl Cluster {
     /// A token is good while it verifies and its service account still exists with that uid.
     fn review(&self, token: &str) -> Option<ServiceAccountIdentity> {
         let identity = self.tokens.verify(token, now_unix())?;
-        let live_uid = self.store.service_account_uid(&identity.namespace, &identity.name)?;
+        let live_uid = self
+            .store
+            .service_account_uid(&identity.namespace, &identity.name)?;
         (live_uid == identity.uid).then_some(identity)
     }
 
@@ -219,29 +252,48 @@ impl Cluster {
         Outcome { code, body, fault }
     }
 
-    fn dispatch(&mut self, request: &ApiRequest, record: &mut RequestRecord) -> ApiResult<(u16, Value, Option<FaultAction>)> {
+    fn dispatch(
+        &mut self,
+        request: &ApiRequest,
+        record: &mut RequestRecord,
+    ) -> ApiResult<(u16, Value, Option<FaultAction>)> {
         let route = route(&request.path)?;
         if let Route::Version = route {
             return Ok((200, resources::version(), None));
         }
-        let caller = self.authenticate(request.bearer.as_deref()).ok_or_else(ApiError::unauthorized)?;
+        let caller = self
+            .authenticate(request.bearer.as_deref())
+            .ok_or_else(ApiError::unauthorized)?;
         record.user = caller.username();
         let (rt, namespace, name, subresource) = match route {
             Route::Version => unreachable!("answered above"),
             Route::CoreVersions => return Ok((200, resources::core_versions(), None)),
             Route::GroupList => return Ok((200, resources::group_list(), None)),
             Route::Group(g) => {
-                return resources::group(&g).map(|d| (200, d, None)).ok_or_else(|| ApiError::not_found("group", &g))
+                return resources::group(&g)
+                    .map(|d| (200, d, None))
+                    .ok_or_else(|| ApiError::not_found("group", &g))
             }
             Route::ResourceList(g, v) => {
                 return resources::resource_list(&g, &v)
                     .map(|d| (200, d, None))
                     .ok_or_else(|| ApiError::not_found("groupversion", &format!("{g}/{v}")))
             }
-            Route::Resource { rt, namespace, name, subresource } => (rt, namespace, name, subresource),
+            Route::Resource {
+                rt,
+                namespace,
+                name,
+                subresource,
+            } => (rt, namespace, name, subresource),
         };
         let verb = match (request.method.as_str(), &name) {
-            ("GET", None) if request.param("watch").is_some_and(|w| w == "true" || w == "1") => "watch",
+            ("GET", None)
+                if request
+                    .param("watch")
+                    .is_some_and(|w| w == "true" || w == "1") =>
+            {
+                "watch"
+            }
             ("GET", None) => "list",
             ("GET", Some(_)) => "get",
             ("POST", _) => "create",
@@ -263,18 +315,34 @@ impl Cluster {
             code: 0,
         };
         if let Caller::ServiceAccount(sa) = &caller {
-            let attrs = Attributes { verb, group: rt.group, resource: resource.clone(), namespace: namespace.as_deref(), name: name.as_deref() };
+            let attrs = Attributes {
+                verb,
+                group: rt.group,
+                resource: resource.clone(),
+                namespace: namespace.as_deref(),
+                name: name.as_deref(),
+            };
             if !rbac::allows(&self.store, sa, &attrs) {
-                return Err(ApiError::forbidden(&sa.username(), verb, &resource, namespace.as_deref()));
+                return Err(ApiError::forbidden(
+                    &sa.username(),
+                    verb,
+                    &resource,
+                    namespace.as_deref(),
+                ));
             }
         }
         let fault = self.faults.take(verb, &resource);
         match fault {
             Some(FaultAction::Status(code)) => return Err(ApiError::injected(code)),
-            Some(FaultAction::Hang | FaultAction::DropBefore) => return Ok((0, Value::Null, fault)),
+            Some(FaultAction::Hang | FaultAction::DropBefore) => {
+                return Ok((0, Value::Null, fault))
+            }
             _ => {}
         }
-        if request.content_type.starts_with("application/vnd.kubernetes.protobuf") {
+        if request
+            .content_type
+            .starts_with("application/vnd.kubernetes.protobuf")
+        {
             return Err(ApiError::unsupported_media_type(&request.content_type));
         }
         let namespace = namespace.unwrap_or_default();
@@ -283,15 +351,27 @@ impl Cluster {
             ("watch", _, _) => return Err(ApiError::method_not_allowed("watch")),
             ("list", None, _) => (200, self.list(rt, &namespace, request)?),
             ("get", Some(name), None) => (200, self.store.get(rt, &namespace, name)?.clone()),
-            ("create", None, None) if rt.plural == "tokenreviews" => (201, self.token_review(body()?)),
+            ("create", None, None) if rt.plural == "tokenreviews" => {
+                (201, self.token_review(body()?))
+            }
             ("create", None, None) => (201, self.create(rt, &namespace, body()?)?),
             ("create", Some(name), Some("token")) if rt.plural == "serviceaccounts" => {
                 (201, self.token_request(&namespace, name, body()?)?)
             }
             ("update", Some(name), None) => (200, self.replace(rt, &namespace, name, body()?)?),
-            ("patch", Some(name), None) => (200, self.patch(rt, &namespace, name, &request.content_type, &request.body)?),
-            ("delete", Some(name), None) => (200, self.delete(rt, &namespace, name, &request.body)?),
-            _ => return Err(ApiError::not_found(&resource, name.as_deref().unwrap_or(""))),
+            ("patch", Some(name), None) => (
+                200,
+                self.patch(rt, &namespace, name, &request.content_type, &request.body)?,
+            ),
+            ("delete", Some(name), None) => {
+                (200, self.delete(rt, &namespace, name, &request.body)?)
+            }
+            _ => {
+                return Err(ApiError::not_found(
+                    &resource,
+                    name.as_deref().unwrap_or(""),
+                ))
+            }
         };
         Ok((code, object, fault))
     }
@@ -300,7 +380,9 @@ impl Cluster {
         let labels = LabelSelector::parse(request.param("labelSelector").unwrap_or(""))?;
         let fields = FieldSelector::parse(request.param("fieldSelector").unwrap_or(""))?;
         let limit = match request.param("limit") {
-            Some(l) => l.parse::<usize>().map_err(|_| ApiError::bad_request(format!("invalid limit {l:?}")))?,
+            Some(l) => l
+                .parse::<usize>()
+                .map_err(|_| ApiError::bad_request(format!("invalid limit {l:?}")))?,
             None => 0,
         };
         let after = match request.param("continue").filter(|c| !c.is_empty()) {
@@ -311,8 +393,14 @@ impl Cluster {
         let mut matching = self
             .store
             .iter(rt, scope)
-            .filter(|(key, _)| after.as_ref().is_none_or(|(ans, aname)| (key.0, key.1) > (ans.as_str(), aname.as_str())))
-            .filter(|(_, object)| labels.matches(object["metadata"].get("labels")) && fields.matches(object));
+            .filter(|(key, _)| {
+                after
+                    .as_ref()
+                    .is_none_or(|(ans, aname)| (key.0, key.1) > (ans.as_str(), aname.as_str()))
+            })
+            .filter(|(_, object)| {
+                labels.matches(object["metadata"].get("labels")) && fields.matches(object)
+            });
         let mut items = Vec::new();
         let mut last_key = None;
         for (key, object) in matching.by_ref() {
@@ -335,7 +423,12 @@ impl Cluster {
         }))
     }
 
-    fn create(&mut self, rt: &'static ResourceType, namespace: &str, mut object: Value) -> ApiResult<Value> {
+    fn create(
+        &mut self,
+        rt: &'static ResourceType,
+        namespace: &str,
+        mut object: Value,
+    ) -> ApiResult<Value> {
         if VIRTUAL.contains(&rt.plural) {
             return Err(ApiError::method_not_allowed("POST"));
         }
@@ -345,18 +438,36 @@ impl Cluster {
         let metadata = &mut object["metadata"];
         if metadata["name"].as_str().unwrap_or("").is_empty() {
             match metadata["generateName"].as_str() {
-                Some(prefix) => metadata["name"] = Value::String(format!("{prefix}{}", &tokens::random_id()[..5])),
-                None => return Err(ApiError::invalid(rt.kind, "", "metadata.name: Required value: name or generateName is required")),
+                Some(prefix) => {
+                    metadata["name"] =
+                        Value::String(format!("{prefix}{}", &tokens::random_id()[..5]))
+                }
+                None => {
+                    return Err(ApiError::invalid(
+                        rt.kind,
+                        "",
+                        "metadata.name: Required value: name or generateName is required",
+                    ))
+                }
             }
         }
         self.check_scope(rt, namespace, &mut object)?;
         let object = normalize(rt, object)?;
-        self.store.create(rt, namespace, object, tokens::random_id(), now_rfc3339())
+        self.store
+            .create(rt, namespace, object, tokens::random_id(), now_rfc3339())
     }
 
-    fn replace(&mut self, rt: &'static ResourceType, namespace: &str, name: &str, mut object: Value) -> ApiResult<Value> {
+    fn replace(
+        &mut self,
+        rt: &'static ResourceType,
+        namespace: &str,
+        name: &str,
+        mut object: Value,
+    ) -> ApiResult<Value> {
         if store::name_of(&object) != name {
-            return Err(ApiError::bad_request("the name of the object does not match the name on the URL"));
+            return Err(ApiError::bad_request(
+                "the name of the object does not match the name on the URL",
+            ));
         }
         self.check_scope(rt, namespace, &mut object)?;
         let object = normalize(rt, object)?;
@@ -385,24 +496,44 @@ impl Cluster {
         Ok(())
     }
 
-    fn patch(&mut self, rt: &'static ResourceType, namespace: &str, name: &str, content_type: &str, patch: &[u8]) -> ApiResult<Value> {
+    fn patch(
+        &mut self,
+        rt: &'static ResourceType,
+        namespace: &str,
+        name: &str,
+        content_type: &str,
+        patch: &[u8],
+    ) -> ApiResult<Value> {
         let current = self.store.get(rt, namespace, name)?.clone();
         let mut patched = current.clone();
         let media_type = content_type.split(';').next().unwrap_or("").trim();
         match media_type {
             "application/merge-patch+json" | "application/strategic-merge-patch+json" => {
-                let patch: Value = serde_json::from_slice(patch).map_err(|e| ApiError::bad_request(format!("invalid patch: {e}")))?;
+                let patch: Value = serde_json::from_slice(patch)
+                    .map_err(|e| ApiError::bad_request(format!("invalid patch: {e}")))?;
                 json_patch::merge(&mut patched, &patch);
             }
             "application/json-patch+json" => {
-                let patch: json_patch::Patch = serde_json::from_slice(patch).map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?;
-                json_patch::patch(&mut patched, &patch)
-                    .map_err(|e| ApiError::invalid(rt.kind, name, format!("the server rejected our request due to an error in our request: {e}")))?;
+                let patch: json_patch::Patch = serde_json::from_slice(patch)
+                    .map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?;
+                json_patch::patch(&mut patched, &patch).map_err(|e| {
+                    ApiError::invalid(
+                        rt.kind,
+                        name,
+                        format!(
+                            "the server rejected our request due to an error in our request: {e}"
+                        ),
+                    )
+                })?;
             }
             other => return Err(ApiError::unsupported_media_type(other)),
         }
         if store::name_of(&patched) != name {
-            return Err(ApiError::invalid(rt.kind, name, "metadata.name: Invalid value: field is immutable"));
+            return Err(ApiError::invalid(
+                rt.kind,
+                name,
+                "metadata.name: Invalid value: field is immutable",
+            ));
         }
         if store::resource_version_of(&patched).is_none() {
             patched["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"].clone();
@@ -410,18 +541,30 @@ impl Cluster {
         self.replace(rt, namespace, name, patched)
     }
 
-    fn delete(&mut self, rt: &'static ResourceType, namespace: &str, name: &str, body: &[u8]) -> ApiResult<Value> {
+    fn delete(
+        &mut self,
+        rt: &'static ResourceType,
+        namespace: &str,
+        name: &str,
+        body: &[u8],
+    ) -> ApiResult<Value> {
         let current = self.store.get(rt, namespace, name)?;
         if !body.is_empty() {
             let options = parse_body(body)?;
             let preconditions = &options["preconditions"];
             for (field, actual) in [
                 ("uid", current["metadata"]["uid"].as_str()),
-                ("resourceVersion", current["metadata"]["resourceVersion"].as_str()),
+                (
+                    "resourceVersion",
+                    current["metadata"]["resourceVersion"].as_str(),
+                ),
             ] {
                 if let Some(wanted) = preconditions[field].as_str() {
                     if Some(wanted) != actual {
-                        let what = format!("{field} in precondition: {wanted}, {field} in object meta: {}", actual.unwrap_or(""));
+                        let what = format!(
+                            "{field} in precondition: {wanted}, {field} in object meta: {}",
+                            actual.unwrap_or("")
+                        );
                         return Err(ApiError::precondition_failed(rt.plural, name, &what));
                     }
                 }
@@ -435,13 +578,21 @@ impl Cluster {
     }
 
     fn token_request(&mut self, namespace: &str, name: &str, request: Value) -> ApiResult<Value> {
-        let expiration = request["spec"]["expirationSeconds"].as_i64().unwrap_or(3600);
+        let expiration = request["spec"]["expirationSeconds"]
+            .as_i64()
+            .unwrap_or(3600);
         if expiration < 600 {
             return Err(ApiError::invalid("TokenRequest", name, "spec.expirationSeconds: Invalid value: may not specify a duration less than 10 minutes"));
         }
         let audiences: Vec<String> = match request["spec"]["audiences"].as_array() {
-            Some(list) if !list.is_empty() => list.iter().filter_map(|a| a.as_str().map(String::from)).collect(),
-            _ => tokens::API_AUDIENCES.iter().map(|a| a.to_string()).collect(),
+            Some(list) if !list.is_empty() => list
+                .iter()
+                .filter_map(|a| a.as_str().map(String::from))
+                .collect(),
+            _ => tokens::API_AUDIENCES
+                .iter()
+                .map(|a| a.to_string())
+                .collect(),
         };
         let token = self.issue_token(namespace, name, &audiences, expiration)?;
         let expires = jiff::Timestamp::from_second(now_unix() + expiration).expect("in range");
@@ -458,7 +609,11 @@ impl Cluster {
         let token = review["spec"]["token"].as_str().unwrap_or("");
         let requested: Vec<String> = review["spec"]["audiences"]
             .as_array()
-            .map(|l| l.iter().filter_map(|a| a.as_str().map(String::from)).collect())
+            .map(|l| {
+                l.iter()
+                    .filter_map(|a| a.as_str().map(String::from))
+                    .collect()
+            })
             .unwrap_or_default();
         let status = match self.review(token) {
             None => json!({"authenticated": false, "user": {}, "error": "invalid bearer token"}),
@@ -497,9 +652,12 @@ impl Default for Cluster {
 }
 
 fn parse_body(body: &[u8]) -> ApiResult<Value> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))?;
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))?;
     if !value.is_object() {
-        return Err(ApiError::bad_request("the request body must be a JSON object"));
+        return Err(ApiError::bad_request(
+            "the request body must be a JSON object",
+        ));
     }
     Ok(value)
 }
@@ -511,7 +669,11 @@ fn type_of(object: &Value) -> ApiResult<&'static ResourceType> {
     resources::RESOURCES
         .iter()
         .find(|r| r.group == group && r.version == version && r.kind == kind)
-        .ok_or_else(|| ApiError::bad_request(format!("no kind {kind:?} is registered for version {api_version:?}")))
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "no kind {kind:?} is registered for version {api_version:?}"
+            ))
+        })
 }
 
 fn decode_continue(token: &str) -> ApiResult<(String, String)> {
@@ -520,14 +682,18 @@ fn decode_continue(token: &str) -> ApiResult<(String, String)> {
         .ok()
         .and_then(|b| String::from_utf8(b).ok())
         .ok_or_else(|| ApiError::bad_request("continue key is not valid"))?;
-    let (ns, name) = text.split_once('/').ok_or_else(|| ApiError::bad_request("continue key is not valid"))?;
+    let (ns, name) = text
+        .split_once('/')
+        .ok_or_else(|| ApiError::bad_request("continue key is not valid"))?;
     Ok((ns.to_string(), name.to_string()))
 }
 
 fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 253
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.' || c == ':')
+        && name.chars().all(|c| {
+            c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.' || c == ':'
+        })
         && name.starts_with(|c: char| c.is_ascii_alphanumeric())
         && name.ends_with(|c: char| c.is_ascii_alphanumeric())
 }
@@ -551,7 +717,13 @@ fn normalize(rt: &ResourceType, mut object: Value) -> ApiResult<Value> {
         let mut data = match object.get("data") {
             Some(Value::Object(map)) => map.clone(),
             None | Some(Value::Null) => Map::new(),
-            Some(_) => return Err(ApiError::invalid("Secret", &name, "data: Invalid value: must be a map")),
+            Some(_) => {
+                return Err(ApiError::invalid(
+                    "Secret",
+                    &name,
+                    "data: Invalid value: must be a map",
+                ))
+            }
         };
         for (key, value) in &data {
             let valid = value.as_str().is_some_and(|v| STANDARD.decode(v).is_ok());
@@ -561,19 +733,34 @@ fn normalize(rt: &ResourceType, mut object: Value) -> ApiResult<Value> {
         }
         if let Some(Value::Object(string_data)) = object.get("stringData") {
             for (key, value) in string_data {
-                let text = value.as_str().ok_or_else(|| ApiError::invalid("Secret", &name, format!("stringData[{key}]: must be a string")))?;
+                let text = value.as_str().ok_or_else(|| {
+                    ApiError::invalid(
+                        "Secret",
+                        &name,
+                        format!("stringData[{key}]: must be a string"),
+                    )
+                })?;
                 data.insert(key.clone(), Value::String(STANDARD.encode(text)));
             }
         }
         for key in data.keys() {
-            if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) {
+            if key.is_empty()
+                || !key
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            {
                 return Err(ApiError::invalid("Secret", &name, format!("Secret \"{name}\" is invalid: data[{key}]: Invalid value: a valid config key must consist of alphanumeric characters, '-', '_' or '.'")));
             }
         }
         let map = object.as_object_mut().expect("objects are maps");
         map.remove("stringData");
         map.insert("data".into(), Value::Object(data));
-        if map.get("type").and_then(Value::as_str).unwrap_or("").is_empty() {
+        if map
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .is_empty()
+        {
             map.insert("type".into(), Value::String("Opaque".into()));
         }
     }

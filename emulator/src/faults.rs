@@ -24,8 +24,18 @@ pub struct FaultRule {
 }
 
 impl FaultRule {
-    pub fn new(verb: Option<&str>, resource: Option<&str>, count: u32, action: FaultAction) -> Self {
-        Self { verb: verb.map(String::from), resource: resource.map(String::from), count, action }
+    pub fn new(
+        verb: Option<&str>,
+        resource: Option<&str>,
+        count: u32,
+        action: FaultAction,
+    ) -> Self {
+        Self {
+            verb: verb.map(String::from),
+            resource: resource.map(String::from),
+            count,
+            action,
+        }
     }
 
     fn matches(&self, verb: &str, resource: &str) -> bool {

@@ -20,7 +20,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-pub use cluster::{Cluster, RequestRecord};
+pub use cluster::{ApiRequest, Cluster, Outcome, RequestRecord};
 pub use faults::{FaultAction, FaultRule};
 pub use status::ApiError;
 pub use tokens::{API_AUDIENCES, ISSUER};
@@ -46,22 +46,29 @@ impl Emulator {
         let addr = listener.local_addr()?;
         let (shutdown, stopped) = tokio::sync::oneshot::channel();
         let served = cluster.clone();
-        let thread = std::thread::Builder::new().name("kube-emulator".into()).spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .expect("tokio runtime");
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-                tokio::select! {
-                    _ = server::serve(listener, served) => {}
-                    _ = stopped => {}
-                }
-            });
-            runtime.shutdown_background();
-        })?;
-        Ok(Emulator { addr, cluster, shutdown: Some(shutdown), thread: Some(thread) })
+        let thread = std::thread::Builder::new()
+            .name("kube-emulator".into())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .expect("tokio runtime");
+                runtime.block_on(async move {
+                    let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                    tokio::select! {
+                        _ = server::serve(listener, served) => {}
+                        _ = stopped => {}
+                    }
+                });
+                runtime.shutdown_background();
+            })?;
+        Ok(Emulator {
+            addr,
+            cluster,
+            shutdown: Some(shutdown),
+            thread: Some(thread),
+        })
     }
 
     pub fn url(&self) -> String {
@@ -70,7 +77,9 @@ impl Emulator {
 
     /// Direct access to the cluster state, for fixtures, faults and assertions.
     pub fn cluster(&self) -> MutexGuard<'_, Cluster> {
-        self.cluster.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.cluster
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub fn admin_token(&self) -> String {

@@ -37,6 +37,8 @@ fn main() {
 }
 
 fn usage(problem: &str) -> ! {
-    eprintln!("kube-emulator: {problem}\nusage: kube-emulator [--listen ADDR] [--write-kubeconfig PATH]");
+    eprintln!(
+        "kube-emulator: {problem}\nusage: kube-emulator [--listen ADDR] [--write-kubeconfig PATH]"
+    );
     std::process::exit(2);
 }

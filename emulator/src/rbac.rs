@@ -18,7 +18,8 @@ pub struct Attributes<'a> {
 }
 
 fn rbac(plural: &str) -> &'static ResourceType {
-    ResourceType::find("rbac.authorization.k8s.io", "v1", plural).expect("rbac types are registered")
+    ResourceType::find("rbac.authorization.k8s.io", "v1", plural)
+        .expect("rbac types are registered")
 }
 
 fn listed(list: &Value, wanted: &str) -> bool {
@@ -30,7 +31,9 @@ fn rule_allows(rule: &Value, attrs: &Attributes) -> bool {
     let names_ok = match rule["resourceNames"].as_array() {
         None => true,
         Some(names) if names.is_empty() => true,
-        Some(names) => attrs.name.is_some_and(|n| names.iter().any(|v| v.as_str() == Some(n))),
+        Some(names) => attrs
+            .name
+            .is_some_and(|n| names.iter().any(|v| v.as_str() == Some(n))),
     };
     listed(&rule["apiGroups"], attrs.group)
         && listed(&rule["resources"], &attrs.resource)
@@ -51,7 +54,9 @@ fn binds(binding: &Value, who: &ServiceAccountIdentity, binding_namespace: &str)
                     && s["namespace"].as_str().unwrap_or(binding_namespace) == who.namespace
             }
             Some("User") => s["name"].as_str() == Some(who.username().as_str()),
-            Some("Group") => s["name"].as_str().is_some_and(|g| groups.iter().any(|x| x == g)),
+            Some("Group") => s["name"]
+                .as_str()
+                .is_some_and(|g| groups.iter().any(|x| x == g)),
             _ => false,
         })
     })
@@ -64,7 +69,9 @@ fn role_rules<'a>(store: &'a Store, role_ref: &Value, binding_namespace: &str) -
         Some("ClusterRole") => store.get(rbac("clusterroles"), "", name).ok(),
         _ => None,
     };
-    role.and_then(|r| r["rules"].as_array()).map(Vec::as_slice).unwrap_or(&[])
+    role.and_then(|r| r["rules"].as_array())
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
 }
 
 /// True when some binding in scope grants a rule that covers the request.
@@ -72,13 +79,23 @@ pub fn allows(store: &Store, who: &ServiceAccountIdentity, attrs: &Attributes) -
     let cluster_wide = store
         .iter(rbac("clusterrolebindings"), None)
         .filter(|(_, b)| binds(b, who, ""))
-        .any(|(_, b)| role_rules(store, &b["roleRef"], "").iter().any(|r| rule_allows(r, attrs)));
+        .any(|(_, b)| {
+            role_rules(store, &b["roleRef"], "")
+                .iter()
+                .any(|r| rule_allows(r, attrs))
+        });
     if cluster_wide {
         return true;
     }
-    let Some(namespace) = attrs.namespace else { return false };
+    let Some(namespace) = attrs.namespace else {
+        return false;
+    };
     store
         .iter(rbac("rolebindings"), Some(namespace))
         .filter(|(_, b)| binds(b, who, namespace))
-        .any(|(_, b)| role_rules(store, &b["roleRef"], namespace).iter().any(|r| rule_allows(r, attrs)))
+        .any(|(_, b)| {
+            role_rules(store, &b["roleRef"], namespace)
+                .iter()
+                .any(|r| rule_allows(r, attrs))
+        })
 }

@@ -12,8 +12,20 @@ pub struct ResourceType {
     pub namespaced: bool,
 }
 
-const fn resource(group: &'static str, version: &'static str, plural: &'static str, kind: &'static str, namespaced: bool) -> ResourceType {
-    ResourceType { group, version, plural, kind, namespaced }
+const fn resource(
+    group: &'static str,
+    version: &'static str,
+    plural: &'static str,
+    kind: &'static str,
+    namespaced: bool,
+) -> ResourceType {
+    ResourceType {
+        group,
+        version,
+        plural,
+        kind,
+        namespaced,
+    }
 }
 
 pub const RESOURCES: &[ResourceType] = &[
@@ -25,13 +37,49 @@ pub const RESOURCES: &[ResourceType] = &[
     resource("apps", "v1", "deployments", "Deployment", true),
     resource("apps", "v1", "statefulsets", "StatefulSet", true),
     resource("apps", "v1", "daemonsets", "DaemonSet", true),
-    resource("external-secrets.io", "v1", "externalsecrets", "ExternalSecret", true),
-    resource("external-secrets.io", "v1alpha1", "pushsecrets", "PushSecret", true),
+    resource(
+        "external-secrets.io",
+        "v1",
+        "externalsecrets",
+        "ExternalSecret",
+        true,
+    ),
+    resource(
+        "external-secrets.io",
+        "v1alpha1",
+        "pushsecrets",
+        "PushSecret",
+        true,
+    ),
     resource("rbac.authorization.k8s.io", "v1", "roles", "Role", true),
-    resource("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", true),
-    resource("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", false),
-    resource("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", false),
-    resource("authentication.k8s.io", "v1", "tokenreviews", "TokenReview", false),
+    resource(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "rolebindings",
+        "RoleBinding",
+        true,
+    ),
+    resource(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "clusterroles",
+        "ClusterRole",
+        false,
+    ),
+    resource(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "clusterrolebindings",
+        "ClusterRoleBinding",
+        false,
+    ),
+    resource(
+        "authentication.k8s.io",
+        "v1",
+        "tokenreviews",
+        "TokenReview",
+        false,
+    ),
 ];
 
 /// Resources that are only ever created and answered, never stored.
@@ -39,7 +87,9 @@ pub const VIRTUAL: &[&str] = &["tokenreviews"];
 
 impl ResourceType {
     pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static ResourceType> {
-        RESOURCES.iter().find(|r| r.group == group && r.version == version && r.plural == plural)
+        RESOURCES
+            .iter()
+            .find(|r| r.group == group && r.version == version && r.plural == plural)
     }
 
     pub fn api_version(&self) -> String {
@@ -118,7 +168,10 @@ pub fn group_list() -> Value {
 }
 
 pub fn group(name: &str) -> Option<Value> {
-    groups().iter().find(|(g, _)| *g == name).map(|(g, v)| group_document(g, v))
+    groups()
+        .iter()
+        .find(|(g, _)| *g == name)
+        .map(|(g, v)| group_document(g, v))
 }
 
 pub fn resource_list(group: &str, version: &str) -> Option<Value> {
@@ -138,6 +191,12 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
     if resources.is_empty() {
         return None;
     }
-    let gv = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
-    Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}))
+    let gv = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
+    Some(
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}),
+    )
 }

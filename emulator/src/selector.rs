@@ -65,13 +65,21 @@ fn split_top_level(text: &str) -> Vec<&str> {
 fn parse_requirement(term: &str) -> ApiResult<Requirement> {
     let invalid = || ApiError::bad_request(format!("unable to parse requirement: {term:?}"));
     if let Some(key) = term.strip_prefix('!') {
-        return valid_key(key.trim()).map(Requirement::DoesNotExist).ok_or_else(invalid);
+        return valid_key(key.trim())
+            .map(Requirement::DoesNotExist)
+            .ok_or_else(invalid);
     }
     if let Some((key, value)) = term.split_once("!=") {
-        return Ok(Requirement::NotEquals(valid_key(key.trim()).ok_or_else(invalid)?, value.trim().to_string()));
+        return Ok(Requirement::NotEquals(
+            valid_key(key.trim()).ok_or_else(invalid)?,
+            value.trim().to_string(),
+        ));
     }
     if let Some((key, value)) = term.split_once("==").or_else(|| term.split_once('=')) {
-        return Ok(Requirement::Equals(valid_key(key.trim()).ok_or_else(invalid)?, value.trim().to_string()));
+        return Ok(Requirement::Equals(
+            valid_key(key.trim()).ok_or_else(invalid)?,
+            value.trim().to_string(),
+        ));
     }
     for (op, negated) in [(" notin ", true), (" in ", false)] {
         if let Some((key, rest)) = term.split_once(op) {
@@ -85,7 +93,11 @@ fn parse_requirement(term: &str) -> ApiResult<Requirement> {
                 .map(|v| v.trim().to_string())
                 .filter(|v| !v.is_empty())
                 .collect::<BTreeSet<_>>();
-            return Ok(if negated { Requirement::NotIn(key, values) } else { Requirement::In(key, values) });
+            return Ok(if negated {
+                Requirement::NotIn(key, values)
+            } else {
+                Requirement::In(key, values)
+            });
         }
     }
     valid_key(term).map(Requirement::Exists).ok_or_else(invalid)
@@ -94,7 +106,9 @@ fn parse_requirement(term: &str) -> ApiResult<Requirement> {
 fn valid_key(key: &str) -> Option<String> {
     let ok = !key.is_empty()
         && key.len() <= 316
-        && key.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'));
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'));
     ok.then(|| key.to_string())
 }
 
@@ -112,7 +126,9 @@ impl FieldSelector {
             } else if let Some((f, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
                 (f, false, v)
             } else {
-                return Err(ApiError::bad_request(format!("invalid field selector: {term:?}")));
+                return Err(ApiError::bad_request(format!(
+                    "invalid field selector: {term:?}"
+                )));
             };
             if !matches!(field.trim(), "metadata.name" | "metadata.namespace") {
                 return Err(ApiError::bad_request(format!(

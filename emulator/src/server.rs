@@ -18,12 +18,16 @@ use crate::faults::FaultAction;
 pub async fn serve(listener: TcpListener, cluster: Arc<Mutex<Cluster>>) {
     let mut connections = JoinSet::new();
     loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
         let cluster = cluster.clone();
         let kill = Arc::new(Notify::new());
         connections.spawn(async move {
             let killer = kill.clone();
-            let service = hyper::service::service_fn(move |request| answer(request, cluster.clone(), killer.clone()));
+            let service = hyper::service::service_fn(move |request| {
+                answer(request, cluster.clone(), killer.clone())
+            });
             let connection = hyper::server::conn::http1::Builder::new()
                 .keep_alive(true)
                 .serve_connection(TokioIo::new(stream), service);
@@ -36,19 +40,35 @@ pub async fn serve(listener: TcpListener, cluster: Arc<Mutex<Cluster>>) {
     }
 }
 
-async fn answer(request: Request<Incoming>, cluster: Arc<Mutex<Cluster>>, kill: Arc<Notify>) -> Result<Response<Full<Bytes>>, hyper::Error> {
+async fn answer(
+    request: Request<Incoming>,
+    cluster: Arc<Mutex<Cluster>>,
+    kill: Arc<Notify>,
+) -> Result<Response<Full<Bytes>>, hyper::Error> {
     let (parts, body) = request.into_parts();
     let body = body.collect().await?.to_bytes().to_vec();
-    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let header = |name: &str| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
     let api_request = ApiRequest {
         method: parts.method.to_string(),
         path: parts.uri.path().to_string(),
-        query: form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes()).into_owned().collect(),
+        query: form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
+            .into_owned()
+            .collect(),
         content_type: header("content-type").unwrap_or_default(),
-        bearer: header("authorization").and_then(|h| h.strip_prefix("Bearer ").map(|t| t.trim().to_string())),
+        bearer: header("authorization")
+            .and_then(|h| h.strip_prefix("Bearer ").map(|t| t.trim().to_string())),
         body,
     };
-    let outcome = cluster.lock().unwrap_or_else(|p| p.into_inner()).handle(&api_request);
+    let outcome = cluster
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .handle(&api_request);
     match outcome.fault {
         Some(FaultAction::Hang) => std::future::pending().await,
         Some(FaultAction::DropBefore | FaultAction::DropAfter) => {

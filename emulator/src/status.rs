@@ -13,7 +13,12 @@ pub struct ApiError {
 
 impl ApiError {
     fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
-        Self { code, reason, message: message.into(), details: None }
+        Self {
+            code,
+            reason,
+            message: message.into(),
+            details: None,
+        }
     }
 
     fn with_details(mut self, kind: &str, name: &str) -> Self {
@@ -26,7 +31,12 @@ impl ApiError {
     }
 
     pub fn already_exists(kind: &str, name: &str) -> Self {
-        Self::new(409, "AlreadyExists", format!("{kind} \"{name}\" already exists")).with_details(kind, name)
+        Self::new(
+            409,
+            "AlreadyExists",
+            format!("{kind} \"{name}\" already exists"),
+        )
+        .with_details(kind, name)
     }
 
     pub fn conflict(kind: &str, name: &str) -> Self {
@@ -42,8 +52,12 @@ impl ApiError {
     }
 
     pub fn precondition_failed(kind: &str, name: &str, what: &str) -> Self {
-        Self::new(409, "Conflict", format!("Precondition failed for {kind} \"{name}\": {what}"))
-            .with_details(kind, name)
+        Self::new(
+            409,
+            "Conflict",
+            format!("Precondition failed for {kind} \"{name}\": {what}"),
+        )
+        .with_details(kind, name)
     }
 
     pub fn invalid(kind: &str, name: &str, message: impl Into<String>) -> Self {
@@ -71,7 +85,11 @@ impl ApiError {
     }
 
     pub fn method_not_allowed(method: &str) -> Self {
-        Self::new(405, "MethodNotAllowed", format!("the server does not allow this method on the requested resource: {method}"))
+        Self::new(
+            405,
+            "MethodNotAllowed",
+            format!("the server does not allow this method on the requested resource: {method}"),
+        )
     }
 
     pub fn unsupported_media_type(content_type: &str) -> Self {

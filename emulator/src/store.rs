@@ -25,7 +25,9 @@ pub fn name_of(object: &Value) -> &str {
 }
 
 pub fn resource_version_of(object: &Value) -> Option<&str> {
-    object["metadata"]["resourceVersion"].as_str().filter(|rv| !rv.is_empty())
+    object["metadata"]["resourceVersion"]
+        .as_str()
+        .filter(|rv| !rv.is_empty())
 }
 
 impl Store {
@@ -34,7 +36,9 @@ impl Store {
     }
 
     pub fn get(&self, rt: &ResourceType, namespace: &str, name: &str) -> ApiResult<&Value> {
-        self.objects.get(&key(rt, namespace, name)).ok_or_else(|| ApiError::not_found(rt.plural, name))
+        self.objects
+            .get(&key(rt, namespace, name))
+            .ok_or_else(|| ApiError::not_found(rt.plural, name))
     }
 
     pub fn contains(&self, rt: &ResourceType, namespace: &str, name: &str) -> bool {
@@ -43,11 +47,17 @@ impl Store {
 
     /// Objects of one type in a namespace (or all namespaces), in key order so that
     /// `continue` tokens stay valid across writes.
-    pub fn iter<'a>(&'a self, rt: &'a ResourceType, namespace: Option<&'a str>) -> impl Iterator<Item = ((&'a str, &'a str), &'a Value)> + 'a {
+    pub fn iter<'a>(
+        &'a self,
+        rt: &'a ResourceType,
+        namespace: Option<&'a str>,
+    ) -> impl Iterator<Item = ((&'a str, &'a str), &'a Value)> + 'a {
         let storage_key = rt.storage_key();
         self.objects
             .iter()
-            .filter(move |((k, ns, _), _)| *k == storage_key && namespace.is_none_or(|want| want == ns))
+            .filter(move |((k, ns, _), _)| {
+                *k == storage_key && namespace.is_none_or(|want| want == ns)
+            })
             .map(|((_, ns, name), v)| ((ns.as_str(), name.as_str()), v))
     }
 
@@ -56,7 +66,14 @@ impl Store {
         self.revision.to_string()
     }
 
-    pub fn create(&mut self, rt: &ResourceType, namespace: &str, mut object: Value, uid: String, now: String) -> ApiResult<Value> {
+    pub fn create(
+        &mut self,
+        rt: &ResourceType,
+        namespace: &str,
+        mut object: Value,
+        uid: String,
+        now: String,
+    ) -> ApiResult<Value> {
         let name = name_of(&object).to_string();
         if self.contains(rt, namespace, &name) {
             return Err(ApiError::already_exists(rt.plural, &name));
@@ -65,13 +82,19 @@ impl Store {
         metadata["uid"] = Value::String(uid);
         metadata["creationTimestamp"] = Value::String(now);
         metadata["resourceVersion"] = Value::String(self.next_revision());
-        self.objects.insert(key(rt, namespace, &name), object.clone());
+        self.objects
+            .insert(key(rt, namespace, &name), object.clone());
         Ok(object)
     }
 
     /// Replaces an object, refusing a stale resourceVersion when the update carries one;
     /// identity fields set by the server cannot be changed by the client.
-    pub fn update(&mut self, rt: &ResourceType, namespace: &str, mut object: Value) -> ApiResult<Value> {
+    pub fn update(
+        &mut self,
+        rt: &ResourceType,
+        namespace: &str,
+        mut object: Value,
+    ) -> ApiResult<Value> {
         let name = name_of(&object).to_string();
         let current = self.get(rt, namespace, &name)?;
         if let Some(rv) = resource_version_of(&object) {
@@ -81,7 +104,11 @@ impl Store {
         }
         if let Some(uid) = object["metadata"]["uid"].as_str().filter(|u| !u.is_empty()) {
             if Some(uid) != current["metadata"]["uid"].as_str() {
-                return Err(ApiError::precondition_failed(rt.plural, &name, "the UID in the object does not match"));
+                return Err(ApiError::precondition_failed(
+                    rt.plural,
+                    &name,
+                    "the UID in the object does not match",
+                ));
             }
         }
         let current_meta = current["metadata"].clone();
@@ -90,12 +117,15 @@ impl Store {
             metadata[preserved] = current_meta[preserved].clone();
         }
         metadata["resourceVersion"] = Value::String(self.next_revision());
-        self.objects.insert(key(rt, namespace, &name), object.clone());
+        self.objects
+            .insert(key(rt, namespace, &name), object.clone());
         Ok(object)
     }
 
     pub fn delete(&mut self, rt: &ResourceType, namespace: &str, name: &str) -> ApiResult<Value> {
-        self.objects.remove(&key(rt, namespace, name)).ok_or_else(|| ApiError::not_found(rt.plural, name))
+        self.objects
+            .remove(&key(rt, namespace, name))
+            .ok_or_else(|| ApiError::not_found(rt.plural, name))
     }
 
     /// Removes everything stored in a namespace (the namespace controller's job, done at once).

@@ -42,11 +42,24 @@ impl TokenAuthority {
         let signing = SigningKey::random(&mut rand_core::OsRng);
         let verifying = *signing.verifying_key();
         let key_id = hex_prefix(&verifying.to_encoded_point(true).to_bytes());
-        Self { signing, verifying, key_id, revoked: BTreeSet::new() }
+        Self {
+            signing,
+            verifying,
+            key_id,
+            revoked: BTreeSet::new(),
+        }
     }
 
     /// Issues a token for a service account, as `POST .../serviceaccounts/NAME/token` does.
-    pub fn issue(&self, namespace: &str, name: &str, uid: &str, audiences: &[String], lifetime_seconds: i64, now: i64) -> String {
+    pub fn issue(
+        &self,
+        namespace: &str,
+        name: &str,
+        uid: &str,
+        audiences: &[String],
+        lifetime_seconds: i64,
+        now: i64,
+    ) -> String {
         let jti = random_id();
         let claims = json!({
             "aud": audiences,
@@ -68,7 +81,10 @@ impl TokenAuthority {
             URL_SAFE_NO_PAD.encode(claims.to_string())
         );
         let signature: Signature = self.signing.sign(signing_input.as_bytes());
-        format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature.to_bytes()))
+        format!(
+            "{signing_input}.{}",
+            URL_SAFE_NO_PAD.encode(signature.to_bytes())
+        )
     }
 
     pub fn revoke(&mut self, jti: &str) {
@@ -100,7 +116,10 @@ impl TokenAuthority {
         let k8s = &claims["kubernetes.io"];
         let audiences = match &claims["aud"] {
             Value::String(a) => vec![a.clone()],
-            Value::Array(list) => list.iter().filter_map(|a| a.as_str().map(String::from)).collect(),
+            Value::Array(list) => list
+                .iter()
+                .filter_map(|a| a.as_str().map(String::from))
+                .collect(),
             _ => return None,
         };
         Some(ServiceAccountIdentity {
@@ -127,7 +146,10 @@ pub fn reviewed_audiences(requested: &[String], token_audiences: &[String]) -> V
     } else {
         requested.to_vec()
     };
-    wanted.into_iter().filter(|a| token_audiences.contains(a)).collect()
+    wanted
+        .into_iter()
+        .filter(|a| token_audiences.contains(a))
+        .collect()
 }
 
 pub fn random_id() -> String {
@@ -136,7 +158,14 @@ pub fn random_id() -> String {
     bytes[6] = (bytes[6] & 0x0f) | 0x40;
     bytes[8] = (bytes[8] & 0x3f) | 0x80;
     let hex = hex_prefix(&bytes);
-    format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
 }
 
 fn hex_prefix(bytes: &[u8]) -> String {
@@ -159,7 +188,10 @@ mod tests {
         let mut tampered = token.clone();
         tampered.insert(token.len() / 2, 'x');
         assert!(authority.verify(&tampered, 1_001).is_none(), "tampered");
-        assert!(TokenAuthority::new().verify(&token, 1_001).is_none(), "other key");
+        assert!(
+            TokenAuthority::new().verify(&token, 1_001).is_none(),
+            "other key"
+        );
         authority.revoke(&id.jti);
         assert!(authority.verify(&token, 1_001).is_none(), "revoked");
     }
@@ -167,8 +199,14 @@ mod tests {
     #[test]
     fn review_audiences_are_an_intersection() {
         let token_aud = vec!["a".to_string(), API_AUDIENCES[0].to_string()];
-        assert_eq!(reviewed_audiences(&["a".into(), "b".into()], &token_aud), vec!["a".to_string()]);
-        assert_eq!(reviewed_audiences(&[], &token_aud), vec![API_AUDIENCES[0].to_string()]);
+        assert_eq!(
+            reviewed_audiences(&["a".into(), "b".into()], &token_aud),
+            vec!["a".to_string()]
+        );
+        assert_eq!(
+            reviewed_audiences(&[], &token_aud),
+            vec![API_AUDIENCES[0].to_string()]
+        );
         assert!(reviewed_audiences(&["b".into()], &token_aud).is_empty());
     }
 }

@@ -23,17 +23,30 @@ pub fn bootstrap_selector(extra: Option<&str>) -> String {
 }
 
 /// Every bootstrap Secret in scope, in a stable order.
-pub async fn discover(ctx: &Context, scope: &ScopeArgs, selector: Option<&str>) -> Result<Vec<SourceSecret>> {
+pub async fn discover(
+    ctx: &Context,
+    scope: &ScopeArgs,
+    selector: Option<&str>,
+) -> Result<Vec<SourceSecret>> {
     let selector = bootstrap_selector(selector);
     let mut secrets = Vec::new();
     for namespace in ctx.namespaces(scope) {
-        secrets.extend(ctx.kube.list_secrets(namespace.as_deref(), &selector).await?);
+        secrets.extend(
+            ctx.kube
+                .list_secrets(namespace.as_deref(), &selector)
+                .await?,
+        );
     }
     secrets.sort_by(|a, b| a.reference.cmp(&b.reference));
     Ok(secrets)
 }
 
-async fn hand_over_one(ctx: &Context, key: &FingerprintKey, secret: SourceSecret, mode: ConsumeMode) -> Value {
+async fn hand_over_one(
+    ctx: &Context,
+    key: &FingerprintKey,
+    secret: SourceSecret,
+    mode: ConsumeMode,
+) -> Value {
     let mut item = json!({
         "namespace": secret.reference.namespace,
         "name": secret.reference.name,
@@ -41,7 +54,10 @@ async fn hand_over_one(ctx: &Context, key: &FingerprintKey, secret: SourceSecret
     });
     let result: Result<Value> = async {
         if secret.is_consumed() {
-            let version: Option<u64> = secret.annotations.get(names::VAULT_VERSION).and_then(|v| v.parse().ok());
+            let version: Option<u64> = secret
+                .annotations
+                .get(names::VAULT_VERSION)
+                .and_then(|v| v.parse().ok());
             return Ok(json!({"outcome": "already-consumed", "version": version}));
         }
         let target = secret.target(&ctx.settings.kv_mount, &ctx.settings.allowed, None)?;
@@ -75,7 +91,14 @@ async fn hand_over_one(ctx: &Context, key: &FingerprintKey, secret: SourceSecret
     item
 }
 
-pub async fn run(scope: &ScopeArgs, concurrency: u32, shard: Option<&str>, mode: ConsumeMode, selector: Option<&str>, ctx: &Context) -> Result<Report> {
+pub async fn run(
+    scope: &ScopeArgs,
+    concurrency: u32,
+    shard: Option<&str>,
+    mode: ConsumeMode,
+    selector: Option<&str>,
+    ctx: &Context,
+) -> Result<Report> {
     let shard = shard.map(Shard::parse).transpose()?;
     let secrets: Vec<SourceSecret> = discover(ctx, scope, selector)
         .await?
@@ -85,7 +108,11 @@ pub async fn run(scope: &ScopeArgs, concurrency: u32, shard: Option<&str>, mode:
     // One key read per process, whatever the number of Secrets. Without pending work, the
     // key is not even needed.
     let pending = secrets.iter().any(|s| !s.is_consumed());
-    let key = if pending { Some(ctx.vault.fingerprint_key(&ctx.settings.kv_mount).await?) } else { None };
+    let key = if pending {
+        Some(ctx.vault.fingerprint_key(&ctx.settings.kv_mount).await?)
+    } else {
+        None
+    };
     let items: Vec<Value> = match &key {
         Some(key) => stream::iter(secrets).map(|secret| hand_over_one(ctx, key, secret, mode)).buffered(concurrency as usize).collect().await,
         None => secrets

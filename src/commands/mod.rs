@@ -34,7 +34,12 @@ impl Context {
         if scope.all_namespaces {
             return vec![None];
         }
-        let mut namespaces: Vec<String> = scope.namespaces.iter().map(|n| n.trim().to_string()).filter(|n| !n.is_empty()).collect();
+        let mut namespaces: Vec<String> = scope
+            .namespaces
+            .iter()
+            .map(|n| n.trim().to_string())
+            .filter(|n| !n.is_empty())
+            .collect();
         if namespaces.is_empty() {
             namespaces.push(self.kube.default_namespace().to_string());
         }
@@ -47,7 +52,9 @@ impl Context {
 fn validate_scope(scope: &ScopeArgs) -> Result<()> {
     for namespace in &scope.namespaces {
         if !crate::domain::is_dns_subdomain(namespace.trim()) {
-            return Err(Error::Usage(format!("--namespace {namespace:?} is not a valid namespace name")));
+            return Err(Error::Usage(format!(
+                "--namespace {namespace:?} is not a valid namespace name"
+            )));
         }
     }
     Ok(())
@@ -55,7 +62,10 @@ fn validate_scope(scope: &ScopeArgs) -> Result<()> {
 
 /// Parses and validates everything, connects, then runs the command.
 pub async fn run(cli: Cli) -> Result<Report> {
-    if matches!(cli.command, Command::Rotate { .. } | Command::PushSecret { .. } | Command::Status { .. }) {
+    if matches!(
+        cli.command,
+        Command::Rotate { .. } | Command::PushSecret { .. } | Command::Status { .. }
+    ) {
         return Err(Error::NotImplemented(cli.command.name()));
     }
     let settings = Settings {
@@ -63,25 +73,57 @@ pub async fn run(cli: Cli) -> Result<Report> {
         allowed: AllowedPaths::new(cli.policy.allowed_paths.clone())?,
         dry_run: cli.policy.dry_run,
     };
-    crate::domain::path::validate_mount(&settings.kv_mount).map_err(|reason| Error::Usage(format!("--kv-mount: {reason}")))?;
+    crate::domain::path::validate_mount(&settings.kv_mount)
+        .map_err(|reason| Error::Usage(format!("--kv-mount: {reason}")))?;
     match &cli.command {
-        Command::ReadBootstrap { scope, .. } | Command::Handover { scope, .. } | Command::PushSecret { scope, .. } | Command::Status { scope, .. } => {
-            validate_scope(scope)?
-        }
+        Command::ReadBootstrap { scope, .. }
+        | Command::Handover { scope, .. }
+        | Command::PushSecret { scope, .. }
+        | Command::Status { scope, .. } => validate_scope(scope)?,
         _ => {}
     }
     let retry = RetryPolicy::new(cli.retry.max_attempts);
     let vault_settings = VaultSettings::from_args(&cli.vault, cli.retry.timeout)?;
     let kube = Kube::connect(&cli.kube, cli.retry.timeout, retry).await?;
     let vault = Vault::connect(&vault_settings, retry).await?;
-    let context = Context { vault, kube, settings };
+    let context = Context {
+        vault,
+        kube,
+        settings,
+    };
     match cli.command {
-        Command::ReadBootstrap { scope, selector, shards } => read_bootstrap::run(&scope, selector.as_deref(), shards, &context).await,
-        Command::WriteVault { secret, expect_uid } => write_vault::run(&secret, expect_uid.as_deref(), &context).await,
-        Command::MarkConsumed { secret, expect_uid, mode } => mark_consumed::run(&secret, expect_uid.as_deref(), mode, &context).await,
-        Command::Handover { scope, concurrency, shard, mode, selector } => {
-            handover::run(&scope, concurrency, shard.as_deref(), mode, selector.as_deref(), &context).await
+        Command::ReadBootstrap {
+            scope,
+            selector,
+            shards,
+        } => read_bootstrap::run(&scope, selector.as_deref(), shards, &context).await,
+        Command::WriteVault { secret, expect_uid } => {
+            write_vault::run(&secret, expect_uid.as_deref(), &context).await
         }
-        Command::Rotate { .. } | Command::PushSecret { .. } | Command::Status { .. } => unreachable!("refused above"),
+        Command::MarkConsumed {
+            secret,
+            expect_uid,
+            mode,
+        } => mark_consumed::run(&secret, expect_uid.as_deref(), mode, &context).await,
+        Command::Handover {
+            scope,
+            concurrency,
+            shard,
+            mode,
+            selector,
+        } => {
+            handover::run(
+                &scope,
+                concurrency,
+                shard.as_deref(),
+                mode,
+                selector.as_deref(),
+                &context,
+            )
+            .await
+        }
+        Command::Rotate { .. } | Command::PushSecret { .. } | Command::Status { .. } => {
+            unreachable!("refused above")
+        }
     }
 }

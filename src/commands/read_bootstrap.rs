@@ -18,21 +18,45 @@ use crate::vault::base64_keys;
 /// Reads at once while classifying; each needs one or two Vault reads.
 const READ_CONCURRENCY: usize = 16;
 
-async fn vault_view(ctx: &Context, key: Option<&FingerprintKey>, secret: &SourceSecret, mount: &str, path: &str) -> Result<VaultView> {
-    let Some(metadata) = ctx.vault.read_metadata(mount, path).await? else { return Ok(VaultView::Missing) };
+async fn vault_view(
+    ctx: &Context,
+    key: Option<&FingerprintKey>,
+    secret: &SourceSecret,
+    mount: &str,
+    path: &str,
+) -> Result<VaultView> {
+    let Some(metadata) = ctx.vault.read_metadata(mount, path).await? else {
+        return Ok(VaultView::Missing);
+    };
     match Provenance::from_metadata(&metadata.custom) {
-        Some(p) if p.is_owned_by(&secret.bootstrap_origin(), &secret.uid) => Ok(VaultView::Owned { provenance: p }),
-        Some(p) => Ok(VaultView::OwnedByOther { owner: format!("{} (uid {})", p.origin, p.origin_uid) }),
+        Some(p) if p.is_owned_by(&secret.bootstrap_origin(), &secret.uid) => {
+            Ok(VaultView::Owned { provenance: p })
+        }
+        Some(p) => Ok(VaultView::OwnedByOther {
+            owner: format!("{} (uid {})", p.origin, p.origin_uid),
+        }),
         None => {
-            let Some(key) = key else { return Ok(VaultView::Unowned { data_matches: false }) };
-            let held = ctx.vault.read(mount, path, None, &base64_keys(&secret.data)).await?;
-            let data_matches = held.is_some_and(|held| key.fingerprint(&held.data) == key.fingerprint(&secret.data));
+            let Some(key) = key else {
+                return Ok(VaultView::Unowned {
+                    data_matches: false,
+                });
+            };
+            let held = ctx
+                .vault
+                .read(mount, path, None, &base64_keys(&secret.data))
+                .await?;
+            let data_matches = held
+                .is_some_and(|held| key.fingerprint(&held.data) == key.fingerprint(&secret.data));
             Ok(VaultView::Unowned { data_matches })
         }
     }
 }
 
-async fn classify_one(ctx: &Context, key: Option<&FingerprintKey>, secret: &SourceSecret) -> Result<(Value, BootstrapState)> {
+async fn classify_one(
+    ctx: &Context,
+    key: Option<&FingerprintKey>,
+    secret: &SourceSecret,
+) -> Result<(Value, BootstrapState)> {
     let fingerprint = key.map(|k| k.fingerprint(&secret.data));
     let mut item = json!({
         "namespace": secret.reference.namespace,
@@ -45,10 +69,16 @@ async fn classify_one(ctx: &Context, key: Option<&FingerprintKey>, secret: &Sour
     let target = secret.target(&ctx.settings.kv_mount, &ctx.settings.allowed, None);
     let (state, reason) = match &target {
         Err(error) => (BootstrapState::Invalid, error.to_string()),
-        Ok(_) if secret.data.is_empty() && !secret.is_consumed() => (BootstrapState::Invalid, "the Secret has no data".to_string()),
+        Ok(_) if secret.data.is_empty() && !secret.is_consumed() => (
+            BootstrapState::Invalid,
+            "the Secret has no data".to_string(),
+        ),
         Ok(_) if secret.is_consumed() => match &fingerprint {
             Some(fp) => consumed_state(secret, fp),
-            None => (BootstrapState::Consumed, "consumed; Vault is the authority".to_string()),
+            None => (
+                BootstrapState::Consumed,
+                "consumed; Vault is the authority".to_string(),
+            ),
         },
         Ok(target) => {
             let view = vault_view(ctx, key, secret, &target.mount, &target.path).await?;
@@ -64,14 +94,29 @@ async fn classify_one(ctx: &Context, key: Option<&FingerprintKey>, secret: &Sour
     Ok((item, state))
 }
 
-pub async fn run(scope: &ScopeArgs, selector: Option<&str>, shards: Option<u32>, ctx: &Context) -> Result<Report> {
+pub async fn run(
+    scope: &ScopeArgs,
+    selector: Option<&str>,
+    shards: Option<u32>,
+    ctx: &Context,
+) -> Result<Report> {
     let secrets = discover(ctx, scope, selector).await?;
     // Read-only: without a key, nothing has been fingerprinted yet, and none is created here.
-    let key = ctx.vault.existing_fingerprint_key(&ctx.settings.kv_mount).await?;
-    let classified: Vec<Result<(Value, BootstrapState)>> =
-        stream::iter(&secrets).map(|s| classify_one(ctx, key.as_ref(), s)).buffered(READ_CONCURRENCY).collect().await;
+    let key = ctx
+        .vault
+        .existing_fingerprint_key(&ctx.settings.kv_mount)
+        .await?;
+    let classified: Vec<Result<(Value, BootstrapState)>> = stream::iter(&secrets)
+        .map(|s| classify_one(ctx, key.as_ref(), s))
+        .buffered(READ_CONCURRENCY)
+        .collect()
+        .await;
     let classified: Vec<(Value, BootstrapState)> = classified.into_iter().collect::<Result<_>>()?;
-    let actionable: Vec<&Value> = classified.iter().filter(|(_, state)| state.is_actionable()).map(|(item, _)| item).collect();
+    let actionable: Vec<&Value> = classified
+        .iter()
+        .filter(|(_, state)| state.is_actionable())
+        .map(|(item, _)| item)
+        .collect();
     let mut counts = serde_json::Map::new();
     for (item, _) in &classified {
         let state = item["state"].as_str().unwrap_or("invalid").to_string();
@@ -97,5 +142,8 @@ pub async fn run(scope: &ScopeArgs, selector: Option<&str>, shards: Option<u32>,
         "counts": counts,
         "items": classified.iter().map(|(item, _)| item).collect::<Vec<_>>(),
     });
-    Ok(Report::new(document).with_file("items.json", serde_json::to_vec(&plan).expect("JSON values serialize")))
+    Ok(Report::new(document).with_file(
+        "items.json",
+        serde_json::to_vec(&plan).expect("JSON values serialize"),
+    ))
 }

@@ -19,7 +19,9 @@ use crate::vault::{base64_keys, CasWrite};
 const RACE_ATTEMPTS: usize = 5;
 
 pub fn now_rfc3339() -> String {
-    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
 }
 
 /// What Vault holds for a bootstrap Secret after the write step.
@@ -37,19 +39,60 @@ pub struct Handed {
 
 /// The handover write (section 6, `write-vault`): create with `cas=0`; on a refusal,
 /// recognise a finished or half-finished handover, or refuse a conflict.
-pub async fn write_to_vault(ctx: &Context, key: &FingerprintKey, secret: &SourceSecret, target: Target) -> Result<Handed> {
+pub async fn write_to_vault(
+    ctx: &Context,
+    key: &FingerprintKey,
+    secret: &SourceSecret,
+    target: Target,
+) -> Result<Handed> {
     secret.require_data()?;
     let fingerprint = key.fingerprint(&secret.data);
     let origin = secret.bootstrap_origin();
     let base64 = base64_keys(&secret.data);
-    let handed = |outcome, version, vault_fingerprint| Handed { outcome, target: target.clone(), version, vault_fingerprint, fingerprint: fingerprint.clone() };
+    let handed = |outcome, version, vault_fingerprint| Handed {
+        outcome,
+        target: target.clone(),
+        version,
+        vault_fingerprint,
+        fingerprint: fingerprint.clone(),
+    };
     for _ in 0..RACE_ATTEMPTS {
         if !ctx.settings.dry_run {
-            if let CasWrite::Written { version } = ctx.vault.write(&target.mount, &target.path, &secret.data, 0).await? {
-                record_ownership(ctx, secret, &target, version, &fingerprint, &base64, BTreeMap::new()).await?;
-                audit("handover-write", &format!("{}/{}", target.mount, target.path), "written", Some(version), Some(&fingerprint));
-                let message = format!("handed over to Vault {}/{} version {version}", target.mount, target.path);
-                ctx.kube.record_event(&secret.reference, &secret.uid, "HandedOver", &message, false).await;
+            if let CasWrite::Written { version } = ctx
+                .vault
+                .write(&target.mount, &target.path, &secret.data, 0)
+                .await?
+            {
+                record_ownership(
+                    ctx,
+                    secret,
+                    &target,
+                    version,
+                    &fingerprint,
+                    &base64,
+                    BTreeMap::new(),
+                )
+                .await?;
+                audit(
+                    "handover-write",
+                    &format!("{}/{}", target.mount, target.path),
+                    "written",
+                    Some(version),
+                    Some(&fingerprint),
+                );
+                let message = format!(
+                    "handed over to Vault {}/{} version {version}",
+                    target.mount, target.path
+                );
+                ctx.kube
+                    .record_event(
+                        &secret.reference,
+                        &secret.uid,
+                        "HandedOver",
+                        &message,
+                        false,
+                    )
+                    .await;
                 return Ok(handed("written", version, Some(fingerprint.clone())));
             }
         }
@@ -66,10 +109,17 @@ pub async fn write_to_vault(ctx: &Context, key: &FingerprintKey, secret: &Source
                 return Ok(handed("unchanged", version, recorded));
             }
             ExistingPath::Conflict { owner } => {
-                return Err(Error::NotOwned { path: format!("{}/{}", target.mount, target.path), owner, claimant: origin.to_string() });
+                return Err(Error::NotOwned {
+                    path: format!("{}/{}", target.mount, target.path),
+                    owner,
+                    claimant: origin.to_string(),
+                });
             }
             ExistingPath::CompareData => {
-                let current = ctx.vault.read(&target.mount, &target.path, None, &base64).await?;
+                let current = ctx
+                    .vault
+                    .read(&target.mount, &target.path, None, &base64)
+                    .await?;
                 let Some(current) = current else { continue };
                 if key.fingerprint(&current.data) != fingerprint {
                     return Err(Error::NotOwned {
@@ -79,15 +129,41 @@ pub async fn write_to_vault(ctx: &Context, key: &FingerprintKey, secret: &Source
                     });
                 }
                 if ctx.settings.dry_run {
-                    return Ok(handed("planned", current.version, Some(fingerprint.clone())));
+                    return Ok(handed(
+                        "planned",
+                        current.version,
+                        Some(fingerprint.clone()),
+                    ));
                 }
-                record_ownership(ctx, secret, &target, current.version, &fingerprint, &base64, metadata.custom).await?;
-                audit("handover-finish", &format!("{}/{}", target.mount, target.path), "unchanged", Some(current.version), Some(&fingerprint));
-                return Ok(handed("unchanged", current.version, Some(fingerprint.clone())));
+                record_ownership(
+                    ctx,
+                    secret,
+                    &target,
+                    current.version,
+                    &fingerprint,
+                    &base64,
+                    metadata.custom,
+                )
+                .await?;
+                audit(
+                    "handover-finish",
+                    &format!("{}/{}", target.mount, target.path),
+                    "unchanged",
+                    Some(current.version),
+                    Some(&fingerprint),
+                );
+                return Ok(handed(
+                    "unchanged",
+                    current.version,
+                    Some(fingerprint.clone()),
+                ));
             }
         }
     }
-    Err(Error::Temporary { action: format!("hand over {}", secret.reference), detail: "the Vault path kept changing under us".into() })
+    Err(Error::Temporary {
+        action: format!("hand over {}", secret.reference),
+        detail: "the Vault path kept changing under us".into(),
+    })
 }
 
 async fn record_ownership(
@@ -113,13 +189,20 @@ async fn record_ownership(
     }
     .apply(&mut custom);
     check_metadata_limits(&custom, &secret.reference.to_string())?;
-    ctx.vault.write_metadata(&target.mount, &target.path, &custom).await
+    ctx.vault
+        .write_metadata(&target.mount, &target.path, &custom)
+        .await
 }
 
 /// KV v2 refuses custom_metadata values over 512 bytes; say why before Vault does.
 fn check_metadata_limits(custom: &BTreeMap<String, String>, secret: &str) -> Result<()> {
     match custom.iter().find(|(_, v)| v.len() > 512) {
-        Some((k, _)) => Err(Error::InvalidSource { secret: secret.into(), reason: format!("Vault metadata {k} would exceed 512 bytes (too many or too long key names)") }),
+        Some((k, _)) => Err(Error::InvalidSource {
+            secret: secret.into(),
+            reason: format!(
+                "Vault metadata {k} would exceed 512 bytes (too many or too long key names)"
+            ),
+        }),
         None => Ok(()),
     }
 }
@@ -131,7 +214,12 @@ pub struct Marked {
     pub version: u64,
 }
 
-fn consume_patch(secret: &SourceSecret, version: u64, fingerprint: &Fingerprint, mode: ConsumeMode) -> SecretPatch {
+fn consume_patch(
+    secret: &SourceSecret,
+    version: u64,
+    fingerprint: &Fingerprint,
+    mode: ConsumeMode,
+) -> SecretPatch {
     let annotations = BTreeMap::from([
         (names::CONSUMED_AT.to_string(), now_rfc3339()),
         (names::VAULT_VERSION.to_string(), version.to_string()),
@@ -141,7 +229,10 @@ fn consume_patch(secret: &SourceSecret, version: u64, fingerprint: &Fingerprint,
     ]);
     SecretPatch {
         resource_version: secret.resource_version.clone(),
-        labels: BTreeMap::from([(names::STATE_LABEL.to_string(), names::STATE_CONSUMED.to_string())]),
+        labels: BTreeMap::from([(
+            names::STATE_LABEL.to_string(),
+            names::STATE_CONSUMED.to_string(),
+        )]),
         annotations,
         strip_data: mode == ConsumeMode::Strip,
     }
@@ -150,47 +241,130 @@ fn consume_patch(secret: &SourceSecret, version: u64, fingerprint: &Fingerprint,
 /// Renders the Secret inert, conditionally on the resourceVersion read. A lost race is
 /// re-read and re-decided: the Secret may have been consumed by a racing run (done), or
 /// changed by Git (drifted), or re-created (a different object: not ours to mark).
-pub async fn mark(ctx: &Context, key: &FingerprintKey, mut secret: SourceSecret, handed: &Handed, mode: ConsumeMode) -> Result<Marked> {
+pub async fn mark(
+    ctx: &Context,
+    key: &FingerprintKey,
+    mut secret: SourceSecret,
+    handed: &Handed,
+    mode: ConsumeMode,
+) -> Result<Marked> {
     let target = format!("{}", secret.reference);
     let original_uid = secret.uid.clone();
     for _ in 0..RACE_ATTEMPTS {
         if secret.is_consumed() {
-            return Ok(Marked { outcome: "already-consumed", version: handed.version });
+            return Ok(Marked {
+                outcome: "already-consumed",
+                version: handed.version,
+            });
         }
         let current = key.fingerprint(&secret.data);
-        if handed.vault_fingerprint.as_ref().is_some_and(|v| *v != current) {
-            let message = format!("data differs from Vault {}/{} version {}: Vault stays authoritative", handed.target.mount, handed.target.path, handed.version);
-            ctx.kube.record_event(&secret.reference, &secret.uid, "Drifted", &message, true).await;
-            audit("mark-consumed", &target, "drifted", Some(handed.version), None);
-            return Err(Error::Drifted { secret: target, version: handed.version });
+        if handed
+            .vault_fingerprint
+            .as_ref()
+            .is_some_and(|v| *v != current)
+        {
+            let message = format!(
+                "data differs from Vault {}/{} version {}: Vault stays authoritative",
+                handed.target.mount, handed.target.path, handed.version
+            );
+            ctx.kube
+                .record_event(&secret.reference, &secret.uid, "Drifted", &message, true)
+                .await;
+            audit(
+                "mark-consumed",
+                &target,
+                "drifted",
+                Some(handed.version),
+                None,
+            );
+            return Err(Error::Drifted {
+                secret: target,
+                version: handed.version,
+            });
         }
         if ctx.settings.dry_run {
-            return Ok(Marked { outcome: "planned", version: handed.version });
+            return Ok(Marked {
+                outcome: "planned",
+                version: handed.version,
+            });
         }
         let applied = match mode {
-            ConsumeMode::Delete => ctx.kube.delete_secret(&secret.reference, &secret.uid, &secret.resource_version).await?,
+            ConsumeMode::Delete => {
+                ctx.kube
+                    .delete_secret(&secret.reference, &secret.uid, &secret.resource_version)
+                    .await?
+            }
             ConsumeMode::Annotate | ConsumeMode::Strip => {
-                ctx.kube.patch_secret(&secret.reference, &consume_patch(&secret, handed.version, &current, mode)).await?
+                ctx.kube
+                    .patch_secret(
+                        &secret.reference,
+                        &consume_patch(&secret, handed.version, &current, mode),
+                    )
+                    .await?
             }
         };
         match applied {
             Conditional::Applied { .. } => {
-                audit("mark-consumed", &target, "consumed", Some(handed.version), Some(&current));
-                let message = format!("consumed ({}): Vault {}/{} version {} is the authority", mode.as_str(), handed.target.mount, handed.target.path, handed.version);
-                ctx.kube.record_event(&secret.reference, &secret.uid, "Consumed", &message, false).await;
-                return Ok(Marked { outcome: "consumed", version: handed.version });
+                audit(
+                    "mark-consumed",
+                    &target,
+                    "consumed",
+                    Some(handed.version),
+                    Some(&current),
+                );
+                let message = format!(
+                    "consumed ({}): Vault {}/{} version {} is the authority",
+                    mode.as_str(),
+                    handed.target.mount,
+                    handed.target.path,
+                    handed.version
+                );
+                ctx.kube
+                    .record_event(&secret.reference, &secret.uid, "Consumed", &message, false)
+                    .await;
+                return Ok(Marked {
+                    outcome: "consumed",
+                    version: handed.version,
+                });
             }
-            Conditional::Gone if mode == ConsumeMode::Delete => return Ok(Marked { outcome: "already-consumed", version: handed.version }),
-            Conditional::Gone => return Err(Error::NotFound { what: format!("Secret {target}") }),
+            Conditional::Gone if mode == ConsumeMode::Delete => {
+                return Ok(Marked {
+                    outcome: "already-consumed",
+                    version: handed.version,
+                })
+            }
+            Conditional::Gone => {
+                return Err(Error::NotFound {
+                    what: format!("Secret {target}"),
+                })
+            }
             Conditional::Conflict => {
                 secret = match ctx.kube.get_secret(&secret.reference).await? {
                     Some(fresh) if fresh.uid == original_uid => fresh,
-                    Some(_) => return Err(Error::NotFound { what: format!("Secret {target} with uid {original_uid} (it was re-created)") }),
-                    None if mode == ConsumeMode::Delete => return Ok(Marked { outcome: "already-consumed", version: handed.version }),
-                    None => return Err(Error::NotFound { what: format!("Secret {target}") }),
+                    Some(_) => {
+                        return Err(Error::NotFound {
+                            what: format!(
+                                "Secret {target} with uid {original_uid} (it was re-created)"
+                            ),
+                        })
+                    }
+                    None if mode == ConsumeMode::Delete => {
+                        return Ok(Marked {
+                            outcome: "already-consumed",
+                            version: handed.version,
+                        })
+                    }
+                    None => {
+                        return Err(Error::NotFound {
+                            what: format!("Secret {target}"),
+                        })
+                    }
                 };
             }
         }
     }
-    Err(Error::Temporary { action: format!("mark {target} consumed"), detail: "lost the optimistic-lock race repeatedly".into() })
+    Err(Error::Temporary {
+        action: format!("mark {target} consumed"),
+        detail: "lost the optimistic-lock race repeatedly".into(),
+    })
 }

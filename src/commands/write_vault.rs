@@ -11,7 +11,13 @@ use crate::output::Report;
 pub async fn run(secret: &str, expect_uid: Option<&str>, ctx: &Context) -> Result<Report> {
     let reference = SecretRef::parse(secret)?;
     // Re-read the Secret: a plan made minutes ago may be stale.
-    let source = ctx.kube.get_secret(&reference).await?.ok_or_else(|| Error::NotFound { what: format!("Secret {reference}") })?;
+    let source = ctx
+        .kube
+        .get_secret(&reference)
+        .await?
+        .ok_or_else(|| Error::NotFound {
+            what: format!("Secret {reference}"),
+        })?;
     source.require_uid(expect_uid)?;
     let target = source.target(&ctx.settings.kv_mount, &ctx.settings.allowed, None)?;
     let key = ctx.vault.fingerprint_key(&ctx.settings.kv_mount).await?;

@@ -42,8 +42,16 @@ impl SourceSecret {
 
     /// Reads the target from the annotations and checks it against the path policy.
     /// `path_override` (push-secret's `--path`) takes the place of the annotation.
-    pub fn target(&self, default_mount: &str, allowed: &AllowedPaths, path_override: Option<&str>) -> Result<Target> {
-        let invalid = |reason: String| Error::InvalidSource { secret: self.reference.to_string(), reason };
+    pub fn target(
+        &self,
+        default_mount: &str,
+        allowed: &AllowedPaths,
+        path_override: Option<&str>,
+    ) -> Result<Target> {
+        let invalid = |reason: String| Error::InvalidSource {
+            secret: self.reference.to_string(),
+            reason,
+        };
         let path = match path_override {
             Some(path) => path.to_string(),
             None => self
@@ -52,16 +60,22 @@ impl SourceSecret {
                 .ok_or_else(|| invalid(format!("missing annotation {}", names::VAULT_PATH)))?
                 .clone(),
         };
-        validate_path(&path).map_err(|reason| invalid(format!("{}: {reason}", names::VAULT_PATH)))?;
+        validate_path(&path)
+            .map_err(|reason| invalid(format!("{}: {reason}", names::VAULT_PATH)))?;
         let mount = match self.annotations.get(names::VAULT_MOUNT) {
             Some(mount) => {
-                validate_mount(mount).map_err(|reason| invalid(format!("{}: {reason}", names::VAULT_MOUNT)))?;
+                validate_mount(mount)
+                    .map_err(|reason| invalid(format!("{}: {reason}", names::VAULT_MOUNT)))?;
                 mount.clone()
             }
             None => default_mount.to_string(),
         };
         if !allowed.allows(&self.reference.namespace, &path) {
-            return Err(Error::PathNotAllowed { secret: self.reference.to_string(), path, allowed: allowed.describe() });
+            return Err(Error::PathNotAllowed {
+                secret: self.reference.to_string(),
+                path,
+                allowed: allowed.describe(),
+            });
         }
         Ok(Target { mount, path })
     }
@@ -70,7 +84,10 @@ impl SourceSecret {
     /// empty authority that every consumer would then trust.
     pub fn require_data(&self) -> Result<()> {
         if self.data.is_empty() {
-            return Err(Error::InvalidSource { secret: self.reference.to_string(), reason: "the Secret has no data".into() });
+            return Err(Error::InvalidSource {
+                secret: self.reference.to_string(),
+                reason: "the Secret has no data".into(),
+            });
         }
         Ok(())
     }
@@ -78,7 +95,10 @@ impl SourceSecret {
     pub fn require_uid(&self, expected: Option<&str>) -> Result<()> {
         match expected {
             Some(uid) if uid != self.uid => Err(Error::NotFound {
-                what: format!("Secret {} with uid {uid} (found uid {}: it was re-created)", self.reference, self.uid),
+                what: format!(
+                    "Secret {} with uid {uid} (found uid {}: it was re-created)",
+                    self.reference, self.uid
+                ),
             }),
             _ => Ok(()),
         }
@@ -98,8 +118,12 @@ pub enum ExistingPath {
 
 pub fn judge_existing(provenance: Option<&Provenance>, origin: &Origin, uid: &str) -> ExistingPath {
     match provenance {
-        Some(p) if p.is_owned_by(origin, uid) => ExistingPath::AlreadyHandedOver { version: p.origin_version },
-        Some(p) => ExistingPath::Conflict { owner: format!("{} (uid {})", p.origin, p.origin_uid) },
+        Some(p) if p.is_owned_by(origin, uid) => ExistingPath::AlreadyHandedOver {
+            version: p.origin_version,
+        },
+        Some(p) => ExistingPath::Conflict {
+            owner: format!("{} (uid {})", p.origin, p.origin_uid),
+        },
         None => ExistingPath::CompareData,
     }
 }
@@ -108,15 +132,29 @@ pub fn judge_existing(provenance: Option<&Provenance>, origin: &Origin, uid: &st
 #[derive(Debug, PartialEq, Eq)]
 pub enum ConsumeCheck {
     /// Vault names this Secret; verify that version's fingerprint, then mark.
-    Verify { version: u64, recorded: Option<Fingerprint> },
+    Verify {
+        version: u64,
+        recorded: Option<Fingerprint>,
+    },
     NotHandedOver,
-    Conflict { owner: String },
+    Conflict {
+        owner: String,
+    },
 }
 
-pub fn check_consumable(provenance: Option<&Provenance>, origin: &Origin, uid: &str) -> ConsumeCheck {
+pub fn check_consumable(
+    provenance: Option<&Provenance>,
+    origin: &Origin,
+    uid: &str,
+) -> ConsumeCheck {
     match provenance {
-        Some(p) if p.is_owned_by(origin, uid) => ConsumeCheck::Verify { version: p.origin_version, recorded: p.origin_fingerprint.clone() },
-        Some(p) => ConsumeCheck::Conflict { owner: format!("{} (uid {})", p.origin, p.origin_uid) },
+        Some(p) if p.is_owned_by(origin, uid) => ConsumeCheck::Verify {
+            version: p.origin_version,
+            recorded: p.origin_fingerprint.clone(),
+        },
+        Some(p) => ConsumeCheck::Conflict {
+            owner: format!("{} (uid {})", p.origin, p.origin_uid),
+        },
         None => ConsumeCheck::NotHandedOver,
     }
 }
@@ -142,11 +180,17 @@ impl BootstrapState {
 /// What Vault says about a Secret's target path, reduced to what classification needs.
 pub enum VaultView {
     Missing,
-    Owned { provenance: Provenance },
-    OwnedByOther { owner: String },
+    Owned {
+        provenance: Provenance,
+    },
+    OwnedByOther {
+        owner: String,
+    },
     /// Data without provenance: ours (a crash between the data and metadata writes) only
     /// if its fingerprint equals the Secret's.
-    Unowned { data_matches: bool },
+    Unowned {
+        data_matches: bool,
+    },
 }
 
 /// Classifies a Secret that is not yet marked consumed. Without a current fingerprint (no
@@ -174,12 +218,19 @@ pub fn classify(view: &VaultView, current: Option<&Fingerprint>) -> (BootstrapSt
 /// A consumed Secret has drifted when data is still present and no longer matches the
 /// fingerprint recorded when it was consumed.
 pub fn consumed_state(secret: &SourceSecret, current: &Fingerprint) -> (BootstrapState, String) {
-    let recorded = secret.annotations.get(names::FINGERPRINT).and_then(|f| Fingerprint::parse(f));
+    let recorded = secret
+        .annotations
+        .get(names::FINGERPRINT)
+        .and_then(|f| Fingerprint::parse(f));
     match recorded {
-        Some(recorded) if !secret.data.is_empty() && &recorded != current => {
-            (BootstrapState::Drifted, "data changed after it was consumed".into())
-        }
-        _ => (BootstrapState::Consumed, "consumed; Vault is the authority".into()),
+        Some(recorded) if !secret.data.is_empty() && &recorded != current => (
+            BootstrapState::Drifted,
+            "data changed after it was consumed".into(),
+        ),
+        _ => (
+            BootstrapState::Consumed,
+            "consumed; Vault is the authority".into(),
+        ),
     }
 }
 
@@ -194,9 +245,15 @@ mod tests {
             uid: "uid-1".into(),
             resource_version: "7".into(),
             labels: BTreeMap::new(),
-            annotations: annotations.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            annotations: annotations
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             secret_type: "Opaque".into(),
-            data: data.iter().map(|(k, v)| (k.to_string(), SecretBytes::from_string(v.to_string()))).collect(),
+            data: data
+                .iter()
+                .map(|(k, v)| (k.to_string(), SecretBytes::from_string(v.to_string())))
+                .collect(),
         }
     }
 
@@ -205,51 +262,125 @@ mod tests {
     }
 
     fn provenance(origin: &str, uid: &str, fingerprint: Option<Fingerprint>) -> Provenance {
-        Provenance { origin: Origin::parse(origin), origin_uid: uid.into(), origin_version: 1, origin_fingerprint: fingerprint }
+        Provenance {
+            origin: Origin::parse(origin),
+            origin_uid: uid.into(),
+            origin_version: 1,
+            origin_fingerprint: fingerprint,
+        }
     }
 
     #[test]
     fn target_comes_from_annotations_and_policy() {
         let allowed = AllowedPaths::new(vec![]).unwrap();
         let ok = secret(&[(names::VAULT_PATH, "team-a/db")], &[]);
-        assert_eq!(ok.target("secret", &allowed, None).unwrap(), Target { mount: "secret".into(), path: "team-a/db".into() });
-        let mounted = secret(&[(names::VAULT_PATH, "team-a/db"), (names::VAULT_MOUNT, "kv")], &[]);
-        assert_eq!(mounted.target("secret", &allowed, None).unwrap().mount, "kv");
+        assert_eq!(
+            ok.target("secret", &allowed, None).unwrap(),
+            Target {
+                mount: "secret".into(),
+                path: "team-a/db".into()
+            }
+        );
+        let mounted = secret(
+            &[(names::VAULT_PATH, "team-a/db"), (names::VAULT_MOUNT, "kv")],
+            &[],
+        );
+        assert_eq!(
+            mounted.target("secret", &allowed, None).unwrap().mount,
+            "kv"
+        );
         let cases = [
             (secret(&[], &[]), 2),
             (secret(&[(names::VAULT_PATH, "team-b/db")], &[]), 3),
-            (secret(&[(names::VAULT_PATH, "team-a/../team-b/db")], &[]), 2),
+            (
+                secret(&[(names::VAULT_PATH, "team-a/../team-b/db")], &[]),
+                2,
+            ),
             (secret(&[(names::VAULT_PATH, "team-a//db")], &[]), 2),
-            (secret(&[(names::VAULT_PATH, "team-a/db"), (names::VAULT_MOUNT, "../sys")], &[]), 2),
+            (
+                secret(
+                    &[
+                        (names::VAULT_PATH, "team-a/db"),
+                        (names::VAULT_MOUNT, "../sys"),
+                    ],
+                    &[],
+                ),
+                2,
+            ),
         ];
         for (s, code) in cases {
-            assert_eq!(s.target("secret", &allowed, None).unwrap_err().exit_code(), code, "{:?}", s.annotations);
+            assert_eq!(
+                s.target("secret", &allowed, None).unwrap_err().exit_code(),
+                code,
+                "{:?}",
+                s.annotations
+            );
         }
     }
 
     #[test]
     fn write_vault_rules_of_section_6() {
         let origin = Origin::parse("bootstrap:team-a/db");
-        assert_eq!(judge_existing(None, &origin, "uid-1"), ExistingPath::CompareData);
         assert_eq!(
-            judge_existing(Some(&provenance("bootstrap:team-a/db", "uid-1", None)), &origin, "uid-1"),
+            judge_existing(None, &origin, "uid-1"),
+            ExistingPath::CompareData
+        );
+        assert_eq!(
+            judge_existing(
+                Some(&provenance("bootstrap:team-a/db", "uid-1", None)),
+                &origin,
+                "uid-1"
+            ),
             ExistingPath::AlreadyHandedOver { version: 1 }
         );
-        for (other, uid) in [("bootstrap:team-a/db", "uid-2"), ("push:team-a/db", "uid-1"), ("bootstrap:team-a/other", "uid-1")] {
-            assert!(matches!(judge_existing(Some(&provenance(other, uid, None)), &origin, "uid-1"), ExistingPath::Conflict { .. }));
+        for (other, uid) in [
+            ("bootstrap:team-a/db", "uid-2"),
+            ("push:team-a/db", "uid-1"),
+            ("bootstrap:team-a/other", "uid-1"),
+        ] {
+            assert!(matches!(
+                judge_existing(Some(&provenance(other, uid, None)), &origin, "uid-1"),
+                ExistingPath::Conflict { .. }
+            ));
         }
     }
 
     #[test]
     fn classification_covers_every_vault_view() {
         let current = Some(&fp('a'));
-        let owned = |f| VaultView::Owned { provenance: provenance("bootstrap:team-a/db", "uid-1", f) };
-        assert_eq!(classify(&VaultView::Missing, current).0, BootstrapState::Pending);
-        assert_eq!(classify(&VaultView::Unowned { data_matches: true }, current).0, BootstrapState::Pending);
-        assert_eq!(classify(&VaultView::Unowned { data_matches: false }, current).0, BootstrapState::Invalid);
-        assert_eq!(classify(&VaultView::OwnedByOther { owner: "x".into() }, current).0, BootstrapState::Invalid);
-        assert_eq!(classify(&owned(Some(fp('a'))), current).0, BootstrapState::HandedOver);
-        assert_eq!(classify(&owned(Some(fp('b'))), current).0, BootstrapState::Drifted);
+        let owned = |f| VaultView::Owned {
+            provenance: provenance("bootstrap:team-a/db", "uid-1", f),
+        };
+        assert_eq!(
+            classify(&VaultView::Missing, current).0,
+            BootstrapState::Pending
+        );
+        assert_eq!(
+            classify(&VaultView::Unowned { data_matches: true }, current).0,
+            BootstrapState::Pending
+        );
+        assert_eq!(
+            classify(
+                &VaultView::Unowned {
+                    data_matches: false
+                },
+                current
+            )
+            .0,
+            BootstrapState::Invalid
+        );
+        assert_eq!(
+            classify(&VaultView::OwnedByOther { owner: "x".into() }, current).0,
+            BootstrapState::Invalid
+        );
+        assert_eq!(
+            classify(&owned(Some(fp('a'))), current).0,
+            BootstrapState::HandedOver
+        );
+        assert_eq!(
+            classify(&owned(Some(fp('b'))), current).0,
+            BootstrapState::Drifted
+        );
     }
 
     #[test]
@@ -259,6 +390,9 @@ mod tests {
         assert_eq!(consumed_state(&s, &fp('a')).0, BootstrapState::Consumed);
         assert_eq!(consumed_state(&s, &fp('b')).0, BootstrapState::Drifted);
         let stripped = secret(&[(names::FINGERPRINT, recorded.as_str())], &[]);
-        assert_eq!(consumed_state(&stripped, &fp('b')).0, BootstrapState::Consumed);
+        assert_eq!(
+            consumed_state(&stripped, &fp('b')).0,
+            BootstrapState::Consumed
+        );
     }
 }

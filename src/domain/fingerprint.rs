@@ -34,7 +34,10 @@ impl FingerprintKey {
     pub fn fingerprint(&self, data: &SecretData) -> Fingerprint {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC accepts any key length");
         mac.update(&canonical_encoding(data));
-        Fingerprint(format!("{PREFIX}{}", hex::encode(mac.finalize().into_bytes())))
+        Fingerprint(format!(
+            "{PREFIX}{}",
+            hex::encode(mac.finalize().into_bytes())
+        ))
     }
 }
 
@@ -42,7 +45,10 @@ impl Fingerprint {
     /// Accepts only the exact form secops writes, so a hand-edited annotation cannot pass.
     pub fn parse(text: &str) -> Option<Self> {
         let hex = text.strip_prefix(PREFIX)?;
-        let ok = hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        let ok = hex.len() == 64
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
         ok.then(|| Self(text.to_string()))
     }
 
@@ -78,7 +84,10 @@ mod tests {
     use crate::secret::SecretBytes;
 
     fn data(pairs: &[(&str, &[u8])]) -> SecretData {
-        pairs.iter().map(|(k, v)| (k.to_string(), SecretBytes::new(v.to_vec()))).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), SecretBytes::new(v.to_vec())))
+            .collect()
     }
 
     fn key(byte: u8) -> FingerprintKey {
@@ -87,14 +96,27 @@ mod tests {
 
     #[test]
     fn canonical_encoding_keeps_boundaries_apart() {
-        assert_ne!(*canonical_encoding(&data(&[("ab", b"c")])), *canonical_encoding(&data(&[("a", b"bc")])));
-        assert_ne!(*canonical_encoding(&data(&[("a", b""), ("b", b"")])), *canonical_encoding(&data(&[("a", b"\0\0\0\0\0\0\0\x01b")])));
+        assert_ne!(
+            *canonical_encoding(&data(&[("ab", b"c")])),
+            *canonical_encoding(&data(&[("a", b"bc")]))
+        );
+        assert_ne!(
+            *canonical_encoding(&data(&[("a", b""), ("b", b"")])),
+            *canonical_encoding(&data(&[("a", b"\0\0\0\0\0\0\0\x01b")]))
+        );
     }
 
     #[test]
     fn canonical_encoding_is_pinned() {
         let encoded = canonical_encoding(&data(&[("k", b"v")]));
-        let expected: Vec<u8> = [&1u64.to_be_bytes()[..], &1u64.to_be_bytes(), b"k", &1u64.to_be_bytes(), b"v"].concat();
+        let expected: Vec<u8> = [
+            &1u64.to_be_bytes()[..],
+            &1u64.to_be_bytes(),
+            b"k",
+            &1u64.to_be_bytes(),
+            b"v",
+        ]
+        .concat();
         assert_eq!(*encoded, expected);
     }
 
@@ -104,14 +126,22 @@ mod tests {
         let fp = key(1).fingerprint(&d);
         assert_eq!(fp, key(1).fingerprint(&d.clone()));
         assert_ne!(fp, key(2).fingerprint(&d));
-        assert_ne!(fp, key(1).fingerprint(&data(&[("password", b"hunter3"), ("user", b"app")])));
+        assert_ne!(
+            fp,
+            key(1).fingerprint(&data(&[("password", b"hunter3"), ("user", b"app")]))
+        );
         assert!(Fingerprint::parse(fp.as_str()).is_some());
         assert!(!fp.as_str().contains(&hex::encode(b"hunter2")));
     }
 
     #[test]
     fn fingerprint_parse_rejects_other_forms() {
-        for bad in ["", "sha256:00", "hmac-sha256:xyz", &format!("hmac-sha256:{}", "A".repeat(64))] {
+        for bad in [
+            "",
+            "sha256:00",
+            "hmac-sha256:xyz",
+            &format!("hmac-sha256:{}", "A".repeat(64)),
+        ] {
             assert!(Fingerprint::parse(bad).is_none(), "{bad}");
         }
     }

@@ -21,7 +21,10 @@ pub struct SecretRef {
 
 impl SecretRef {
     pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
-        Self { namespace: namespace.into(), name: name.into() }
+        Self {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
     }
 
     pub fn parse(text: &str) -> Result<Self> {
@@ -30,7 +33,9 @@ impl SecretRef {
             .ok_or_else(|| Error::Usage(format!("--secret {text:?}: expected NAMESPACE/NAME")))?;
         for part in [namespace, name] {
             if !is_dns_subdomain(part) {
-                return Err(Error::Usage(format!("--secret {text:?}: {part:?} is not a valid Kubernetes name")));
+                return Err(Error::Usage(format!(
+                    "--secret {text:?}: {part:?} is not a valid Kubernetes name"
+                )));
             }
         }
         Ok(Self::new(namespace, name))
@@ -46,7 +51,9 @@ impl fmt::Display for SecretRef {
 pub fn is_dns_subdomain(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 253
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
         && name.starts_with(|c: char| c.is_ascii_alphanumeric())
         && name.ends_with(|c: char| c.is_ascii_alphanumeric())
 }
@@ -57,7 +64,10 @@ mod tests {
 
     #[test]
     fn secret_refs_are_namespace_slash_name() {
-        assert_eq!(SecretRef::parse("team-a/db").unwrap(), SecretRef::new("team-a", "db"));
+        assert_eq!(
+            SecretRef::parse("team-a/db").unwrap(),
+            SecretRef::new("team-a", "db")
+        );
         for bad in ["db", "team-a/", "/db", "Team/db", "a/b/c", "a/../b", "a/\0"] {
             assert_eq!(SecretRef::parse(bad).unwrap_err().exit_code(), 2, "{bad:?}");
         }

@@ -13,10 +13,17 @@ pub fn validate_path(path: &str) -> std::result::Result<(), String> {
         return Err("the Vault path is empty".into());
     }
     if path.len() > MAX_PATH_LEN {
-        return Err(format!("the Vault path is longer than {MAX_PATH_LEN} bytes"));
+        return Err(format!(
+            "the Vault path is longer than {MAX_PATH_LEN} bytes"
+        ));
     }
-    if let Some(c) = path.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))) {
-        return Err(format!("the Vault path contains {c:?}; allowed are letters, digits, '-', '_', '.' and '/'"));
+    if let Some(c) = path
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/')))
+    {
+        return Err(format!(
+            "the Vault path contains {c:?}; allowed are letters, digits, '-', '_', '.' and '/'"
+        ));
     }
     for segment in path.split('/') {
         match segment {
@@ -41,13 +48,21 @@ impl AllowedPaths {
     pub const DEFAULT: &'static str = "{namespace}/**";
 
     pub fn new(patterns: Vec<String>) -> Result<Self> {
-        let patterns: Vec<String> = patterns.into_iter().map(|p| p.trim().to_string()).filter(|p| !p.is_empty()).collect();
+        let patterns: Vec<String> = patterns
+            .into_iter()
+            .map(|p| p.trim().to_string())
+            .filter(|p| !p.is_empty())
+            .collect();
         if patterns.is_empty() {
             return Ok(Self(vec![Self::DEFAULT.to_string()]));
         }
         for pattern in &patterns {
-            let sample = pattern.replace("{namespace}", "ns").replace("**", "x").replace('*', "x");
-            validate_path(&sample).map_err(|reason| Error::Usage(format!("--allowed-path {pattern:?}: {reason}")))?;
+            let sample = pattern
+                .replace("{namespace}", "ns")
+                .replace("**", "x")
+                .replace('*', "x");
+            validate_path(&sample)
+                .map_err(|reason| Error::Usage(format!("--allowed-path {pattern:?}: {reason}")))?;
         }
         Ok(Self(patterns))
     }
@@ -75,9 +90,13 @@ fn matches_segments(pattern: &[&str], path: &[&str]) -> bool {
     match (pattern.first(), path.first()) {
         (None, None) => true,
         (Some(&"**"), _) => {
-            matches_segments(&pattern[1..], path) || (!path.is_empty() && matches_segments(pattern, &path[1..]))
+            matches_segments(&pattern[1..], path)
+                || (!path.is_empty() && matches_segments(pattern, &path[1..]))
         }
-        (Some(p), Some(s)) => matches_segment(p.as_bytes(), s.as_bytes()) && matches_segments(&pattern[1..], &path[1..]),
+        (Some(p), Some(s)) => {
+            matches_segment(p.as_bytes(), s.as_bytes())
+                && matches_segments(&pattern[1..], &path[1..])
+        }
         _ => false,
     }
 }
@@ -105,7 +124,10 @@ mod tests {
         assert!(p.allows("team-a", "team-a/db"));
         assert!(p.allows("team-a", "team-a/apps/db/primary"));
         assert!(!p.allows("team-a", "team-b/db"));
-        assert!(p.allows("team-a", "team-a"), "`**` also matches no segment at all");
+        assert!(
+            p.allows("team-a", "team-a"),
+            "`**` also matches no segment at all"
+        );
     }
 
     #[test]
@@ -126,7 +148,9 @@ mod tests {
 
     #[test]
     fn hostile_paths_are_rejected_with_a_reason() {
-        for bad in ["", "a//b", "a/../b", "./a", "a/", "/a", "a\0b", "a\nb", "a b", "a%2e"] {
+        for bad in [
+            "", "a//b", "a/../b", "./a", "a/", "/a", "a\0b", "a\nb", "a b", "a%2e",
+        ] {
             assert!(validate_path(bad).is_err(), "{bad:?}");
         }
         assert!(validate_path(&"a".repeat(513)).is_err());

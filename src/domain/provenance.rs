@@ -56,8 +56,13 @@ impl Provenance {
         Some(Provenance {
             origin,
             origin_uid: custom.get(meta::ORIGIN_UID).cloned().unwrap_or_default(),
-            origin_version: custom.get(meta::ORIGIN_VERSION).and_then(|v| v.parse().ok()).unwrap_or(0),
-            origin_fingerprint: custom.get(meta::ORIGIN_FINGERPRINT).and_then(|f| Fingerprint::parse(f)),
+            origin_version: custom
+                .get(meta::ORIGIN_VERSION)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+            origin_fingerprint: custom
+                .get(meta::ORIGIN_FINGERPRINT)
+                .and_then(|f| Fingerprint::parse(f)),
         })
     }
 
@@ -87,7 +92,10 @@ impl OwnershipRecord<'_> {
         custom.insert(meta::ORIGIN.into(), self.origin.to_string());
         custom.insert(meta::ORIGIN_UID.into(), self.uid.to_string());
         custom.insert(meta::ORIGIN_VERSION.into(), self.version.to_string());
-        custom.insert(meta::ORIGIN_FINGERPRINT.into(), self.fingerprint.to_string());
+        custom.insert(
+            meta::ORIGIN_FINGERPRINT.into(),
+            self.fingerprint.to_string(),
+        );
         custom.insert(meta::K8S_TYPE.into(), self.k8s_type.to_string());
         if let Some(key) = self.at_key {
             custom.insert(key.into(), self.at.to_string());
@@ -107,7 +115,12 @@ pub fn encode_key_list(keys: &BTreeSet<String>) -> String {
 pub fn decode_key_list(custom: &BTreeMap<String, String>) -> BTreeSet<String> {
     custom
         .get(meta::BASE64_KEYS)
-        .map(|list| list.split(',').filter(|k| !k.is_empty()).map(String::from).collect())
+        .map(|list| {
+            list.split(',')
+                .filter(|k| !k.is_empty())
+                .map(String::from)
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -121,7 +134,10 @@ mod tests {
             assert_eq!(Origin::parse(text).to_string(), text);
         }
         assert_eq!(Origin::parse("manual"), Origin::Other("manual".into()));
-        assert_eq!(Origin::parse("bootstrap:bad"), Origin::Other("bootstrap:bad".into()));
+        assert_eq!(
+            Origin::parse("bootstrap:bad"),
+            Origin::Other("bootstrap:bad".into())
+        );
     }
 
     #[test]

@@ -16,7 +16,12 @@ impl Shard {
 
     /// Parses `I/N` with `0 <= I < N <= 1024`.
     pub fn parse(text: &str) -> Result<Shard> {
-        let invalid = || Error::Usage(format!("--shard {text:?}: expected I/N with 0 <= I < N <= {}", Self::MAX_COUNT));
+        let invalid = || {
+            Error::Usage(format!(
+                "--shard {text:?}: expected I/N with 0 <= I < N <= {}",
+                Self::MAX_COUNT
+            ))
+        };
         let (index, count) = text.split_once('/').ok_or_else(invalid)?;
         let index: u32 = index.trim().parse().map_err(|_| invalid())?;
         let count: u32 = count.trim().parse().map_err(|_| invalid())?;
@@ -51,7 +56,15 @@ mod tests {
     fn every_uid_lands_in_exactly_one_shard() {
         for n in 1..=7 {
             let uid = format!("uid-{n}");
-            let owners = (0..n).filter(|i| Shard { index: *i, count: n }.contains(&uid)).count();
+            let owners = (0..n)
+                .filter(|i| {
+                    Shard {
+                        index: *i,
+                        count: n,
+                    }
+                    .contains(&uid)
+                })
+                .count();
             assert_eq!(owners, 1);
         }
     }

