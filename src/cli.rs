@@ -262,40 +262,10 @@ pub enum Command {
         selector: Option<String>,
     },
     /// Generate new values for keys of a Vault secret and refresh its consumers
-    Rotate {
-        /// Path inside the KV mount
-        #[arg(long)]
-        path: String,
-        /// Key to regenerate (repeatable)
-        #[arg(long = "key", required = true)]
-        keys: Vec<String>,
-        /// Identity of the trigger; the same id never rotates twice
-        #[arg(long)]
-        rotation_id: String,
-        #[arg(long, value_enum)]
-        generator: Generator,
-        /// Characters (password) or bytes (hex, base64)
-        #[arg(long)]
-        length: Option<u32>,
-        /// Password character classes, e.g. lower,upper,digit,symbol
-        #[arg(long)]
-        charset: Option<String>,
-        /// Vault password policy name (vault-policy generator)
-        #[arg(long)]
-        policy: Option<String>,
-        /// Destroy versions older than the newest N (at least 2)
-        #[arg(long)]
-        keep_versions: Option<u32>,
-        /// ExternalSecret to force-sync, as externalsecret/NS/NAME (repeatable)
-        #[arg(long)]
-        refresh: Vec<String>,
-        /// Workload to restart, as deployment|statefulset|daemonset/NS/NAME (repeatable)
-        #[arg(long)]
-        restart: Vec<String>,
-        /// Take over a path that has no secops provenance
-        #[arg(long)]
-        adopt: bool,
-    },
+    ///
+    /// Exactly once per --rotation-id: the same id never writes twice, across retries, crashes
+    /// and concurrent runs; a repeated id refreshes the consumers again and writes nothing.
+    Rotate(RotateArgs),
     /// Publish an operator-generated Secret into Vault (internal distribution)
     PushSecret {
         /// The Secret, as NAMESPACE/NAME; without it, every internal Secret in scope
@@ -320,6 +290,48 @@ pub enum Command {
     },
 }
 
+#[derive(Debug, Args)]
+pub struct RotateArgs {
+    /// Path inside the KV mount
+    #[arg(long)]
+    pub path: String,
+    /// Key to regenerate (repeatable); other keys keep their values
+    #[arg(long = "key", required = true)]
+    pub keys: Vec<String>,
+    /// Identity of the trigger (workflow uid, event id); the same id never rotates twice
+    #[arg(long, env = "SECOPS_ROTATION_ID")]
+    pub rotation_id: String,
+    #[arg(long, value_enum)]
+    pub generator: Generator,
+    /// Characters (password) or random bytes (hex, base64) [default: 32]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub length: Option<u32>,
+    /// Password character classes, each required at least once [default: lower,upper,digit,symbol]
+    #[arg(long)]
+    pub charset: Option<String>,
+    /// The symbol class of --charset
+    #[arg(long, default_value = crate::domain::generate::DEFAULT_SYMBOLS)]
+    pub symbols: String,
+    /// Keep look-alike characters (0 O 1 l I | and quotes), left out by default
+    #[arg(long)]
+    pub allow_lookalikes: bool,
+    /// Vault password policy name (vault-policy generator)
+    #[arg(long)]
+    pub policy: Option<String>,
+    /// After the write, destroy versions older than the newest N (at least 2)
+    #[arg(long, value_parser = clap::value_parser!(u32).range(2..=1000))]
+    pub keep_versions: Option<u32>,
+    /// ExternalSecret to force-sync, as externalsecret/NS/NAME (repeatable)
+    #[arg(long)]
+    pub refresh: Vec<String>,
+    /// Workload to restart, as deployment|statefulset|daemonset/NS/NAME (repeatable)
+    #[arg(long)]
+    pub restart: Vec<String>,
+    /// Take over a path that has no secops provenance (recorded as secops-adopted-at)
+    #[arg(long)]
+    pub adopt: bool,
+}
+
 impl Command {
     pub fn name(&self) -> &'static str {
         match self {
@@ -327,7 +339,7 @@ impl Command {
             Command::WriteVault { .. } => "write-vault",
             Command::MarkConsumed { .. } => "mark-consumed",
             Command::Handover { .. } => "handover",
-            Command::Rotate { .. } => "rotate",
+            Command::Rotate(_) => "rotate",
             Command::PushSecret { .. } => "push-secret",
             Command::Status { .. } => "status",
         }

@@ -5,13 +5,17 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Event, Secret};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch,
+    PatchParams, PostParams, Preconditions,
+};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 use serde_json::{json, Value};
 
 use crate::cli::KubeArgs;
 use crate::domain::bootstrap::SourceSecret;
+use crate::domain::consumers::{Consumer, ConsumerKind};
 use crate::domain::SecretRef;
 use crate::error::{Error, Result};
 use crate::retry::RetryPolicy;
@@ -377,5 +381,80 @@ impl Kube {
             };
             tracing::warn!(secret = %reference, reason, error = %detail, "could not post the Kubernetes Event");
         }
+    }
+
+    /// Asks a consumer to pick up a new value: ESO's `force-sync` annotation on an
+    /// ExternalSecret, or `secops.dev/restartedAt` on a workload's pod template (what
+    /// `kubectl rollout restart` does). Conditional on the resourceVersion read.
+    pub async fn refresh_consumer(&self, consumer: &Consumer) -> Result<()> {
+        let (group, version, kind) = match consumer.kind {
+            ConsumerKind::ExternalSecret => ("external-secrets.io", "v1", "ExternalSecret"),
+            ConsumerKind::Deployment => ("apps", "v1", "Deployment"),
+            ConsumerKind::StatefulSet => ("apps", "v1", "StatefulSet"),
+            ConsumerKind::DaemonSet => ("apps", "v1", "DaemonSet"),
+        };
+        let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind));
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(self.client.clone(), &consumer.namespace, &resource);
+        let action = format!("refresh {consumer}");
+        let now = jiff::Timestamp::now();
+        for _ in 0..5 {
+            let current = self
+                .retry
+                .run(|| async {
+                    api.get(&consumer.name)
+                        .await
+                        .map_err(|e| match classify(e, &action) {
+                            Failure::NotFound => Error::NotFound {
+                                what: consumer.to_string(),
+                            },
+                            Failure::Conflict => Error::Remote {
+                                action: action.clone(),
+                                detail: "unexpected conflict".into(),
+                            },
+                            Failure::Fatal(error) => error,
+                        })
+                })
+                .await?;
+            let resource_version = current.metadata.resource_version.unwrap_or_default();
+            let patch = match consumer.kind {
+                ConsumerKind::ExternalSecret => {
+                    json!({"metadata": {"resourceVersion": resource_version, "annotations": {"force-sync": now.as_second().to_string()}}})
+                }
+                _ => json!({
+                    "metadata": {"resourceVersion": resource_version},
+                    "spec": {"template": {"metadata": {"annotations": {"secops.dev/restartedAt": now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()}}}},
+                }),
+            };
+            let outcome = self
+                .retry
+                .run(|| async {
+                    match api
+                        .patch(
+                            &consumer.name,
+                            &PatchParams::default(),
+                            &Patch::Merge(&patch),
+                        )
+                        .await
+                    {
+                        Ok(_) => Ok(true),
+                        Err(e) => match classify(e, &action) {
+                            Failure::Conflict => Ok(false),
+                            Failure::NotFound => Err(Error::NotFound {
+                                what: consumer.to_string(),
+                            }),
+                            Failure::Fatal(error) => Err(error),
+                        },
+                    }
+                })
+                .await?;
+            if outcome {
+                return Ok(());
+            }
+        }
+        Err(Error::Temporary {
+            action,
+            detail: "lost the optimistic-lock race repeatedly".into(),
+        })
     }
 }

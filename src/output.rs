@@ -15,6 +15,8 @@ pub struct Report {
     pub document: Value,
     pub exit_code: i32,
     pub files: Vec<(String, Vec<u8>)>,
+    /// A human rendering printed instead of the JSON document (`status` on a terminal).
+    pub text: Option<String>,
 }
 
 impl Report {
@@ -23,6 +25,7 @@ impl Report {
             document,
             exit_code: exit::OK,
             files: Vec::new(),
+            text: None,
         }
     }
 
@@ -48,8 +51,33 @@ impl Report {
     }
 }
 
+/// Counts items by the value of `field` and picks the worst `exit_code` among them (see
+/// [`severity`](crate::error::severity)), for the batch commands.
+pub fn summarize(items: &[Value], field: &str) -> (serde_json::Map<String, Value>, i32) {
+    let mut counts = serde_json::Map::new();
+    let mut exit_code = exit::OK;
+    for item in items {
+        let name = item[field].as_str().unwrap_or("failed").to_string();
+        let entry = counts.entry(name).or_insert(json!(0));
+        *entry = json!(entry.as_u64().unwrap_or(0) + 1);
+        let code = item["exit_code"]
+            .as_i64()
+            .and_then(|c| i32::try_from(c).ok())
+            .unwrap_or(exit::OK);
+        if crate::error::severity(code) > crate::error::severity(exit_code) {
+            exit_code = code;
+        }
+    }
+    (counts, exit_code)
+}
+
 pub fn print(report: &Report) {
     let mut stdout = std::io::stdout().lock();
+    if let Some(text) = &report.text {
+        let _ = stdout.write_all(text.as_bytes());
+        let _ = stdout.flush();
+        return;
+    }
     let _ = serde_json::to_writer(&mut stdout, &report.document);
     let _ = stdout.write_all(b"\n");
     let _ = stdout.flush();

@@ -663,4 +663,65 @@ impl Vault {
             detail: "lost the creation race repeatedly".into(),
         })
     }
+
+    /// The keys directly under a folder of the mount (folders end with `/`); empty when none.
+    pub async fn list(&self, mount: &str, folder: &str) -> Result<Vec<String>> {
+        let action = format!("list Vault {mount}/{folder}");
+        self.retry
+            .run(|| async {
+                match vaultrs::kv2::list(&self.client, mount, folder).await {
+                    Ok(keys) => Ok(keys),
+                    Err(e) => match classify(e, &action) {
+                        Failure::NotFound => Ok(Vec::new()),
+                        Failure::CasMismatch => Err(Error::Internal(format!(
+                            "{action}: unexpected check-and-set answer"
+                        ))),
+                        Failure::Fatal(error) => Err(error),
+                    },
+                }
+            })
+            .await
+    }
+
+    /// A password from one of Vault's password policies (`sys/policies/password/NAME/generate`),
+    /// an endpoint vaultrs does not wrap.
+    pub async fn generate_password(&self, policy: &str) -> Result<SecretBytes> {
+        let action = format!("generate a password with Vault policy {policy:?}");
+        let generated = self
+            .retry
+            .run(|| async {
+                let request = GeneratePasswordRequest {
+                    name: policy.to_string(),
+                };
+                vaultrs::api::exec_with_result(&self.client, request)
+                    .await
+                    .map_err(|e| match classify(e, &action) {
+                        Failure::NotFound => Error::NotFound {
+                            what: format!("Vault password policy {policy:?}"),
+                        },
+                        Failure::CasMismatch => {
+                            Error::Internal(format!("{action}: unexpected check-and-set answer"))
+                        }
+                        Failure::Fatal(error) => error,
+                    })
+            })
+            .await?;
+        Ok(SecretBytes::from_string(generated.password))
+    }
+}
+
+/// `GET sys/policies/password/:name/generate`.
+#[derive(rustify_derive::Endpoint)]
+#[endpoint(
+    path = "sys/policies/password/{self.name}/generate",
+    response = "GeneratedPassword"
+)]
+struct GeneratePasswordRequest {
+    #[endpoint(skip)]
+    name: String,
+}
+
+#[derive(serde::Deserialize)]
+struct GeneratedPassword {
+    password: String,
 }

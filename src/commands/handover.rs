@@ -11,8 +11,8 @@ use crate::domain::bootstrap::SourceSecret;
 use crate::domain::fingerprint::FingerprintKey;
 use crate::domain::names;
 use crate::domain::shard::Shard;
-use crate::error::{exit, severity, Result};
-use crate::output::Report;
+use crate::error::{exit, Result};
+use crate::output::{summarize, Report};
 
 pub fn bootstrap_selector(extra: Option<&str>) -> String {
     let base = format!("{}={}", names::CLASS_LABEL, names::CLASS_BOOTSTRAP);
@@ -32,7 +32,7 @@ pub async fn discover(
     let mut secrets = Vec::new();
     for namespace in ctx.namespaces(scope) {
         secrets.extend(
-            ctx.kube
+            ctx.kube()?
                 .list_secrets(namespace.as_deref(), &selector)
                 .await?,
         );
@@ -120,17 +120,7 @@ pub async fn run(
             .map(|s| json!({"namespace": s.reference.namespace, "name": s.reference.name, "uid": s.uid, "outcome": "already-consumed"}))
             .collect(),
     };
-    let mut counts = serde_json::Map::new();
-    let mut exit_code = exit::OK;
-    for item in &items {
-        let outcome = item["outcome"].as_str().unwrap_or("failed").to_string();
-        let entry = counts.entry(outcome).or_insert(json!(0));
-        *entry = json!(entry.as_u64().unwrap_or(0) + 1);
-        let code = item["exit_code"].as_i64().unwrap_or(0) as i32;
-        if severity(code) > severity(exit_code) {
-            exit_code = code;
-        }
-    }
+    let (counts, exit_code) = summarize(&items, "outcome");
     let outcome = match (exit_code, ctx.settings.dry_run) {
         (exit::OK, true) => "planned",
         (exit::OK, false) => "done",

@@ -20,7 +20,7 @@ pub async fn run(
     ctx: &Context,
 ) -> Result<Report> {
     let reference = SecretRef::parse(secret)?;
-    let source = match ctx.kube.get_secret(&reference).await? {
+    let source = match ctx.kube()?.get_secret(&reference).await? {
         Some(source) => source,
         // A deleted Secret was consumed by `--mode delete` (or never existed: the caller named it).
         None => {

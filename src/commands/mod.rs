@@ -2,7 +2,10 @@
 
 pub mod handover;
 pub mod mark_consumed;
+pub mod push_secret;
 pub mod read_bootstrap;
+pub mod rotate;
+pub mod status;
 pub mod steps;
 pub mod write_vault;
 
@@ -24,11 +27,19 @@ pub struct Settings {
 /// The connected clients and settings a command runs with.
 pub struct Context {
     pub vault: Vault,
-    pub kube: Kube,
+    /// Absent when the command needs no Kubernetes access (a rotation without consumers),
+    /// so that it runs where no cluster configuration exists.
+    pub kube: Option<Kube>,
     pub settings: Settings,
 }
 
 impl Context {
+    pub fn kube(&self) -> Result<&Kube> {
+        self.kube.as_ref().ok_or_else(|| {
+            Error::Internal("this command was started without a Kubernetes client".into())
+        })
+    }
+
     /// Namespaces in scope: the given ones, every one (`None`), or the context's default.
     pub fn namespaces(&self, scope: &ScopeArgs) -> Vec<Option<String>> {
         if scope.all_namespaces {
@@ -41,7 +52,12 @@ impl Context {
             .filter(|n| !n.is_empty())
             .collect();
         if namespaces.is_empty() {
-            namespaces.push(self.kube.default_namespace().to_string());
+            let default = self
+                .kube
+                .as_ref()
+                .map(Kube::default_namespace)
+                .unwrap_or("default");
+            namespaces.push(default.to_string());
         }
         namespaces.sort();
         namespaces.dedup();
@@ -62,12 +78,6 @@ fn validate_scope(scope: &ScopeArgs) -> Result<()> {
 
 /// Parses and validates everything, connects, then runs the command.
 pub async fn run(cli: Cli) -> Result<Report> {
-    if matches!(
-        cli.command,
-        Command::Rotate { .. } | Command::PushSecret { .. } | Command::Status { .. }
-    ) {
-        return Err(Error::NotImplemented(cli.command.name()));
-    }
     let settings = Settings {
         kv_mount: cli.policy.kv_mount.clone(),
         allowed: AllowedPaths::new(cli.policy.allowed_paths.clone())?,
@@ -84,7 +94,14 @@ pub async fn run(cli: Cli) -> Result<Report> {
     }
     let retry = RetryPolicy::new(cli.retry.max_attempts);
     let vault_settings = VaultSettings::from_args(&cli.vault, cli.retry.timeout)?;
-    let kube = Kube::connect(&cli.kube, cli.retry.timeout, retry).await?;
+    let needs_kube = match &cli.command {
+        Command::Rotate(args) => !args.refresh.is_empty() || !args.restart.is_empty(),
+        _ => true,
+    };
+    let kube = match needs_kube {
+        true => Some(Kube::connect(&cli.kube, cli.retry.timeout, retry).await?),
+        false => None,
+    };
     let vault = Vault::connect(&vault_settings, retry).await?;
     let context = Context {
         vault,
@@ -122,8 +139,16 @@ pub async fn run(cli: Cli) -> Result<Report> {
             )
             .await
         }
-        Command::Rotate { .. } | Command::PushSecret { .. } | Command::Status { .. } => {
-            unreachable!("refused above")
-        }
+        Command::Rotate(args) => rotate::run(&args, &context).await,
+        Command::PushSecret {
+            secret,
+            path,
+            scope,
+        } => push_secret::run(secret.as_deref(), path.as_deref(), &scope, &context).await,
+        Command::Status {
+            scope,
+            grace,
+            output,
+        } => status::run(&scope, grace, output, &context).await,
     }
 }

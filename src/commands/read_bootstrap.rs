@@ -12,7 +12,7 @@ use crate::domain::fingerprint::FingerprintKey;
 use crate::domain::provenance::Provenance;
 use crate::domain::shard::Shard;
 use crate::error::Result;
-use crate::output::Report;
+use crate::output::{summarize, Report};
 use crate::vault::base64_keys;
 
 /// Reads at once while classifying; each needs one or two Vault reads.
@@ -117,12 +117,8 @@ pub async fn run(
         .filter(|(_, state)| state.is_actionable())
         .map(|(item, _)| item)
         .collect();
-    let mut counts = serde_json::Map::new();
-    for (item, _) in &classified {
-        let state = item["state"].as_str().unwrap_or("invalid").to_string();
-        let entry = counts.entry(state).or_insert(json!(0));
-        *entry = json!(entry.as_u64().unwrap_or(0) + 1);
-    }
+    let items: Vec<Value> = classified.iter().map(|(item, _)| item.clone()).collect();
+    let (counts, _) = summarize(&items, "state");
     let plan: Value = match shards {
         Some(count) => Value::Array(
             (0..count)
@@ -140,7 +136,7 @@ pub async fn run(
         "total": classified.len(),
         "actionable": actionable.len(),
         "counts": counts,
-        "items": classified.iter().map(|(item, _)| item).collect::<Vec<_>>(),
+        "items": items,
     });
     Ok(Report::new(document).with_file(
         "items.json",

@@ -84,7 +84,7 @@ pub async fn write_to_vault(
                     "handed over to Vault {}/{} version {version}",
                     target.mount, target.path
                 );
-                ctx.kube
+                ctx.kube()?
                     .record_event(
                         &secret.reference,
                         &secret.uid,
@@ -207,6 +207,23 @@ fn check_metadata_limits(custom: &BTreeMap<String, String>, secret: &str) -> Res
     }
 }
 
+/// Tells `status` that the origin Secret is gone by design, before it goes.
+async fn record_deletion(ctx: &Context, target: &Target) -> Result<()> {
+    let mut custom = ctx
+        .vault
+        .read_metadata(&target.mount, &target.path)
+        .await?
+        .map(|m| m.custom)
+        .unwrap_or_default();
+    if custom.get(meta::CONSUMED_MODE).map(String::as_str) == Some("delete") {
+        return Ok(());
+    }
+    custom.insert(meta::CONSUMED_MODE.into(), "delete".into());
+    ctx.vault
+        .write_metadata(&target.mount, &target.path, &custom)
+        .await
+}
+
 /// What marking ended in.
 #[derive(Debug)]
 pub struct Marked {
@@ -267,7 +284,7 @@ pub async fn mark(
                 "data differs from Vault {}/{} version {}: Vault stays authoritative",
                 handed.target.mount, handed.target.path, handed.version
             );
-            ctx.kube
+            ctx.kube()?
                 .record_event(&secret.reference, &secret.uid, "Drifted", &message, true)
                 .await;
             audit(
@@ -290,12 +307,13 @@ pub async fn mark(
         }
         let applied = match mode {
             ConsumeMode::Delete => {
-                ctx.kube
+                record_deletion(ctx, &handed.target).await?;
+                ctx.kube()?
                     .delete_secret(&secret.reference, &secret.uid, &secret.resource_version)
                     .await?
             }
             ConsumeMode::Annotate | ConsumeMode::Strip => {
-                ctx.kube
+                ctx.kube()?
                     .patch_secret(
                         &secret.reference,
                         &consume_patch(&secret, handed.version, &current, mode),
@@ -319,7 +337,7 @@ pub async fn mark(
                     handed.target.path,
                     handed.version
                 );
-                ctx.kube
+                ctx.kube()?
                     .record_event(&secret.reference, &secret.uid, "Consumed", &message, false)
                     .await;
                 return Ok(Marked {
@@ -339,7 +357,7 @@ pub async fn mark(
                 })
             }
             Conditional::Conflict => {
-                secret = match ctx.kube.get_secret(&secret.reference).await? {
+                secret = match ctx.kube()?.get_secret(&secret.reference).await? {
                     Some(fresh) if fresh.uid == original_uid => fresh,
                     Some(_) => {
                         return Err(Error::NotFound {

@@ -12,7 +12,7 @@ pub async fn run(secret: &str, expect_uid: Option<&str>, ctx: &Context) -> Resul
     let reference = SecretRef::parse(secret)?;
     // Re-read the Secret: a plan made minutes ago may be stale.
     let source = ctx
-        .kube
+        .kube()?
         .get_secret(&reference)
         .await?
         .ok_or_else(|| Error::NotFound {

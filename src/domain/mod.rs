@@ -1,11 +1,15 @@
 //! The I/O-free core: names of the contract, fingerprints, path policy, provenance and the
 //! decision tables of section 6. Commands ask it what to do and carry the answer out.
 
+pub mod authority;
 pub mod bootstrap;
+pub mod consumers;
 pub mod fingerprint;
+pub mod generate;
 pub mod names;
 pub mod path;
 pub mod provenance;
+pub mod rotation;
 pub mod shard;
 
 use std::fmt;

@@ -29,6 +29,9 @@ pub mod meta {
     pub const BASE64_KEYS: &str = "secops-base64-keys";
     pub const K8S_TYPE: &str = "secops-k8s-type";
     pub const ADOPTED_AT: &str = "secops-adopted-at";
+    /// Not in the contract's list: set when a handover's Secret was consumed with `--mode
+    /// delete`, so `status` knows the origin is gone by design.
+    pub const CONSUMED_MODE: &str = "secops-consumed-mode";
     pub const PREFIX: &str = "secops-";
 }
 

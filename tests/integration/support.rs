@@ -240,7 +240,9 @@ impl Cluster {
         let mut cluster = self.emulator.cluster();
         let token = cluster.admin_token().to_string();
         let path = format!("/api/v1/namespaces/{namespace}/{resource}");
-        let body = cluster.handle(&kube_emulator_request("GET", &path, &token)).body;
+        let body = cluster
+            .handle(&kube_emulator_request("GET", &path, &token))
+            .body;
         body["items"].as_array().cloned().unwrap_or_default()
     }
 

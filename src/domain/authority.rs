@@ -1,0 +1,363 @@
+//! Who is authoritative for each managed secret, and which invariants of RFC section 3.3
+//! are broken (`status`). Pure: the command gathers the facts, this judges them.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::bootstrap::SourceSecret;
+use super::fingerprint::Fingerprint;
+use super::names::{self, meta};
+use super::provenance::Provenance;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Authority {
+    /// The bootstrap Secret, i.e. encrypted intent in Git.
+    Git,
+    Vault,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ViolationKind {
+    /// A bootstrap Secret not consumed while Vault already holds its handover, past the grace.
+    TwoAuthorities,
+    /// Bootstrap data changed after the handover.
+    Drifted,
+    /// Consumed with `--mode strip`, yet data is back (a GitOps tool re-applied it).
+    NotStripped,
+    /// Vault names an origin Secret that no longer exists.
+    OriginGone,
+    /// A consumed Secret whose Vault path carries no handover: the authority was lost.
+    VaultMissing,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Violation {
+    pub kind: ViolationKind,
+    pub detail: String,
+}
+
+/// The judgement of one managed secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Assessment {
+    pub authority: Authority,
+    pub phase: String,
+    pub violations: Vec<Violation>,
+}
+
+/// What Vault holds at a Secret's target path.
+pub struct VaultFacts<'a> {
+    pub provenance: Option<&'a Provenance>,
+    pub custom: &'a BTreeMap<String, String>,
+    pub current_version: u64,
+}
+
+fn violation(kind: ViolationKind, detail: impl Into<String>) -> Violation {
+    Violation {
+        kind,
+        detail: detail.into(),
+    }
+}
+
+fn phase_after_handover(origin_version: u64, current_version: u64, base: &str) -> String {
+    match current_version.saturating_sub(origin_version) {
+        0 => base.to_string(),
+        1 => "rotated 1 time".to_string(),
+        n => format!("rotated {n} times"),
+    }
+}
+
+/// Judges a bootstrap Secret. `owned` is true when Vault's provenance names this Secret;
+/// `current` is the keyed fingerprint of its data now (absent before any key exists).
+pub fn assess_bootstrap(
+    secret: &SourceSecret,
+    vault: Option<&VaultFacts>,
+    current: Option<&Fingerprint>,
+    now: i64,
+    grace_seconds: i64,
+) -> Assessment {
+    let origin = secret.bootstrap_origin();
+    let owned = vault.and_then(|v| v.provenance.filter(|p| p.is_owned_by(&origin, &secret.uid)));
+    let mut violations = Vec::new();
+    if secret.is_consumed() {
+        let recorded = secret
+            .annotations
+            .get(names::FINGERPRINT)
+            .and_then(|f| Fingerprint::parse(f));
+        if let (Some(recorded), Some(current)) = (&recorded, current) {
+            if !secret.data.is_empty() && recorded != current {
+                violations.push(violation(
+                    ViolationKind::Drifted,
+                    "data changed after it was consumed",
+                ));
+            }
+        }
+        let mode = secret
+            .annotations
+            .get(names::CONSUMED_MODE)
+            .map(String::as_str);
+        if mode == Some("strip") && !secret.data.is_empty() {
+            violations.push(violation(
+                ViolationKind::NotStripped,
+                "consumed with --mode strip, but data is present again",
+            ));
+        }
+        let phase = match owned {
+            Some(p) => phase_after_handover(
+                p.origin_version,
+                vault.map(|v| v.current_version).unwrap_or(0),
+                "consumed",
+            ),
+            None => {
+                violations.push(violation(
+                    ViolationKind::VaultMissing,
+                    "consumed, but Vault holds no handover for it",
+                ));
+                "consumed".to_string()
+            }
+        };
+        return Assessment {
+            authority: Authority::Vault,
+            phase,
+            violations,
+        };
+    }
+    let Some(provenance) = owned else {
+        return Assessment {
+            authority: Authority::Git,
+            phase: "pending".into(),
+            violations,
+        };
+    };
+    if let (Some(recorded), Some(current)) = (&provenance.origin_fingerprint, current) {
+        if recorded != current {
+            violations.push(violation(
+                ViolationKind::Drifted,
+                "data changed after the handover",
+            ));
+        }
+    }
+    let handed_at = vault
+        .and_then(|v| v.custom.get(meta::HANDOVER_AT))
+        .and_then(|t| t.parse::<jiff::Timestamp>().ok());
+    if handed_at.is_none_or(|at| now - at.as_second() > grace_seconds) {
+        violations.push(violation(
+            ViolationKind::TwoAuthorities,
+            "handed over to Vault but not consumed, past the grace period",
+        ));
+    }
+    Assessment {
+        authority: Authority::Vault,
+        phase: "handed-over".into(),
+        violations,
+    }
+}
+
+/// Judges a pushed (internal) Secret: Vault is authoritative for consumers once pushed.
+pub fn assess_internal(
+    secret: &SourceSecret,
+    vault: Option<&VaultFacts>,
+    current: Option<&Fingerprint>,
+) -> Assessment {
+    let origin = super::provenance::Origin::Push(secret.reference.clone());
+    match vault.and_then(|v| {
+        v.provenance
+            .filter(|p| p.is_owned_by(&origin, &secret.uid))
+            .map(|p| (p, v))
+    }) {
+        Some((p, _)) if p.origin_fingerprint.as_ref() == current || current.is_none() => {
+            Assessment {
+                authority: Authority::Vault,
+                phase: "pushed".into(),
+                violations: Vec::new(),
+            }
+        }
+        Some(_) => Assessment {
+            authority: Authority::Vault,
+            phase: "push-pending (source changed)".into(),
+            violations: Vec::new(),
+        },
+        None => Assessment {
+            authority: Authority::Vault,
+            phase: "not-pushed".into(),
+            violations: Vec::new(),
+        },
+    }
+}
+
+/// Judges a Vault path whose origin Secret was not found. A bootstrap Secret consumed with
+/// `--mode delete` is gone by design.
+pub fn assess_orphan(
+    provenance: &Provenance,
+    custom: &BTreeMap<String, String>,
+    current_version: u64,
+) -> Assessment {
+    let deleted_by_design = custom.get(meta::CONSUMED_MODE).map(String::as_str) == Some("delete");
+    let mut violations = Vec::new();
+    if !deleted_by_design {
+        violations.push(violation(
+            ViolationKind::OriginGone,
+            format!("origin {} no longer exists", provenance.origin),
+        ));
+    }
+    let base = if deleted_by_design {
+        "consumed (deleted)"
+    } else {
+        "origin gone"
+    };
+    Assessment {
+        authority: Authority::Vault,
+        phase: phase_after_handover(provenance.origin_version, current_version, base),
+        violations,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::provenance::Origin;
+    use crate::domain::SecretRef;
+    use crate::secret::SecretBytes;
+
+    fn fp(c: char) -> Fingerprint {
+        Fingerprint::parse(&format!("hmac-sha256:{}", c.to_string().repeat(64))).unwrap()
+    }
+
+    fn secret(
+        labels: &[(&str, &str)],
+        annotations: &[(&str, &str)],
+        with_data: bool,
+    ) -> SourceSecret {
+        let map = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        SourceSecret {
+            reference: SecretRef::new("ns", "s"),
+            uid: "uid".into(),
+            resource_version: "1".into(),
+            labels: map(labels),
+            annotations: map(annotations),
+            secret_type: "Opaque".into(),
+            data: if with_data {
+                [("k".to_string(), SecretBytes::from_string("v".into()))]
+                    .into_iter()
+                    .collect()
+            } else {
+                Default::default()
+            },
+        }
+    }
+
+    fn owned(version: u64) -> Provenance {
+        Provenance {
+            origin: Origin::parse("bootstrap:ns/s"),
+            origin_uid: "uid".into(),
+            origin_version: version,
+            origin_fingerprint: Some(fp('a')),
+        }
+    }
+
+    fn kinds(a: &Assessment) -> Vec<ViolationKind> {
+        a.violations.iter().map(|v| v.kind).collect()
+    }
+
+    #[test]
+    fn pending_is_git_authority_without_violation() {
+        let a = assess_bootstrap(&secret(&[], &[], true), None, Some(&fp('a')), 0, 3600);
+        assert_eq!(
+            (a.authority, a.phase.as_str(), kinds(&a)),
+            (Authority::Git, "pending", vec![])
+        );
+    }
+
+    #[test]
+    fn handed_over_but_unconsumed_is_two_authorities_after_grace() {
+        let p = owned(1);
+        let custom = BTreeMap::from([(
+            meta::HANDOVER_AT.to_string(),
+            "2026-01-01T00:00:00Z".to_string(),
+        )]);
+        let facts = VaultFacts {
+            provenance: Some(&p),
+            custom: &custom,
+            current_version: 1,
+        };
+        let at = "2026-01-01T00:00:00Z"
+            .parse::<jiff::Timestamp>()
+            .unwrap()
+            .as_second();
+        let within = assess_bootstrap(
+            &secret(&[], &[], true),
+            Some(&facts),
+            Some(&fp('a')),
+            at + 60,
+            3600,
+        );
+        assert!(kinds(&within).is_empty());
+        let past = assess_bootstrap(
+            &secret(&[], &[], true),
+            Some(&facts),
+            Some(&fp('a')),
+            at + 7200,
+            3600,
+        );
+        assert_eq!(kinds(&past), vec![ViolationKind::TwoAuthorities]);
+    }
+
+    #[test]
+    fn consumed_secrets_report_rotations_drift_and_unstripped_data() {
+        let p = owned(1);
+        let custom = BTreeMap::new();
+        let facts = VaultFacts {
+            provenance: Some(&p),
+            custom: &custom,
+            current_version: 4,
+        };
+        let consumed = [(names::STATE_LABEL, names::STATE_CONSUMED)];
+        let clean = assess_bootstrap(
+            &secret(&consumed, &[(names::FINGERPRINT, fp('a').as_str())], true),
+            Some(&facts),
+            Some(&fp('a')),
+            0,
+            0,
+        );
+        assert_eq!(
+            (clean.phase.as_str(), kinds(&clean)),
+            ("rotated 3 times", vec![])
+        );
+        let drifted = assess_bootstrap(
+            &secret(&consumed, &[(names::FINGERPRINT, fp('a').as_str())], true),
+            Some(&facts),
+            Some(&fp('b')),
+            0,
+            0,
+        );
+        assert_eq!(kinds(&drifted), vec![ViolationKind::Drifted]);
+        let unstripped = assess_bootstrap(
+            &secret(&consumed, &[(names::CONSUMED_MODE, "strip")], true),
+            Some(&facts),
+            None,
+            0,
+            0,
+        );
+        assert_eq!(kinds(&unstripped), vec![ViolationKind::NotStripped]);
+        let lost = assess_bootstrap(&secret(&consumed, &[], false), None, None, 0, 0);
+        assert_eq!(kinds(&lost), vec![ViolationKind::VaultMissing]);
+    }
+
+    #[test]
+    fn orphans_are_violations_unless_deleted_by_design() {
+        let p = owned(1);
+        assert_eq!(
+            kinds(&assess_orphan(&p, &BTreeMap::new(), 1)),
+            vec![ViolationKind::OriginGone]
+        );
+        let deleted = BTreeMap::from([(meta::CONSUMED_MODE.to_string(), "delete".to_string())]);
+        assert!(kinds(&assess_orphan(&p, &deleted, 1)).is_empty());
+    }
+}

@@ -1,0 +1,218 @@
+//! New secret values from the OS CSPRNG: passwords by rejection sampling (no modulo bias),
+//! and raw random bytes as hex or base64.
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use rand::rngs::OsRng;
+use rand::TryRngCore as _;
+use zeroize::Zeroizing;
+
+use crate::error::{Error, Result};
+use crate::secret::SecretBytes;
+
+/// Characters that are easy to misread; left out unless asked for.
+pub const LOOKALIKES: &str = "0O1lI|`'\"";
+pub const DEFAULT_SYMBOLS: &str = "!#%+-.:=@^_~";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CharClass {
+    Lower,
+    Upper,
+    Digit,
+    Symbol,
+}
+
+impl CharClass {
+    fn parse(name: &str) -> Result<Self> {
+        match name.trim() {
+            "lower" => Ok(CharClass::Lower),
+            "upper" => Ok(CharClass::Upper),
+            "digit" => Ok(CharClass::Digit),
+            "symbol" => Ok(CharClass::Symbol),
+            other => Err(Error::Usage(format!(
+                "--charset: unknown class {other:?} (use lower, upper, digit, symbol)"
+            ))),
+        }
+    }
+
+    fn members(self, symbols: &str) -> Vec<u8> {
+        match self {
+            CharClass::Lower => (b'a'..=b'z').collect(),
+            CharClass::Upper => (b'A'..=b'Z').collect(),
+            CharClass::Digit => (b'0'..=b'9').collect(),
+            CharClass::Symbol => symbols.bytes().collect(),
+        }
+    }
+}
+
+/// A password recipe: every listed class appears at least once.
+#[derive(Debug, Clone)]
+pub struct PasswordSpec {
+    pub length: usize,
+    /// The alphabet per required class, look-alikes already removed.
+    classes: Vec<Vec<u8>>,
+    alphabet: Vec<u8>,
+}
+
+impl PasswordSpec {
+    pub fn new(
+        length: usize,
+        charset: Option<&str>,
+        symbols: &str,
+        allow_lookalikes: bool,
+    ) -> Result<Self> {
+        let names = charset.unwrap_or("lower,upper,digit,symbol");
+        let mut classes = Vec::new();
+        for name in names.split(',').filter(|n| !n.trim().is_empty()) {
+            let class = CharClass::parse(name)?;
+            let mut members = class.members(symbols);
+            if !allow_lookalikes {
+                members.retain(|c| !LOOKALIKES.as_bytes().contains(c));
+            }
+            if members.iter().any(|c| !c.is_ascii_graphic()) {
+                return Err(Error::Usage(
+                    "--symbols: only printable ASCII symbols are allowed".into(),
+                ));
+            }
+            if members.is_empty() {
+                return Err(Error::Usage(format!(
+                    "--charset: class {name:?} has no characters left"
+                )));
+            }
+            classes.push(members);
+        }
+        if classes.is_empty() {
+            return Err(Error::Usage("--charset: name at least one class".into()));
+        }
+        if length < classes.len() || !(8..=1024).contains(&length) {
+            return Err(Error::Usage(format!("--length {length}: a password needs 8 to 1024 characters and at least one per class")));
+        }
+        let mut alphabet: Vec<u8> = classes.concat();
+        alphabet.sort_unstable();
+        alphabet.dedup();
+        Ok(Self {
+            length,
+            classes,
+            alphabet,
+        })
+    }
+
+    pub fn alphabet(&self) -> &[u8] {
+        &self.alphabet
+    }
+
+    /// Each character is uniform over the alphabet; a draw that misses a required class is
+    /// thrown away whole, which keeps the result uniform over all valid passwords.
+    pub fn generate(&self) -> Result<SecretBytes> {
+        loop {
+            let mut password = Zeroizing::new(Vec::with_capacity(self.length));
+            for _ in 0..self.length {
+                password.push(self.alphabet[uniform_index(self.alphabet.len())?]);
+            }
+            if self
+                .classes
+                .iter()
+                .all(|class| password.iter().any(|c| class.contains(c)))
+            {
+                return Ok(SecretBytes::new(password.to_vec()));
+            }
+        }
+    }
+}
+
+/// A uniform index below `n` (n <= 256) by rejection sampling: bytes at or above the
+/// largest multiple of `n` are redrawn instead of folded, which would bias low indexes.
+fn uniform_index(n: usize) -> Result<usize> {
+    debug_assert!((1..=256).contains(&n));
+    let limit = 256 - (256 % n);
+    loop {
+        let byte = random_bytes(1)?[0] as usize;
+        if byte < limit {
+            return Ok(byte % n);
+        }
+    }
+}
+
+fn random_bytes(n: usize) -> Result<Zeroizing<Vec<u8>>> {
+    let mut bytes = Zeroizing::new(vec![0u8; n]);
+    OsRng
+        .try_fill_bytes(&mut bytes)
+        .map_err(|e| Error::Internal(format!("the OS random number generator failed: {e}")))?;
+    Ok(bytes)
+}
+
+pub fn random_hex(bytes: usize) -> Result<SecretBytes> {
+    Ok(SecretBytes::from_string(hex::encode(&*random_bytes(
+        bytes,
+    )?)))
+}
+
+pub fn random_base64(bytes: usize) -> Result<SecretBytes> {
+    Ok(SecretBytes::from_string(
+        STANDARD.encode(&*random_bytes(bytes)?),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    #[test]
+    fn password_characters_are_uniform_within_five_sigma() {
+        let spec = PasswordSpec::new(50, None, DEFAULT_SYMBOLS, false).unwrap();
+        let mut counts: BTreeMap<u8, u64> = spec.alphabet().iter().map(|c| (*c, 0)).collect();
+        let mut total = 0u64;
+        while total < 100_000 {
+            let password = spec.generate().unwrap();
+            for c in password.expose() {
+                *counts.get_mut(c).expect("only alphabet characters") += 1;
+                total += 1;
+            }
+        }
+        let p = 1.0 / spec.alphabet().len() as f64;
+        let expected = total as f64 * p;
+        let sigma = (total as f64 * p * (1.0 - p)).sqrt();
+        for (c, count) in counts {
+            let deviation = (count as f64 - expected).abs() / sigma;
+            assert!(deviation < 5.0, "{:?} seen {count} times, expected {expected:.0} (±{sigma:.0}): {deviation:.1} sigma", c as char);
+        }
+    }
+
+    #[test]
+    fn every_required_class_is_present_and_lookalikes_are_not() {
+        let spec =
+            PasswordSpec::new(8, Some("lower,upper,digit,symbol"), DEFAULT_SYMBOLS, false).unwrap();
+        for _ in 0..2000 {
+            let password = spec.generate().unwrap();
+            let p = password.expose();
+            assert_eq!(p.len(), 8);
+            assert!(p.iter().any(u8::is_ascii_lowercase) && p.iter().any(u8::is_ascii_uppercase));
+            assert!(
+                p.iter().any(u8::is_ascii_digit)
+                    && p.iter().any(|c| DEFAULT_SYMBOLS.as_bytes().contains(c))
+            );
+            assert!(!p.iter().any(|c| LOOKALIKES.as_bytes().contains(c)));
+        }
+    }
+
+    #[test]
+    fn bad_recipes_are_usage_errors() {
+        assert!(PasswordSpec::new(4, None, DEFAULT_SYMBOLS, false).is_err());
+        assert!(PasswordSpec::new(16, Some("emoji"), DEFAULT_SYMBOLS, false).is_err());
+        assert!(PasswordSpec::new(16, Some("symbol"), "", false).is_err());
+    }
+
+    #[test]
+    fn random_encodings_have_the_asked_size() {
+        assert_eq!(random_hex(16).unwrap().expose().len(), 32);
+        assert_eq!(
+            STANDARD
+                .decode(random_base64(32).unwrap().expose())
+                .unwrap()
+                .len(),
+            32
+        );
+    }
+}
