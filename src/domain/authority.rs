@@ -142,7 +142,7 @@ pub fn assess_bootstrap(
     let handed_at = vault
         .and_then(|v| v.custom.get(meta::HANDOVER_AT))
         .and_then(|t| t.parse::<jiff::Timestamp>().ok());
-    if handed_at.is_none_or(|at| now - at.as_second() > grace_seconds) {
+    if handed_at.is_none_or(|at| now - at.as_second() >= grace_seconds) {
         violations.push(violation(
             ViolationKind::TwoAuthorities,
             "handed over to Vault but not consumed, past the grace period",

@@ -64,13 +64,3 @@ fn missing_vault_address_is_a_configuration_error() {
         .unwrap()
         .contains("VAULT_ADDR"));
 }
-
-#[test]
-fn unbuilt_commands_say_so_and_fail() {
-    let run = secops_with(None, &["status"], &[]);
-    assert_eq!(run.code, 1);
-    assert!(run.json()["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("not implemented yet"));
-}

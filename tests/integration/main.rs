@@ -5,4 +5,7 @@ mod cli;
 mod emulator;
 mod foundation;
 mod handover;
+mod push;
+mod rotate;
+mod status;
 mod support;

@@ -1,0 +1,180 @@
+//! `status`: every violation kind from a constructed state, and the clean state.
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use serde_json::{json, Value};
+
+use crate::support::{kube_emulator_request, secops, Cluster, BAO};
+
+fn violation_kinds(run: &crate::support::Run) -> Vec<(String, String)> {
+    let mut kinds: Vec<(String, String)> = run.json()["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| {
+            r["violations"].as_array().unwrap().iter().map(move |v| {
+                (
+                    r["secret"].as_str().unwrap_or("").to_string(),
+                    v["kind"].as_str().unwrap().to_string(),
+                )
+            })
+        })
+        .collect();
+    kinds.sort();
+    kinds
+}
+
+fn patch(cluster: &Cluster, ns: &str, name: &str, body: Value) {
+    let mut c = cluster.emulator.cluster();
+    let token = c.admin_token().to_string();
+    let mut request = kube_emulator_request(
+        "PATCH",
+        &format!("/api/v1/namespaces/{ns}/secrets/{name}"),
+        &token,
+    );
+    request.content_type = "application/merge-patch+json".into();
+    request.body = body.to_string().into_bytes();
+    assert_eq!(c.handle(&request).code, 200);
+}
+
+fn delete(cluster: &Cluster, ns: &str, name: &str) {
+    let mut c = cluster.emulator.cluster();
+    let token = c.admin_token().to_string();
+    assert_eq!(
+        c.handle(&kube_emulator_request(
+            "DELETE",
+            &format!("/api/v1/namespaces/{ns}/secrets/{name}"),
+            &token
+        ))
+        .code,
+        200
+    );
+}
+
+#[test]
+fn clean_state_exits_zero_and_shows_each_phase() {
+    let cluster = Cluster::start();
+    let ns = "st-clean";
+    cluster.namespace(ns);
+    cluster.bootstrap_secret(ns, "pending", "st-clean/pending", &[("k", b"v-pending")]);
+    cluster.bootstrap_secret(ns, "done", "st-clean/done", &[("k", b"v-done")]);
+    assert_eq!(
+        secops(
+            Some(&cluster),
+            &[
+                "handover",
+                "-n",
+                ns,
+                "--selector",
+                "secops.dev/class=bootstrap,!skip"
+            ]
+        )
+        .code,
+        0
+    );
+    cluster.bootstrap_secret(ns, "later", "st-clean/later", &[("k", b"v-later")]);
+    let run = secops(Some(&cluster), &["status", "-n", ns, "--output", "json"]);
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    let rows = run.json()["rows"].as_array().unwrap().clone();
+    let phase = |name: &str| {
+        rows.iter()
+            .find(|r| r["secret"] == format!("{ns}/{name}"))
+            .map(|r| (r["authority"].clone(), r["phase"].clone()))
+            .unwrap()
+    };
+    assert_eq!(phase("done"), (json!("vault"), json!("consumed")));
+    assert_eq!(phase("later"), (json!("git"), json!("pending")));
+    let table = secops(Some(&cluster), &["status", "-n", ns, "--output", "table"]);
+    assert!(
+        table.stdout.starts_with("SECRET") && table.stdout.contains("st-clean/done"),
+        "{}",
+        table.stdout
+    );
+}
+
+#[test]
+fn every_violation_kind_is_reported_with_exit_3() {
+    let cluster = Cluster::start();
+    let ns = "st-bad";
+    cluster.namespace(ns);
+    for name in ["two", "drift", "strip", "gone", "deleted"] {
+        cluster.bootstrap_secret(
+            ns,
+            name,
+            &format!("st-bad/{name}"),
+            &[("k", format!("value-{name}").as_bytes())],
+        );
+    }
+    // two authorities: handed over, not consumed, and the grace is zero.
+    assert_eq!(
+        secops(Some(&cluster), &["write-vault", "--secret", "st-bad/two"]).code,
+        0
+    );
+    // drifted after consumption.
+    assert_eq!(
+        secops(
+            Some(&cluster),
+            &[
+                "handover",
+                "-n",
+                ns,
+                "--selector",
+                "secops.dev/class=bootstrap"
+            ]
+        )
+        .code,
+        0
+    );
+    patch(
+        &cluster,
+        ns,
+        "drift",
+        json!({"data": {"k": STANDARD.encode("changed-in-git")}}),
+    );
+    // strip mode, then the GitOps tool puts data back.
+    patch(
+        &cluster,
+        ns,
+        "strip",
+        json!({"metadata": {"annotations": {"secops.dev/consumed-mode": "strip"}}}),
+    );
+    // origin gone without delete mode; and a delete-mode consumption, which is fine.
+    delete(&cluster, ns, "gone");
+    BAO.api("POST", "secret/metadata/st-bad/deleted", Some(json!({"custom_metadata": {"secops-origin": format!("bootstrap:{ns}/deleted"), "secops-origin-uid": "x", "secops-origin-version": "1", "secops-consumed-mode": "delete"}})));
+    delete(&cluster, ns, "deleted");
+    // a consumed Secret whose Vault path lost its handover.
+    cluster.create(json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "lost", "namespace": ns, "labels": {"secops.dev/class": "bootstrap", "secops.dev/state": "consumed"}, "annotations": {"secops.dev/vault-path": "st-bad/lost"}},
+    }));
+    // "two" was consumed by the handover above; make a fresh unconsumed handover for it.
+    cluster.bootstrap_secret(ns, "two-b", "st-bad/two-b", &[("k", b"value-two-b")]);
+    assert_eq!(
+        secops(Some(&cluster), &["write-vault", "--secret", "st-bad/two-b"]).code,
+        0
+    );
+
+    let run = secops(Some(&cluster), &["status", "-n", ns, "--grace", "0s"]);
+    assert_eq!(run.code, 3, "{}", run.stdout);
+    let kinds = violation_kinds(&run);
+    let expected = [
+        ("st-bad/drift", "drifted"),
+        ("st-bad/gone", "origin-gone"),
+        ("st-bad/lost", "vault-missing"),
+        ("st-bad/strip", "not-stripped"),
+        ("st-bad/two-b", "two-authorities"),
+    ];
+    assert_eq!(
+        kinds,
+        expected.map(|(a, b)| (a.to_string(), b.to_string())),
+        "{}",
+        run.stdout
+    );
+    let generous = secops(Some(&cluster), &["status", "-n", ns, "--grace", "1h"]);
+    assert!(
+        !violation_kinds(&generous)
+            .iter()
+            .any(|(_, k)| k == "two-authorities"),
+        "within the grace period"
+    );
+}
