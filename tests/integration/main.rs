@@ -2,6 +2,7 @@
 //! OpenBao dev server and the Kubernetes API emulator.
 
 mod cli;
+mod demo;
 mod emulator;
 mod foundation;
 mod handover;
