@@ -46,3 +46,15 @@ ensure_tools() {
   ensure_debian_tools
   ensure_bao
 }
+
+# Python tools of the manifest tests (Helm's Go SDK, strict schema validation, pytest).
+ensure_python_test_tools() {
+  ensure_bao
+  local pins="$SECOPS_ROOT/tests/python/requirements.txt"
+  local stamp="$SECOPS_WORK/venv/.requirements"
+  if ! cmp -s "$pins" "$stamp" 2>/dev/null; then
+    log "installing Python test tools ($pins)"
+    "$SECOPS_WORK/venv/bin/pip" install --quiet --disable-pip-version-check -r "$pins"
+    cp "$pins" "$stamp"
+  fi
+}

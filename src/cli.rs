@@ -219,8 +219,8 @@ pub enum Command {
         /// Extra label selector, ANDed with secops.dev/class=bootstrap
         #[arg(long)]
         selector: Option<String>,
-        /// Emit N shard descriptors instead of one item per Secret
-        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
+        /// Emit N shard descriptors instead of one item per Secret (0: one item per Secret)
+        #[arg(long, value_parser = clap::value_parser!(u32).range(0..=1024))]
         shards: Option<u32>,
     },
     /// Copy ONE bootstrap Secret into Vault (the handover write)
@@ -295,8 +295,8 @@ pub struct RotateArgs {
     /// Path inside the KV mount
     #[arg(long)]
     pub path: String,
-    /// Key to regenerate (repeatable); other keys keep their values
-    #[arg(long = "key", required = true)]
+    /// Key to regenerate (repeatable or comma separated); other keys keep their values
+    #[arg(long = "key", required = true, value_delimiter = ',')]
     pub keys: Vec<String>,
     /// Identity of the trigger (workflow uid, event id); the same id never rotates twice
     #[arg(long, env = "SECOPS_ROTATION_ID")]
@@ -318,14 +318,14 @@ pub struct RotateArgs {
     /// Vault password policy name (vault-policy generator)
     #[arg(long)]
     pub policy: Option<String>,
-    /// After the write, destroy versions older than the newest N (at least 2)
-    #[arg(long, value_parser = clap::value_parser!(u32).range(2..=1000))]
+    /// After the write, destroy versions older than the newest N (at least 2; 0 keeps all)
+    #[arg(long, value_parser = parse_keep_versions)]
     pub keep_versions: Option<u32>,
-    /// ExternalSecret to force-sync, as externalsecret/NS/NAME (repeatable)
-    #[arg(long)]
+    /// ExternalSecret to force-sync, as externalsecret/NS/NAME (repeatable or comma separated)
+    #[arg(long, value_delimiter = ',')]
     pub refresh: Vec<String>,
-    /// Workload to restart, as deployment|statefulset|daemonset/NS/NAME (repeatable)
-    #[arg(long)]
+    /// Workload to restart, as deployment|statefulset|daemonset/NS/NAME (repeatable or comma separated)
+    #[arg(long, value_delimiter = ',')]
     pub restart: Vec<String>,
     /// Take over a path that has no secops provenance (recorded as secops-adopted-at)
     #[arg(long)]
@@ -343,6 +343,16 @@ impl Command {
             Command::PushSecret { .. } => "push-secret",
             Command::Status { .. } => "status",
         }
+    }
+}
+
+/// `0` keeps every version (the Argo template's default); otherwise at least 2, so the
+/// previous value survives a grace window.
+fn parse_keep_versions(text: &str) -> Result<u32, String> {
+    match text.trim().parse::<u32>() {
+        Ok(0) => Ok(0),
+        Ok(n) if (2..=1000).contains(&n) => Ok(n),
+        _ => Err(format!("{text:?}: keep at least 2 versions (or 0 to keep all)")),
     }
 }
 

@@ -119,7 +119,7 @@ pub async fn run(
         .collect();
     let items: Vec<Value> = classified.iter().map(|(item, _)| item.clone()).collect();
     let (counts, _) = summarize(&items, "state");
-    let plan: Value = match shards {
+    let plan: Value = match shards.filter(|n| *n > 0) {
         Some(count) => Value::Array(
             (0..count)
                 .map(|index| {

@@ -440,7 +440,7 @@ async fn finish(
         None,
     );
     let mut destroyed = Vec::new();
-    if let Some(keep) = args.keep_versions {
+    if let Some(keep) = args.keep_versions.filter(|k| *k > 0) {
         if let Some(fresh) = ctx.vault.read_metadata(mount, &plan.path).await? {
             destroyed = versions_to_destroy(&fresh.live_versions, version, keep);
             if !destroyed.is_empty() {
