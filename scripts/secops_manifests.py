@@ -88,13 +88,28 @@ def argo_validator(kind: str) -> jsonschema.Draft7Validator:
     return _cache[kind]
 
 
+def metadata_checks(doc: dict) -> list[str]:
+    """CRD schemas leave `metadata` open; the API server still checks ObjectMeta."""
+    meta = doc.get("metadata")
+    if not isinstance(meta, dict):
+        return ["metadata must be a map"]
+    problems = []
+    if not re.fullmatch(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?", str(meta.get("name") or meta.get("generateName", "x")).rstrip("-") or "x"):
+        problems.append(f"metadata.name {meta.get('name')!r} is not a DNS subdomain")
+    for field in ("labels", "annotations"):
+        value = meta.get(field, {})
+        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+            problems.append(f"metadata.{field} must be a map of strings")
+    return problems
+
+
 def project_checks(doc: dict) -> list[str]:
     """What the schemas cannot say: templates named and unique, references resolved."""
-    problems = []
+    problems = metadata_checks(doc)
     spec = doc.get("spec", {})
     if doc.get("kind") == "CronWorkflow":
         spec = spec.get("workflowSpec", {})
-    templates = spec.get("templates")
+    templates = spec.get("templates") if isinstance(spec, dict) else None
     if templates is None:
         return problems
     names = [t.get("name") for t in templates]

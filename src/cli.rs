@@ -352,7 +352,9 @@ fn parse_keep_versions(text: &str) -> Result<u32, String> {
     match text.trim().parse::<u32>() {
         Ok(0) => Ok(0),
         Ok(n) if (2..=1000).contains(&n) => Ok(n),
-        _ => Err(format!("{text:?}: keep at least 2 versions (or 0 to keep all)")),
+        _ => Err(format!(
+            "{text:?}: keep at least 2 versions (or 0 to keep all)"
+        )),
     }
 }
 

@@ -95,7 +95,11 @@ pub async fn run(cli: Cli) -> Result<Report> {
     let retry = RetryPolicy::new(cli.retry.max_attempts);
     let vault_settings = VaultSettings::from_args(&cli.vault, cli.retry.timeout)?;
     let needs_kube = match &cli.command {
-        Command::Rotate(args) => args.refresh.iter().chain(&args.restart).any(|t| !t.trim().is_empty()),
+        Command::Rotate(args) => args
+            .refresh
+            .iter()
+            .chain(&args.restart)
+            .any(|t| !t.trim().is_empty()),
         _ => true,
     };
     let kube = match needs_kube {

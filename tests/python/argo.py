@@ -1,0 +1,183 @@
+"""A small interpreter for the Argo features the secops templates use: parameters,
+`{{item.*}}`, `withParam` over a step's output, output parameters from files, `when`, and
+retryStrategy on exit 75; and for the Sensors' parameter mappings. Each container runs the
+locally built secops instead of the image, so a template whose arguments do not match the
+CLI, or whose output paths do not match what the binary writes, fails here."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import subprocess
+import tempfile
+import uuid
+from pathlib import Path
+
+TOKEN = re.compile(r"\{\{\s*([^}]+?)\s*\}\}")
+
+
+class StepFailed(Exception):
+    pass
+
+
+def _dot_get(data, path: str):
+    for part in path.split("."):
+        if isinstance(data, list):
+            data = data[int(part)]
+        elif isinstance(data, dict) and part in data:
+            data = data[part]
+        else:
+            raise KeyError(path)
+    return data
+
+
+def _dot_set(data, path: str, value):
+    parts = path.split(".")
+    for part in parts[:-1]:
+        data = data[int(part)] if isinstance(data, list) else data[part]
+    last = parts[-1]
+    if isinstance(data, list):
+        data[int(last)] = value
+    else:
+        data[last] = value
+
+
+class Runner:
+    def __init__(self, secops_bin: str, env: dict[str, str], templates: dict[str, dict]):
+        self.secops_bin = secops_bin
+        self.env = env
+        self.templates = templates  # WorkflowTemplates by name
+        self.runs: list[dict] = []  # every container run: args, exit code, outputs
+
+    # -- expressions -------------------------------------------------------------------
+    @staticmethod
+    def substitute(text: str, scope: dict) -> str:
+        def replace(match):
+            key = match.group(1)
+            if key in scope:
+                return str(scope[key])
+            raise KeyError(f"unresolved {{{{{key}}}}}")
+        return TOKEN.sub(replace, text)
+
+    @staticmethod
+    def evaluate(expression: str) -> bool:
+        match = re.fullmatch(r"\s*(.*?)\s*(==|!=)\s*(.*?)\s*", expression)
+        if not match:
+            raise ValueError(f"unsupported when expression {expression!r}")
+        left, op, right = (match.group(1).strip("'\""), match.group(2), match.group(3).strip("'\""))
+        try:
+            equal = float(left) == float(right)
+        except ValueError:
+            equal = left == right
+        return equal if op == "==" else not equal
+
+    # -- workflows -----------------------------------------------------------------------
+    def submit(self, template_name: str, arguments: dict[str, str] | None = None, uid: str | None = None) -> dict:
+        wt = self.templates[template_name]
+        spec = wt["spec"]
+        params = {p["name"]: p.get("value") for p in spec.get("arguments", {}).get("parameters", [])}
+        uid = uid or str(uuid.uuid4())
+        scope = {"workflow.uid": uid, "workflow.name": f"{template_name}-{uid[:5]}"}
+        params.update(arguments or {})
+        for name, value in params.items():
+            if value is None:
+                raise KeyError(f"workflow parameter {name!r} has no value")
+            scope[f"workflow.parameters.{name}"] = self.substitute(str(value), scope)
+        return self._execute(spec, spec["entrypoint"], {}, scope)
+
+    def _execute(self, spec: dict, name: str, inputs: dict, workflow_scope: dict) -> dict:
+        template = next(t for t in spec["templates"] if t["name"] == name)
+        scope = dict(workflow_scope)
+        for declared in template.get("inputs", {}).get("parameters", []):
+            if declared["name"] not in inputs:
+                raise KeyError(f"template {name!r} needs input {declared['name']!r}")
+            scope[f"inputs.parameters.{declared['name']}"] = inputs[declared["name"]]
+        if "steps" in template:
+            return self._steps(spec, template, scope)
+        if "container" in template:
+            return self._container(template, scope)
+        raise ValueError(f"template {name!r}: unsupported kind")
+
+    def _steps(self, spec: dict, template: dict, scope: dict) -> dict:
+        for group in template["steps"]:
+            for step in group:
+                if "when" in step and not self.evaluate(self.substitute(step["when"], scope)):
+                    continue
+                items = [None]
+                if "withParam" in step:
+                    items = json.loads(self.substitute(step["withParam"], scope))
+                for item in items:
+                    local = dict(scope)
+                    if isinstance(item, dict):
+                        local.update({f"item.{k}": v for k, v in item.items()})
+                    elif item is not None:
+                        local["item"] = item
+                    arguments = {p["name"]: self.substitute(str(p["value"]), local) for p in step.get("arguments", {}).get("parameters", [])}
+                    outputs = self._execute(spec, step["template"], arguments, {k: v for k, v in scope.items() if k.startswith("workflow.")})
+                    for key, value in outputs.items():
+                        scope[f"steps.{step['name']}.outputs.parameters.{key}"] = value
+        return {}
+
+    def _container(self, template: dict, scope: dict) -> dict:
+        container = template["container"]
+        limit = int(template.get("retryStrategy", {}).get("limit", 0))
+        expression = template.get("retryStrategy", {}).get("expression", "")
+        with tempfile.TemporaryDirectory() as out:
+            def local_path(path: str) -> str:
+                return path.replace("/out", out, 1) if path.startswith("/out") else path
+            command = [self.substitute(c, scope) for c in container["command"] + container.get("args", [])]
+            assert command[0] == "/secops", f"unexpected entrypoint {command[0]}"
+            env = {"PATH": "/usr/bin:/bin"}
+            for variable in container.get("env", []):
+                if "value" in variable:
+                    env[variable["name"]] = local_path(self.substitute(variable["value"], scope))
+            env.update(self.env)
+            for attempt in range(limit + 1):
+                result = subprocess.run([self.secops_bin, *command[1:]], env=env, capture_output=True, text=True, timeout=120)
+                retry = result.returncode == 75 and "== 75" in expression
+                if not retry:
+                    break
+            self.runs.append({"args": command[1:], "code": result.returncode, "stdout": result.stdout, "stderr": result.stderr})
+            if result.returncode != 0:
+                raise StepFailed(f"{' '.join(command)} exited {result.returncode}: {result.stdout.strip()} {result.stderr.strip()[-500:]}")
+            outputs = {}
+            for parameter in template.get("outputs", {}).get("parameters", []):
+                path = Path(local_path(parameter["valueFrom"]["path"]))
+                if not path.exists():
+                    raise StepFailed(f"output {parameter['name']!r}: {parameter['valueFrom']['path']} was not written")
+                outputs[parameter["name"]] = path.read_text().strip()
+            return outputs
+
+    # -- sensors -------------------------------------------------------------------------
+    @staticmethod
+    def fire(sensor: dict, dependency: str, event: dict) -> list[dict]:
+        """The Workflow objects a Sensor would submit for one event (empty when filtered out)."""
+        dep = next(d for d in sensor["spec"]["dependencies"] if d["name"] == dependency)
+        for data_filter in (dep.get("filters") or {}).get("data", []):
+            try:
+                value = str(_dot_get(event["data"], data_filter["path"]))
+            except (KeyError, IndexError, ValueError):
+                return []
+            if not any(re.search(pattern, value) for pattern in data_filter["value"]):
+                return []
+        workflows = []
+        for trigger in sensor["spec"]["triggers"]:
+            template = trigger["template"]
+            conditions = template.get("conditions")
+            if conditions and dependency not in re.split(r"[\s&|()]+", conditions):
+                continue
+            resource = copy.deepcopy(template["argoWorkflow"]["source"]["resource"])
+            for parameter in template["argoWorkflow"].get("parameters", []):
+                src = parameter["src"]
+                if src["dependencyName"] != dependency:
+                    continue
+                value = event["context"][src["contextKey"]] if "contextKey" in src else _dot_get(event["data"], src["dataKey"])
+                _dot_set(resource, parameter["dest"], value)
+            workflows.append(resource)
+        return workflows
+
+    def run_workflow(self, workflow: dict) -> dict:
+        spec = workflow["spec"]
+        arguments = {p["name"]: p["value"] for p in spec.get("arguments", {}).get("parameters", [])}
+        return self.submit(spec["workflowTemplateRef"]["name"], arguments)

@@ -1,0 +1,166 @@
+"""The chart and workflows/: Helm lint and schema, strict validation of every rendered object
+(Kubernetes kinds with kubernetes-validate, Argo kinds against the Argo schemas), the checks
+no schema expresses, and one source of truth."""
+
+from __future__ import annotations
+
+import copy
+import re
+
+import helm_python as helm
+import pytest
+import yaml
+
+import secops_manifests as m
+
+FULL = yaml.safe_load((m.CHART / "ci" / "full-values.yaml").read_text())
+VALUE_SETS = {"default": {}, "full": FULL, "workflows": m.workflow_values(), "all-namespaces": {"allNamespaces": True}}
+
+
+def docs_for(values):
+    return m.documents(m.render(values))
+
+
+def test_helm_lint_finds_no_errors():
+    result = helm.lint(str(m.CHART))
+    assert result["errors"] == [], result
+    assert not [x for x in result["messages"] if x["severity"] > 1], result
+
+
+def test_values_schema_accepts_the_shipped_values_and_rejects_typos():
+    with helm.Chart.load(str(m.CHART)) as chart:
+        for values in VALUE_SETS.values():
+            chart.validate_schema(values)
+        for typo in ({"namespace": ["a"]}, {"handover": {"mode": "erase"}}, {"image": {"repository": "x", "tag": "latest"}}, {"rotations": [{"name": "x", "schedule": "* * * * *", "path": "a/b", "keys": ["k"], "keepVersions": 1}]}):
+            with pytest.raises(Exception):
+                chart.validate_schema(typo)
+
+
+@pytest.mark.parametrize("values", VALUE_SETS.keys())
+def test_every_rendered_object_validates_strictly(values):
+    docs = docs_for(VALUE_SETS[values])
+    assert docs
+    problems = {f"{d['kind']}/{d['metadata']['name']}": m.validate(d) for d in docs}
+    assert {k: v for k, v in problems.items() if v} == {}
+
+
+def test_workflows_dir_is_the_chart_rendered():
+    expected = m.workflow_files(m.workflow_values())
+    on_disk = {p.name: p.read_text() for p in m.WORKFLOWS.glob("*-*.yaml")}
+    assert on_disk == expected, "workflows/ is stale: run scripts/render-workflows"
+
+
+def first(docs, kind):
+    return copy.deepcopy(next(d for d in docs if d["kind"] == kind))
+
+
+@pytest.mark.parametrize("kind", ["WorkflowTemplate", "CronWorkflow", "EventSource", "Sensor", "CronJob", "Role"])
+def test_each_check_can_fail(kind):
+    doc = first(docs_for(FULL), kind)
+    assert m.validate(doc) == []
+    unknown = copy.deepcopy(doc)
+    unknown["spec" if "spec" in doc else "metadata"]["surprise"] = True
+    assert m.validate(unknown), "an unknown field"
+    wrong_type = copy.deepcopy(doc)
+    wrong_type["metadata"]["labels"] = ["not", "a", "map"]
+    assert m.validate(wrong_type), "a wrong type"
+    missing = copy.deepcopy(doc)
+    if kind == "Role":
+        missing["rules"][0].pop("verbs")
+    elif kind == "CronJob":
+        missing["spec"].pop("jobTemplate")
+    elif kind == "Sensor":
+        missing["spec"]["dependencies"][0].pop("eventSourceName")
+    elif kind == "EventSource":
+        missing["spec"] = {"webhook": {"x": {"endpoint": "/x", "method": "POST", "url": ""}}}
+    elif kind == "CronWorkflow":
+        missing["spec"].pop("schedules")
+        missing["spec"].pop("workflowSpec")
+    else:
+        missing["spec"]["templates"][0].pop("name")
+    assert m.validate(missing), "a missing required field"
+
+
+def test_project_checks_catch_what_schemas_cannot():
+    template = first(docs_for({}), "WorkflowTemplate")
+    assert m.validate(template) == []
+    unresolved = copy.deepcopy(template)
+    unresolved["spec"]["templates"][0]["steps"][0][0]["template"] = "no-such-template"
+    assert any("unknown template" in p for p in m.validate(unresolved))
+    duplicate = copy.deepcopy(template)
+    duplicate["spec"]["templates"].append(copy.deepcopy(duplicate["spec"]["templates"][0]))
+    assert any("duplicate" in p for p in m.validate(duplicate))
+    entry = copy.deepcopy(template)
+    entry["spec"]["entrypoint"] = "nowhere"
+    assert any("entrypoint" in p for p in m.validate(entry))
+    three = copy.deepcopy(template)
+    retrying = next(t for t in three["spec"]["templates"] if "retryStrategy" in t)
+    retrying["retryStrategy"]["limit"] = "three"
+    assert m.validate(three), "retryStrategy.limit must be a number or an expression"
+    retrying["retryStrategy"]["limit"] = "{{workflow.parameters.retries}}"
+    assert m.validate(three) == []
+
+
+def containers(doc):
+    if "spec" not in doc:
+        return []
+    if doc["kind"] == "CronJob":
+        return doc["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    spec = doc["spec"]
+    return [t["container"] for t in spec.get("templates", []) if "container" in t]
+
+
+def test_every_step_runs_restricted_and_bounded():
+    for doc in docs_for(FULL):
+        for container in containers(doc):
+            sc = container["securityContext"]
+            assert sc["readOnlyRootFilesystem"] and sc["runAsNonRoot"] and not sc["allowPrivilegeEscalation"], doc["metadata"]["name"]
+            assert sc["capabilities"]["drop"] == ["ALL"] and sc["seccompProfile"]["type"] == "RuntimeDefault"
+            assert container["resources"]["limits"] and container["resources"]["requests"]
+        if doc["kind"] == "WorkflowTemplate":
+            spec = doc["spec"]
+            assert spec["activeDeadlineSeconds"] > 0 and spec["securityContext"]["runAsNonRoot"]
+            for template in spec["templates"]:
+                if "container" in template:
+                    assert template["retryStrategy"]["expression"] == "asInt(lastRetry.exitCode) == 75"
+
+
+def test_no_secret_value_can_travel_through_events_or_parameters():
+    for doc in docs_for(FULL):
+        if doc["kind"] == "EventSource":
+            assert "resource" not in doc["spec"], "a resource EventSource would put Secret data on the event bus"
+        text = yaml.safe_dump(doc)
+        assert "secretKeyRef" not in text and "artifacts" not in text
+
+
+def test_rbac_is_least_privilege():
+    for values in (FULL, {}):
+        docs = docs_for(values)
+        for doc in docs:
+            if doc["kind"] in ("Role", "ClusterRole"):
+                for rule in doc["rules"]:
+                    assert "*" not in rule["verbs"] + rule["resources"] + rule["apiGroups"], doc
+        assert not [d for d in docs if d["kind"] in ("ClusterRole", "ClusterRoleBinding")], "no cluster-wide access by default"
+    cluster_wide = docs_for({"allNamespaces": True})
+    assert {d["metadata"]["name"] for d in cluster_wide if d["kind"] == "ClusterRole"} == {"secops-handover", "secops-push"}
+    consumer_roles = [d for d in docs_for(FULL) if d["kind"] == "Role" and d["metadata"]["name"] == "secops-rotate-consumers"]
+    assert consumer_roles and all(rule["resourceNames"] and rule["verbs"] == ["get", "patch"] for r in consumer_roles for rule in r["rules"])
+    assert not [d for d in docs_for({}) if d["metadata"]["name"] == "secops-rotate-consumers"], "no consumer access without targets"
+    delete_mode = docs_for({"handover": {"mode": "delete"}})
+    handover_role = next(d for d in delete_mode if d["kind"] == "Role" and d["metadata"]["name"] == "secops-handover")
+    assert "delete" in handover_role["rules"][0]["verbs"]
+    assert "delete" not in next(d for d in docs_for({}) if d["kind"] == "Role" and d["metadata"]["name"] == "secops-handover")["rules"][0]["verbs"]
+
+
+def test_dockerfile_is_multi_stage_static_and_non_root():
+    text = (m.ROOT / "Dockerfile").read_text()
+    stages = re.findall(r"^FROM\s+(\S+)", text, re.M)
+    assert len(stages) >= 2, "multi-stage"
+    for image in stages:
+        assert ":latest" not in image and (":" in image or "@sha256:" in image), f"{image} is not pinned"
+    final = text[text.rindex("FROM"):]
+    assert re.search(r"^USER\s+\d+(:\d+)?\s*$", final, re.M), "a numeric non-root USER in the final stage"
+    assert not re.search(r"^USER\s+(0|root)\b", final, re.M)
+    assert "distroless/static" in stages[-1] or stages[-1] == "scratch"
+    assert "org.opencontainers.image.source" in text
+    assert "RUN" not in final, "the final stage has no shell to run anything"
