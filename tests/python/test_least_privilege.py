@@ -1,0 +1,200 @@
+"""Least privilege proved, not claimed: the chart's RBAC loaded into the emulator (which
+enforces it) and its Vault policies loaded into OpenBao, used through kubernetes auth. Each
+command succeeds with its own service account, fails with another's where it needs more,
+and fails when any single rule or policy path is removed."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import subprocess
+import tempfile
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+import secops_manifests as m
+from conftest import bin_dir
+
+NS = "lp-app"
+RELEASE_NS = "secops"
+AUTH_MOUNT = "k8s-lp"
+VALUES = {
+    "namespaces": [NS],
+    "vault": {"address": "http://unused", "kvMount": "secret", "authMount": AUTH_MOUNT, "roles": {"handover": "secops-handover", "rotate": "secops-rotate", "push": "secops-push"}},
+    "rotations": [{"name": "db", "schedule": "0 3 * * 0", "path": f"{NS}/db", "keys": ["value"], "keepVersions": 2, "refresh": [f"externalsecret/{NS}/db"], "restart": [f"deployment/{NS}/api"]}],
+}
+
+
+def vault_api(addr, method, path, body=None):
+    request = urllib.request.Request(f"{addr}/v1/{path}", data=None if body is None else json.dumps(body).encode(), method=method, headers={"X-Vault-Token": "root"})
+    try:
+        with urllib.request.urlopen(request) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def policy_blocks(hcl: str) -> list[str]:
+    return re.findall(r'path "[^"]+" \{.*?\n\s*\}', hcl, re.S)
+
+
+class Stage:
+    """The rendered chart loaded into the emulator and OpenBao."""
+
+    def __init__(self, services, work: Path):
+        self.cluster, self.vault, self.work = services["cluster"], services["vault"], work
+        docs = m.documents(m.render(VALUES))
+        self.roles = {(d["metadata"].get("namespace"), d["metadata"]["name"]): d for d in docs if d["kind"] == "Role"}
+        config = next(d for d in docs if d["kind"] == "ConfigMap")["data"]
+        self.hcl = {role: config[f"{role}.hcl"] for role in ("handover", "rotate", "push")}
+        self.vault_roles = json.loads(config["roles.json"])
+        for ns in (RELEASE_NS, NS):
+            self.cluster.namespace(ns)
+        for doc in docs:
+            if doc["kind"] in ("ServiceAccount", "Role", "RoleBinding"):
+                doc["metadata"].setdefault("namespace", RELEASE_NS)
+                self.apply(doc)
+        self.apply({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": "lp-auth-delegator"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:auth-delegator"},
+            "subjects": [{"kind": "ServiceAccount", "name": f"secops-{r}", "namespace": RELEASE_NS} for r in ("handover", "rotate", "push")],
+        })
+        addr = self.vault.addr
+        assert vault_api(addr, "POST", f"sys/auth/{AUTH_MOUNT}", {"type": "kubernetes"}) in (204, 400)
+        ca = work / "ca.crt"
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj", "/CN=lp",
+                        "-keyout", str(work / "ca.key"), "-out", str(ca)], check=True, capture_output=True)
+        assert vault_api(addr, "POST", f"auth/{AUTH_MOUNT}/config", {"kubernetes_host": self.cluster.url, "kubernetes_ca_cert": ca.read_text(), "disable_local_ca_jwt": True}) == 204
+        for path, role in self.vault_roles.items():
+            assert vault_api(addr, "POST", path, role) == 204
+        for role in self.hcl:
+            self.write_policy(role, self.hcl[role])
+
+    def apply(self, doc):
+        api = doc["apiVersion"]
+        prefix = f"/api/{api}" if "/" not in api else f"/apis/{api}"
+        plural = doc["kind"].lower() + "s"
+        ns = doc["metadata"].get("namespace")
+        base = f"{prefix}/namespaces/{ns}/{plural}" if ns else f"{prefix}/{plural}"
+        code, _ = self.cluster.request("GET", f"{base}/{doc['metadata']['name']}")
+        if code == 200:
+            code, body = self.cluster.request("PUT", f"{base}/{doc['metadata']['name']}", doc)
+        else:
+            code, body = self.cluster.request("POST", base, doc)
+        assert code in (200, 201), body
+
+    def write_policy(self, role, hcl):
+        assert vault_api(self.vault.addr, "POST", f"sys/policies/acl/secops-{role}", {"policy": hcl}) == 204
+
+    def run(self, role: str, args: list[str]) -> subprocess.CompletedProcess:
+        """Runs secops as the service account of `role`: its token for Kubernetes, and its
+        audience-bound token for Vault's kubernetes auth."""
+        sa = f"secops-{role}"
+        tokens = {}
+        for audience in ("https://kubernetes.default.svc", "vault"):
+            code, body = self.cluster.request("POST", f"/api/v1/namespaces/{RELEASE_NS}/serviceaccounts/{sa}/token", {"spec": {"audiences": [audience], "expirationSeconds": 600}})
+            assert code == 201, body
+            tokens[audience] = body["status"]["token"]
+        kubeconfig = self.work / f"{role}.kubeconfig"
+        kubeconfig.write_text(yaml.safe_dump({
+            "apiVersion": "v1", "kind": "Config", "current-context": "c",
+            "clusters": [{"name": "e", "cluster": {"server": self.cluster.url}}],
+            "users": [{"name": sa, "user": {"token": tokens["https://kubernetes.default.svc"]}}],
+            "contexts": [{"name": "c", "context": {"cluster": "e", "user": sa, "namespace": NS}}],
+        }))
+        jwt = self.work / f"{role}.jwt"
+        jwt.write_text(tokens["vault"])
+        env = {"PATH": "/usr/bin:/bin", "VAULT_ADDR": self.vault.addr, "KUBECONFIG": str(kubeconfig), "SECOPS_VAULT_AUTH": "kubernetes",
+               "SECOPS_VAULT_ROLE": f"secops-{role}", "SECOPS_VAULT_AUTH_MOUNT": AUTH_MOUNT, "SECOPS_VAULT_JWT_FILE": str(jwt), "SECOPS_MAX_ATTEMPTS": "1"}
+        return subprocess.run([str(bin_dir() / "secops"), *args], env=env, capture_output=True, text=True, timeout=60)
+
+
+COMMANDS = {
+    "handover": ["handover", "-n", NS],
+    "push": ["push-secret", "--secret", f"{NS}/internal"],
+    "rotate": ["rotate", "--path", f"{NS}/db", "--key", "value", "--generator", "hex", "--keep-versions", "2",
+               "--refresh", f"externalsecret/{NS}/db", "--restart", f"deployment/{NS}/api", "--rotation-id"],
+}
+counter = iter(range(10**6))
+
+
+def command(role):
+    args = list(COMMANDS[role])
+    return args + [f"lp-{next(counter)}"] if role == "rotate" else args
+
+
+def fresh_work(stage: Stage):
+    """New inputs for each command: a pending bootstrap Secret, a changed internal Secret."""
+    n = next(counter)
+    stage.cluster.bootstrap(NS, f"boot-{n}", f"{NS}/boot-{n}", f"bootstrap-{n}")
+    code, _ = stage.cluster.request("PATCH", f"/api/v1/namespaces/{NS}/secrets/internal", {"stringData": {"value": f"internal-{n}"}}, "application/merge-patch+json")
+    assert code == 200
+
+
+@pytest.fixture(scope="module")
+def stage(services):
+    work = Path(tempfile.mkdtemp(prefix="secops-lp-"))
+    stage = Stage(services, work)
+    cluster = stage.cluster
+    cluster.bootstrap(NS, "db", f"{NS}/db", "db-initial")
+    cluster.bootstrap(NS, "internal", f"{NS}/internal", "internal-initial", cls="internal")
+    cluster.create({"apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret", "metadata": {"name": "db", "namespace": NS}, "spec": {}})
+    cluster.create({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "api", "namespace": NS}, "spec": {"template": {"metadata": {}}}})
+    return stage
+
+
+def test_each_command_succeeds_with_its_own_service_account(stage):
+    for role in ("handover", "push", "rotate", "rotate"):
+        fresh_work(stage)
+        run = stage.run(role, command(role))
+        assert run.returncode == 0, f"{role}: {run.stdout} {run.stderr[-2000:]}"
+        assert "could not post the Kubernetes Event" not in run.stderr, role
+
+
+@pytest.mark.parametrize("role,borrowed", [("handover", "rotate"), ("push", "rotate"), ("rotate", "handover"), ("rotate", "push")])
+def test_another_commands_account_is_refused_where_it_needs_more(stage, role, borrowed):
+    fresh_work(stage)
+    run = stage.run(borrowed, command(role))
+    assert run.returncode == 3, f"{role} as {borrowed}: {run.returncode} {run.stdout}"
+
+
+def roles_of(stage, role):
+    if role == "rotate":
+        return [k for k in stage.roles if k[1] == "secops-rotate-consumers"]
+    return [k for k in stage.roles if k[1] == f"secops-{role}"]
+
+
+@pytest.mark.parametrize("role", ["handover", "push", "rotate"])
+def test_removing_any_single_rule_breaks_a_step(stage, role):
+    assert roles_of(stage, role), f"the chart renders Roles for {role}"
+    for key in roles_of(stage, role):
+        original = stage.roles[key]
+        for index in range(len(original["rules"])):
+            reduced = copy.deepcopy(original)
+            reduced["rules"].pop(index)
+            stage.apply(reduced)
+            try:
+                fresh_work(stage)
+                run = stage.run(role, command(role))
+                degraded = run.returncode != 0 or "could not post the Kubernetes Event" in run.stderr
+                assert degraded, f"{key} still works without rule {original['rules'][index]}"
+            finally:
+                stage.apply(original)
+
+
+@pytest.mark.parametrize("role", ["handover", "push", "rotate"])
+def test_removing_any_single_vault_policy_path_breaks_a_step(stage, role):
+    hcl = stage.hcl[role]
+    assert len(policy_blocks(hcl)) >= 3, hcl
+    for block in policy_blocks(hcl):
+        stage.write_policy(role, hcl.replace(block, ""))
+        try:
+            fresh_work(stage)
+            run = stage.run(role, command(role))
+            assert run.returncode != 0, f"{role} still works without {block.splitlines()[0]}"
+        finally:
+            stage.write_policy(role, hcl)
