@@ -330,6 +330,10 @@ pub struct RotateArgs {
     /// Take over a path that has no secops provenance (recorded as secops-adopted-at)
     #[arg(long)]
     pub adopt: bool,
+    /// How long an unfinished claim on this rotation id by another run is honoured before
+    /// it is taken over (the claimer presumed dead); longer than one step's retries
+    #[arg(long, env = "SECOPS_ROTATION_LEASE", default_value = "120s", value_parser = parse_duration)]
+    pub claim_lease: Duration,
 }
 
 impl Command {

@@ -204,10 +204,9 @@ fn classify(error: ClientError, action: &str) -> Failure {
         ClientError::RestClientError {
             source: rustify::errors::ClientError::RequestError { source, .. },
         } => {
-            let detail = describe_transport(&source);
-            return fatal(Error::Temporary {
-                action: action.into(),
-                detail,
+            return fatal(match describe_transport(&source) {
+                Transport::Certificate(detail) => Error::Usage(format!("{action}: {detail}")),
+                Transport::Unreachable(detail) => Error::Temporary { action: action.into(), detail },
             });
         }
         ClientError::RestClientError {
@@ -264,18 +263,21 @@ fn classify(error: ClientError, action: &str) -> Failure {
     }
 }
 
-fn describe_transport(source: &anyhow::Error) -> String {
-    let text = source
-        .chain()
-        .map(|e| e.to_string())
-        .collect::<Vec<_>>()
-        .join(": ");
+/// A transport failure: an untrusted certificate is a configuration error that no retry
+/// fixes; anything else (refused, reset, timed out) is temporary.
+enum Transport {
+    Certificate(String),
+    Unreachable(String),
+}
+
+fn describe_transport(source: &anyhow::Error) -> Transport {
+    let text = source.chain().map(|e| e.to_string()).collect::<Vec<_>>().join(": ");
     if text.contains("timed out") || text.contains("timeout") {
-        "request timed out".into()
-    } else if text.contains("certificate") || text.contains("tls") || text.contains("TLS") {
-        format!("TLS failure: {}", one_line(&text))
+        Transport::Unreachable("request timed out".into())
+    } else if text.contains("certificate") || text.contains("UnknownIssuer") || text.contains("InvalidCertificate") {
+        Transport::Certificate(format!("Vault's TLS certificate is not trusted (set --vault-cacert): {}", one_line(&text)))
     } else {
-        format!("cannot reach Vault: {}", one_line(&text))
+        Transport::Unreachable(format!("cannot reach Vault: {}", one_line(&text)))
     }
 }
 

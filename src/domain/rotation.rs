@@ -7,10 +7,6 @@ use super::names::RESERVED_PREFIX;
 use crate::error::{Error, Result};
 use crate::secret::{SecretBytes, SecretData};
 
-/// How long a claim protects an in-flight rotation before another run may take it over
-/// (the claimer is presumed dead).
-pub const CLAIM_LEASE_SECONDS: i64 = 120;
-
 /// The record of one rotation id for one path. Holds no secret: only versions, times and the
 /// keyed fingerprints of the data each claimer meant to write.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,7 +92,9 @@ pub enum RotationStep {
     TakeOver,
 }
 
-pub fn decide(record: Option<&RotationRecord>, current_version: u64, now: i64) -> RotationStep {
+/// `lease_seconds`: how long a claim protects an in-flight rotation before another run may
+/// take it over (the claimer is presumed dead).
+pub fn decide(record: Option<&RotationRecord>, current_version: u64, now: i64, lease_seconds: i64) -> RotationStep {
     let Some(record) = record else {
         return RotationStep::Claim;
     };
@@ -108,7 +106,7 @@ pub fn decide(record: Option<&RotationRecord>, current_version: u64, now: i64) -
             version: record.base_version + 1,
         };
     }
-    if now - record.claimed_at < CLAIM_LEASE_SECONDS {
+    if now - record.claimed_at < lease_seconds {
         RotationStep::Wait
     } else {
         RotationStep::TakeOver
@@ -160,7 +158,7 @@ mod tests {
             claimed_at: 1000,
             version: None,
         };
-        assert_eq!(decide(None, 3, 1000), RotationStep::Claim);
+        assert_eq!(decide(None, 3, 1000, 120), RotationStep::Claim);
         assert_eq!(
             decide(
                 Some(&RotationRecord {
@@ -168,17 +166,18 @@ mod tests {
                     ..open.clone()
                 }),
                 9,
-                1000
+                1000,
+                120
             ),
             RotationStep::AlreadyRotated { version: 4 }
         );
         assert_eq!(
-            decide(Some(&open), 4, 1001),
+            decide(Some(&open), 4, 1001, 120),
             RotationStep::CheckWritten { version: 4 }
         );
-        assert_eq!(decide(Some(&open), 3, 1001), RotationStep::Wait);
+        assert_eq!(decide(Some(&open), 3, 1001, 120), RotationStep::Wait);
         assert_eq!(
-            decide(Some(&open), 3, 1000 + CLAIM_LEASE_SECONDS),
+            decide(Some(&open), 3, 1120, 120),
             RotationStep::TakeOver
         );
     }

@@ -52,16 +52,24 @@ impl Drop for TempDir {
 /// process exits, so no server outlives the suite even though statics are never dropped.
 pub struct Bao {
     pub addr: String,
+    /// The CA of a `-dev-tls` server.
+    pub ca: Option<PathBuf>,
     _child: Child,
     _home: TempDir,
 }
 
 impl Bao {
     pub fn start() -> Bao {
+        Self::start_with(false)
+    }
+
+    /// With `tls`, OpenBao generates a self-signed CA and serves https.
+    pub fn start_with(tls: bool) -> Bao {
         let port = free_port();
         let home = TempDir::new("bao-home");
+        let tls_args = if tls { format!("-dev-tls -dev-tls-cert-dir={}", home.path().display()) } else { String::new() };
         let script = format!(
-            "bao server -dev -dev-root-token-id={ROOT_TOKEN} -dev-listen-address=127.0.0.1:{port} -dev-no-store-token >\"$HOME/bao.log\" 2>&1 & \
+            "bao server -dev {tls_args} -dev-root-token-id={ROOT_TOKEN} -dev-listen-address=127.0.0.1:{port} -dev-no-store-token >\"$HOME/bao.log\" 2>&1 & \
              bao=$!; while kill -0 {parent} 2>/dev/null && kill -0 $bao 2>/dev/null; do sleep 0.3; done; kill $bao 2>/dev/null; wait",
             parent = std::process::id()
         );
@@ -74,11 +82,12 @@ impl Bao {
             .stderr(Stdio::null())
             .spawn()
             .expect("sh");
-        let addr = format!("http://127.0.0.1:{port}");
+        let addr = format!("{}://127.0.0.1:{port}", if tls { "https" } else { "http" });
+        let ca = tls.then(|| home.path().join("vault-ca.pem"));
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let ready = Command::new("curl")
-                .args(["-sf", "-o", "/dev/null", &format!("{addr}/v1/sys/health")])
+                .args(["-skf", "-o", "/dev/null", &format!("{addr}/v1/sys/health")])
                 .status()
                 .map(|s| s.success())
                 .unwrap_or(false);
@@ -94,6 +103,7 @@ impl Bao {
         }
         Bao {
             addr,
+            ca,
             _child: child,
             _home: home,
         }

@@ -1,0 +1,200 @@
+//! Fleet-scale figures (not a test): start-up and one write-vault next to the shell-step
+//! alternative (`kubectl` + `bao kv put`), batch handover throughput and Vault requests per
+//! handover (counted by OpenBao's file audit device) against the raw KV v2 write ceiling
+//! (measured by `wrk`), peak RSS, and binary size. Run with `scripts/bench`.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kube_emulator::Emulator;
+use serde_json::json;
+
+const ROOT_TOKEN: &str = "root";
+
+struct Measured {
+    wall: Duration,
+    peak_rss_kib: i64,
+    code: i32,
+    stdout: String,
+}
+
+/// Runs a command and reads its own peak RSS from wait4's rusage.
+fn measure(command: &mut Command) -> Measured {
+    let start = Instant::now();
+    let child = command.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("spawn");
+    let pid = child.id() as libc::pid_t;
+    let mut stdout = child.stdout.expect("stdout");
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut stdout, &mut text).ok();
+        text
+    });
+    let mut status = 0;
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: pid is our child; status and usage are valid out-pointers.
+    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(waited, pid, "wait4");
+    let wall = start.elapsed();
+    Measured { wall, peak_rss_kib: usage.ru_maxrss, code: libc::WEXITSTATUS(status), stdout: reader.join().unwrap_or_default() }
+}
+
+struct Bao {
+    addr: String,
+    audit: PathBuf,
+    child: std::process::Child,
+}
+
+impl Drop for Bao {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_bao(dir: &Path) -> Bao {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let audit = dir.join("audit.log");
+    let config = dir.join("audit.hcl");
+    std::fs::write(&config, format!("audit \"file\" \"bench\" {{\n  options {{\n    file_path = \"{}\"\n  }}\n}}\n", audit.display())).unwrap();
+    let child = Command::new("bao")
+        .args(["server", "-dev", &format!("-dev-root-token-id={ROOT_TOKEN}"), &format!("-dev-listen-address=127.0.0.1:{port}"), "-dev-no-store-token"])
+        .arg(format!("-config={}", config.display()))
+        .env("HOME", dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("bao on PATH (scripts/bench installs it)");
+    let addr = format!("http://127.0.0.1:{port}");
+    for _ in 0..300 {
+        if Command::new("curl").args(["-sf", "-o", "/dev/null", &format!("{addr}/v1/sys/health")]).status().is_ok_and(|s| s.success()) {
+            return Bao { addr, audit, child };
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("OpenBao did not start");
+}
+
+fn audited_requests(audit: &Path) -> usize {
+    std::fs::read_to_string(audit).unwrap_or_default().lines().filter(|l| l.contains("\"type\":\"request\"")).count()
+}
+
+/// The raw KV v2 write ceiling: wrk POSTing to distinct paths.
+fn write_ceiling(bao: &Bao, dir: &Path) -> Option<f64> {
+    if Command::new("wrk").arg("--version").output().is_err() {
+        return None;
+    }
+    let script = dir.join("post.lua");
+    std::fs::write(
+        &script,
+        format!(
+            "counter = 0\nrequest = function()\n  counter = counter + 1\n  local path = \"/v1/secret/data/ceiling/\" .. math.random(1, 1000000000) .. \"-\" .. counter\n  \
+             return wrk.format(\"POST\", path, {{[\"X-Vault-Token\"] = \"{ROOT_TOKEN}\", [\"Content-Type\"] = \"application/json\"}}, '{{\"data\":{{\"v\":\"x\"}}}}')\nend\n"
+        ),
+    )
+    .unwrap();
+    let mut best: f64 = 0.0;
+    for connections in ["4", "8", "16"] {
+        let output = Command::new("wrk").args(["-t2", "-c", connections, "-d4s", "-s"]).arg(&script).arg(&bao.addr).output().ok()?;
+        let text = String::from_utf8_lossy(&output.stdout);
+        let rate = text.lines().find(|l| l.starts_with("Requests/sec:"))?.split_whitespace().nth(1)?.parse::<f64>().ok()?;
+        best = best.max(rate);
+    }
+    Some(best)
+}
+
+fn seed(emulator: &Emulator, namespace: &str, count: usize) {
+    let mut cluster = emulator.cluster();
+    cluster.create_object(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})).unwrap();
+    for i in 0..count {
+        cluster
+            .create_object(json!({
+                "apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": format!("s{i}"), "namespace": namespace, "labels": {"secops.dev/class": "bootstrap"}, "annotations": {"secops.dev/vault-path": format!("{namespace}/s{i}")}},
+                "stringData": {"password": format!("bench-value-{i}"), "user": "app"},
+            }))
+            .unwrap();
+    }
+}
+
+fn secops(bin: &str, bao: &Bao, kubeconfig: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(bin);
+    command.args(args).env("VAULT_ADDR", &bao.addr).env("VAULT_TOKEN", ROOT_TOKEN).env("KUBECONFIG", kubeconfig).env("RUST_LOG", "warn");
+    command
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    values[values.len() / 2]
+}
+
+fn main() {
+    let bin = env!("CARGO_BIN_EXE_secops");
+    let dir = std::env::temp_dir().join(format!("secops-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bao = start_bao(&dir);
+    let emulator = Emulator::start().unwrap();
+    let kubeconfig = dir.join("kubeconfig");
+    emulator.write_kubeconfig(&kubeconfig).unwrap();
+    let mut out = std::io::stdout().lock();
+
+    let size = std::fs::metadata(bin).map(|m| m.len()).unwrap_or(0);
+    writeln!(out, "secops binary ({}): {:.1} MiB", if bin.contains("release") { "release, stripped" } else { "debug" }, size as f64 / 1_048_576.0).unwrap();
+
+    // 1. One write-vault, whole process, against the shell-step alternative.
+    seed(&emulator, "single", 12);
+    let (mut ours, mut ours_rss, mut theirs, mut theirs_rss) = (vec![], vec![], vec![], vec![]);
+    for i in 0..10 {
+        let secret = format!("single/s{i}");
+        let run = measure(&mut secops(bin, &bao, &kubeconfig, &["write-vault", "--secret", &secret]));
+        assert_eq!(run.code, 0, "{}", run.stdout);
+        ours.push(run.wall.as_secs_f64());
+        ours_rss.push(run.peak_rss_kib as f64);
+        // What an Argo shell step does today: read the Secret with kubectl, write with bao.
+        let get = measure(Command::new("kubectl").args(["-n", "single", "get", "secret", &format!("s{}", i + 1), "-o", "json"]).env("KUBECONFIG", &kubeconfig));
+        let put = measure(
+            Command::new("bao")
+                .args(["kv", "put", "-mount=secret", &format!("shell/s{i}"), "password=value", "user=app"])
+                .env("VAULT_ADDR", &bao.addr)
+                .env("VAULT_TOKEN", ROOT_TOKEN),
+        );
+        assert_eq!((get.code, put.code), (0, 0));
+        theirs.push((get.wall + put.wall).as_secs_f64());
+        theirs_rss.push(get.peak_rss_kib.max(put.peak_rss_kib) as f64);
+    }
+    writeln!(out, "\n| one Secret, whole process (median of 10) | wall | peak RSS |\n|---|---|---|").unwrap();
+    writeln!(out, "| secops write-vault | {:.3} s | {:.1} MiB |", median(ours.clone()), median(ours_rss.clone()) / 1024.0).unwrap();
+    writeln!(out, "| kubectl get + bao kv put | {:.3} s | {:.1} MiB |", median(theirs.clone()), median(theirs_rss.clone()) / 1024.0).unwrap();
+    writeln!(out, "| ratio | {:.2} | {:.2} |", median(ours) / median(theirs), median(ours_rss) / median(theirs_rss)).unwrap();
+
+    // 2. Batch handover throughput and efficiency.
+    let ceiling = write_ceiling(&bao, &dir);
+    match ceiling {
+        Some(c) => writeln!(out, "\nraw KV v2 write ceiling (wrk, best of 4/8/16 connections): {c:.0} writes/s").unwrap(),
+        None => writeln!(out, "\nraw KV v2 write ceiling: wrk not installed; efficiency not computed").unwrap(),
+    }
+    let sizes: Vec<usize> = std::env::var("SECOPS_BENCH_SIZES")
+        .unwrap_or_else(|_| "1000,10000".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    writeln!(out, "\n| secrets | concurrency | wall | handovers/s | Vault requests/handover | efficiency | peak RSS |\n|---|---|---|---|---|---|---|").unwrap();
+    for count in sizes {
+        for concurrency in [1, 8, 32] {
+            let namespace = format!("batch-{count}-{concurrency}");
+            seed(&emulator, &namespace, count);
+            let before = audited_requests(&bao.audit);
+            let run = measure(&mut secops(bin, &bao, &kubeconfig, &["handover", "-n", &namespace, "--concurrency", &concurrency.to_string()]));
+            assert_eq!(run.code, 0, "{}", run.stdout);
+            let requests = audited_requests(&bao.audit) - before;
+            let per_handover = requests as f64 / count as f64;
+            let rate = count as f64 / run.wall.as_secs_f64();
+            let efficiency = ceiling.map(|c| format!("{:.0}%", 100.0 * rate * per_handover / c)).unwrap_or_else(|| "n/a".into());
+            writeln!(out, "| {count} | {concurrency} | {:.2} s | {rate:.0} | {per_handover:.3} | {efficiency} | {:.1} MiB |", run.wall.as_secs_f64(), run.peak_rss_kib as f64 / 1024.0).unwrap();
+        }
+    }
+    drop(emulator);
+    drop(bao);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,124 @@
+//! A fault-injecting HTTP proxy between secops and OpenBao: the N-th request (counted across
+//! connections) can be reset, stalled past the client's timeout, answered with an error
+//! status, or carried out with its answer dropped.
+
+use std::collections::HashMap;
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyFault {
+    /// Close the connection without answering; nothing reached Vault.
+    Reset,
+    /// Answer nothing until the client gives up.
+    Stall,
+    /// Answer with this status (503 = sealed/standby, 429, 500).
+    Status(u16),
+    /// Forward to Vault, then close without answering: the write happened unseen.
+    DropAfter,
+}
+
+#[derive(Default)]
+struct Plan {
+    served: usize,
+    faults: HashMap<usize, ProxyFault>,
+}
+
+pub struct FaultProxy {
+    pub addr: String,
+    plan: Arc<Mutex<Plan>>,
+}
+
+impl FaultProxy {
+    pub fn start(upstream: &str) -> FaultProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = format!("http://{}", listener.local_addr().unwrap());
+        let upstream = upstream.trim_start_matches("http://").to_string();
+        let plan = Arc::new(Mutex::new(Plan::default()));
+        let shared = plan.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let (plan, upstream) = (shared.clone(), upstream.clone());
+                std::thread::spawn(move || serve(client, &upstream, &plan));
+            }
+        });
+        FaultProxy { addr, plan }
+    }
+
+    /// Starts counting afresh and fails the request at `position` (0-based).
+    pub fn arm(&self, position: usize, fault: ProxyFault) {
+        let mut plan = self.plan.lock().unwrap();
+        plan.served = 0;
+        plan.faults = HashMap::from([(position, fault)]);
+    }
+
+    pub fn served(&self) -> usize {
+        self.plan.lock().unwrap().served
+    }
+}
+
+/// Reads one request; `None` at end of stream.
+fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Vec<u8>> {
+    let mut head = Vec::new();
+    let mut length = 0usize;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        if line == "\r\n" {
+            break;
+        }
+        let lower = line.to_ascii_lowercase();
+        if let Some(value) = lower.strip_prefix("content-length:") {
+            length = value.trim().parse().unwrap_or(0);
+        }
+        if !lower.starts_with("connection:") {
+            head.extend_from_slice(line.as_bytes());
+        }
+    }
+    // One request per upstream connection keeps the count exact.
+    head.extend_from_slice(b"Connection: close\r\n\r\n");
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).ok()?;
+    head.extend_from_slice(&body);
+    Some(head)
+}
+
+fn serve(client: TcpStream, upstream: &str, plan: &Mutex<Plan>) {
+    let mut writer = client.try_clone().unwrap();
+    let mut reader = BufReader::new(client);
+    while let Some(request) = read_request(&mut reader) {
+        let fault = {
+            let mut plan = plan.lock().unwrap();
+            let position = plan.served;
+            plan.served += 1;
+            plan.faults.remove(&position)
+        };
+        match fault {
+            Some(ProxyFault::Reset) => return,
+            Some(ProxyFault::Stall) => {
+                std::thread::sleep(Duration::from_secs(3));
+                return;
+            }
+            Some(ProxyFault::Status(code)) => {
+                let body = r#"{"errors":["injected fault"]}"#;
+                let _ = write!(writer, "HTTP/1.1 {code} Injected\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+                return;
+            }
+            None | Some(ProxyFault::DropAfter) => {
+                let Ok(mut upstream) = TcpStream::connect(upstream) else { return };
+                let _ = upstream.write_all(&request);
+                let mut response = Vec::new();
+                let _ = upstream.read_to_end(&mut response);
+                if fault == Some(ProxyFault::DropAfter) {
+                    return;
+                }
+                let _ = writer.write_all(&response);
+                return; // the response said Connection: close
+            }
+        }
+    }
+}
