@@ -20,10 +20,36 @@ struct Measured {
     stdout: String,
 }
 
-/// Runs a command and reads its own peak RSS from wait4's rusage.
+/// Runs a command and reads its peak RSS. The command runs under GNU time when present: a
+/// child forked from this (large) process would otherwise report the parent's RSS as its
+/// own high-water mark.
 fn measure(command: &mut Command) -> Measured {
+    let report = std::env::temp_dir().join(format!("secops-bench-rss-{}", std::process::id()));
+    let gnu_time = Path::new("/usr/bin/time").exists();
+    let mut command = if gnu_time {
+        let mut wrapped = Command::new("/usr/bin/time");
+        wrapped
+            .arg("-f")
+            .arg("%M")
+            .arg("-o")
+            .arg(&report)
+            .arg(command.get_program())
+            .args(command.get_args());
+        for (key, value) in command.get_envs() {
+            if let Some(value) = value {
+                wrapped.env(key, value);
+            }
+        }
+        wrapped
+    } else {
+        std::mem::replace(command, Command::new("true"))
+    };
     let start = Instant::now();
-    let child = command.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("spawn");
+    let child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
     let pid = child.id() as libc::pid_t;
     let mut stdout = child.stdout.expect("stdout");
     let reader = std::thread::spawn(move || {
@@ -37,7 +63,19 @@ fn measure(command: &mut Command) -> Measured {
     let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
     assert_eq!(waited, pid, "wait4");
     let wall = start.elapsed();
-    Measured { wall, peak_rss_kib: usage.ru_maxrss, code: libc::WEXITSTATUS(status), stdout: reader.join().unwrap_or_default() }
+    let peak_rss_kib = match gnu_time {
+        true => std::fs::read_to_string(&report)
+            .ok()
+            .and_then(|t| t.trim().lines().last()?.parse().ok())
+            .unwrap_or(0),
+        false => usage.ru_maxrss,
+    };
+    Measured {
+        wall,
+        peak_rss_kib,
+        code: libc::WEXITSTATUS(status),
+        stdout: reader.join().unwrap_or_default(),
+    }
 }
 
 struct Bao {
@@ -54,12 +92,29 @@ impl Drop for Bao {
 }
 
 fn start_bao(dir: &Path) -> Bao {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let audit = dir.join("audit.log");
     let config = dir.join("audit.hcl");
-    std::fs::write(&config, format!("audit \"file\" \"bench\" {{\n  options {{\n    file_path = \"{}\"\n  }}\n}}\n", audit.display())).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "audit \"file\" \"bench\" {{\n  options {{\n    file_path = \"{}\"\n  }}\n}}\n",
+            audit.display()
+        ),
+    )
+    .unwrap();
     let child = Command::new("bao")
-        .args(["server", "-dev", &format!("-dev-root-token-id={ROOT_TOKEN}"), &format!("-dev-listen-address=127.0.0.1:{port}"), "-dev-no-store-token"])
+        .args([
+            "server",
+            "-dev",
+            &format!("-dev-root-token-id={ROOT_TOKEN}"),
+            &format!("-dev-listen-address=127.0.0.1:{port}"),
+            "-dev-no-store-token",
+        ])
         .arg(format!("-config={}", config.display()))
         .env("HOME", dir)
         .stdout(Stdio::null())
@@ -68,7 +123,11 @@ fn start_bao(dir: &Path) -> Bao {
         .expect("bao on PATH (scripts/bench installs it)");
     let addr = format!("http://127.0.0.1:{port}");
     for _ in 0..300 {
-        if Command::new("curl").args(["-sf", "-o", "/dev/null", &format!("{addr}/v1/sys/health")]).status().is_ok_and(|s| s.success()) {
+        if Command::new("curl")
+            .args(["-sf", "-o", "/dev/null", &format!("{addr}/v1/sys/health")])
+            .status()
+            .is_ok_and(|s| s.success())
+        {
             return Bao { addr, audit, child };
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -77,7 +136,15 @@ fn start_bao(dir: &Path) -> Bao {
 }
 
 fn audited_requests(audit: &Path) -> usize {
-    std::fs::read_to_string(audit).unwrap_or_default().lines().filter(|l| l.contains("\"type\":\"request\"")).count()
+    use std::io::BufRead as _;
+    let Ok(file) = std::fs::File::open(audit) else {
+        return 0;
+    };
+    std::io::BufReader::new(file)
+        .lines()
+        .map_while(Result::ok)
+        .filter(|l| l.contains("\"type\":\"request\""))
+        .count()
 }
 
 /// The raw KV v2 write ceiling: wrk POSTing to distinct paths.
@@ -96,9 +163,20 @@ fn write_ceiling(bao: &Bao, dir: &Path) -> Option<f64> {
     .unwrap();
     let mut best: f64 = 0.0;
     for connections in ["4", "8", "16"] {
-        let output = Command::new("wrk").args(["-t2", "-c", connections, "-d4s", "-s"]).arg(&script).arg(&bao.addr).output().ok()?;
+        let output = Command::new("wrk")
+            .args(["-t2", "-c", connections, "-d4s", "-s"])
+            .arg(&script)
+            .arg(&bao.addr)
+            .output()
+            .ok()?;
         let text = String::from_utf8_lossy(&output.stdout);
-        let rate = text.lines().find(|l| l.starts_with("Requests/sec:"))?.split_whitespace().nth(1)?.parse::<f64>().ok()?;
+        let rate = text
+            .lines()
+            .find(|l| l.starts_with("Requests/sec:"))?
+            .split_whitespace()
+            .nth(1)?
+            .parse::<f64>()
+            .ok()?;
         best = best.max(rate);
     }
     Some(best)
@@ -106,7 +184,11 @@ fn write_ceiling(bao: &Bao, dir: &Path) -> Option<f64> {
 
 fn seed(emulator: &Emulator, namespace: &str, count: usize) {
     let mut cluster = emulator.cluster();
-    cluster.create_object(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})).unwrap();
+    cluster
+        .create_object(
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}),
+        )
+        .unwrap();
     for i in 0..count {
         cluster
             .create_object(json!({
@@ -120,7 +202,12 @@ fn seed(emulator: &Emulator, namespace: &str, count: usize) {
 
 fn secops(bin: &str, bao: &Bao, kubeconfig: &Path, args: &[&str]) -> Command {
     let mut command = Command::new(bin);
-    command.args(args).env("VAULT_ADDR", &bao.addr).env("VAULT_TOKEN", ROOT_TOKEN).env("KUBECONFIG", kubeconfig).env("RUST_LOG", "warn");
+    command
+        .args(args)
+        .env("VAULT_ADDR", &bao.addr)
+        .env("VAULT_TOKEN", ROOT_TOKEN)
+        .env("KUBECONFIG", kubeconfig)
+        .env("RUST_LOG", "warn");
     command
 }
 
@@ -140,22 +227,56 @@ fn main() {
     let mut out = std::io::stdout().lock();
 
     let size = std::fs::metadata(bin).map(|m| m.len()).unwrap_or(0);
-    writeln!(out, "secops binary ({}): {:.1} MiB", if bin.contains("release") { "release, stripped" } else { "debug" }, size as f64 / 1_048_576.0).unwrap();
+    writeln!(
+        out,
+        "secops binary ({}): {:.1} MiB",
+        if bin.contains("release") {
+            "release, stripped"
+        } else {
+            "debug"
+        },
+        size as f64 / 1_048_576.0
+    )
+    .unwrap();
 
     // 1. One write-vault, whole process, against the shell-step alternative.
     seed(&emulator, "single", 12);
     let (mut ours, mut ours_rss, mut theirs, mut theirs_rss) = (vec![], vec![], vec![], vec![]);
     for i in 0..10 {
         let secret = format!("single/s{i}");
-        let run = measure(&mut secops(bin, &bao, &kubeconfig, &["write-vault", "--secret", &secret]));
+        let run = measure(&mut secops(
+            bin,
+            &bao,
+            &kubeconfig,
+            &["write-vault", "--secret", &secret],
+        ));
         assert_eq!(run.code, 0, "{}", run.stdout);
         ours.push(run.wall.as_secs_f64());
         ours_rss.push(run.peak_rss_kib as f64);
         // What an Argo shell step does today: read the Secret with kubectl, write with bao.
-        let get = measure(Command::new("kubectl").args(["-n", "single", "get", "secret", &format!("s{}", i + 1), "-o", "json"]).env("KUBECONFIG", &kubeconfig));
+        let get = measure(
+            Command::new("kubectl")
+                .args([
+                    "-n",
+                    "single",
+                    "get",
+                    "secret",
+                    &format!("s{}", i + 1),
+                    "-o",
+                    "json",
+                ])
+                .env("KUBECONFIG", &kubeconfig),
+        );
         let put = measure(
             Command::new("bao")
-                .args(["kv", "put", "-mount=secret", &format!("shell/s{i}"), "password=value", "user=app"])
+                .args([
+                    "kv",
+                    "put",
+                    "-mount=secret",
+                    &format!("shell/s{i}"),
+                    "password=value",
+                    "user=app",
+                ])
                 .env("VAULT_ADDR", &bao.addr)
                 .env("VAULT_TOKEN", ROOT_TOKEN),
         );
@@ -163,16 +284,46 @@ fn main() {
         theirs.push((get.wall + put.wall).as_secs_f64());
         theirs_rss.push(get.peak_rss_kib.max(put.peak_rss_kib) as f64);
     }
-    writeln!(out, "\n| one Secret, whole process (median of 10) | wall | peak RSS |\n|---|---|---|").unwrap();
-    writeln!(out, "| secops write-vault | {:.3} s | {:.1} MiB |", median(ours.clone()), median(ours_rss.clone()) / 1024.0).unwrap();
-    writeln!(out, "| kubectl get + bao kv put | {:.3} s | {:.1} MiB |", median(theirs.clone()), median(theirs_rss.clone()) / 1024.0).unwrap();
-    writeln!(out, "| ratio | {:.2} | {:.2} |", median(ours) / median(theirs), median(ours_rss) / median(theirs_rss)).unwrap();
+    writeln!(
+        out,
+        "\n| one Secret, whole process (median of 10) | wall | peak RSS |\n|---|---|---|"
+    )
+    .unwrap();
+    writeln!(
+        out,
+        "| secops write-vault | {:.3} s | {:.1} MiB |",
+        median(ours.clone()),
+        median(ours_rss.clone()) / 1024.0
+    )
+    .unwrap();
+    writeln!(
+        out,
+        "| kubectl get + bao kv put | {:.3} s | {:.1} MiB |",
+        median(theirs.clone()),
+        median(theirs_rss.clone()) / 1024.0
+    )
+    .unwrap();
+    writeln!(
+        out,
+        "| ratio | {:.2} | {:.2} |",
+        median(ours) / median(theirs),
+        median(ours_rss) / median(theirs_rss)
+    )
+    .unwrap();
 
     // 2. Batch handover throughput and efficiency.
     let ceiling = write_ceiling(&bao, &dir);
     match ceiling {
-        Some(c) => writeln!(out, "\nraw KV v2 write ceiling (wrk, best of 4/8/16 connections): {c:.0} writes/s").unwrap(),
-        None => writeln!(out, "\nraw KV v2 write ceiling: wrk not installed; efficiency not computed").unwrap(),
+        Some(c) => writeln!(
+            out,
+            "\nraw KV v2 write ceiling (wrk, best of 4/8/16 connections): {c:.0} writes/s"
+        )
+        .unwrap(),
+        None => writeln!(
+            out,
+            "\nraw KV v2 write ceiling: wrk not installed; efficiency not computed"
+        )
+        .unwrap(),
     }
     let sizes: Vec<usize> = std::env::var("SECOPS_BENCH_SIZES")
         .unwrap_or_else(|_| "1000,10000".into())
@@ -181,16 +332,29 @@ fn main() {
         .collect();
     writeln!(out, "\n| secrets | concurrency | wall | handovers/s | Vault requests/handover | efficiency | peak RSS |\n|---|---|---|---|---|---|---|").unwrap();
     for count in sizes {
-        for concurrency in [1, 8, 32] {
+        for concurrency in [1, 8, 32, 64] {
             let namespace = format!("batch-{count}-{concurrency}");
             seed(&emulator, &namespace, count);
             let before = audited_requests(&bao.audit);
-            let run = measure(&mut secops(bin, &bao, &kubeconfig, &["handover", "-n", &namespace, "--concurrency", &concurrency.to_string()]));
+            let run = measure(&mut secops(
+                bin,
+                &bao,
+                &kubeconfig,
+                &[
+                    "handover",
+                    "-n",
+                    &namespace,
+                    "--concurrency",
+                    &concurrency.to_string(),
+                ],
+            ));
             assert_eq!(run.code, 0, "{}", run.stdout);
             let requests = audited_requests(&bao.audit) - before;
             let per_handover = requests as f64 / count as f64;
             let rate = count as f64 / run.wall.as_secs_f64();
-            let efficiency = ceiling.map(|c| format!("{:.0}%", 100.0 * rate * per_handover / c)).unwrap_or_else(|| "n/a".into());
+            let efficiency = ceiling
+                .map(|c| format!("{:.0}%", 100.0 * rate * per_handover / c))
+                .unwrap_or_else(|| "n/a".into());
             writeln!(out, "| {count} | {concurrency} | {:.2} s | {rate:.0} | {per_handover:.3} | {efficiency} | {:.1} MiB |", run.wall.as_secs_f64(), run.peak_rss_kib as f64 / 1024.0).unwrap();
         }
     }

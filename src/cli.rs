@@ -118,6 +118,14 @@ pub struct PolicyArgs {
         global = true
     )]
     pub allowed_paths: Vec<String>,
+    /// Another KV mount a secops.dev/vault-mount annotation may name (repeatable)
+    #[arg(
+        long = "allowed-mount",
+        env = "SECOPS_ALLOWED_MOUNTS",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub allowed_mounts: Vec<String>,
     /// Decide and report, change nothing (outcome `planned`)
     #[arg(long, env = "SECOPS_DRY_RUN", global = true)]
     pub dry_run: bool,

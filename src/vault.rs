@@ -206,7 +206,10 @@ fn classify(error: ClientError, action: &str) -> Failure {
         } => {
             return fatal(match describe_transport(&source) {
                 Transport::Certificate(detail) => Error::Usage(format!("{action}: {detail}")),
-                Transport::Unreachable(detail) => Error::Temporary { action: action.into(), detail },
+                Transport::Unreachable(detail) => Error::Temporary {
+                    action: action.into(),
+                    detail,
+                },
             });
         }
         ClientError::RestClientError {
@@ -271,11 +274,21 @@ enum Transport {
 }
 
 fn describe_transport(source: &anyhow::Error) -> Transport {
-    let text = source.chain().map(|e| e.to_string()).collect::<Vec<_>>().join(": ");
+    let text = source
+        .chain()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join(": ");
     if text.contains("timed out") || text.contains("timeout") {
         Transport::Unreachable("request timed out".into())
-    } else if text.contains("certificate") || text.contains("UnknownIssuer") || text.contains("InvalidCertificate") {
-        Transport::Certificate(format!("Vault's TLS certificate is not trusted (set --vault-cacert): {}", one_line(&text)))
+    } else if text.contains("certificate")
+        || text.contains("UnknownIssuer")
+        || text.contains("InvalidCertificate")
+    {
+        Transport::Certificate(format!(
+            "Vault's TLS certificate is not trusted (set --vault-cacert): {}",
+            one_line(&text)
+        ))
     } else {
         Transport::Unreachable(format!("cannot reach Vault: {}", one_line(&text)))
     }

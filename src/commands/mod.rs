@@ -80,7 +80,8 @@ fn validate_scope(scope: &ScopeArgs) -> Result<()> {
 pub async fn run(cli: Cli) -> Result<Report> {
     let settings = Settings {
         kv_mount: cli.policy.kv_mount.clone(),
-        allowed: AllowedPaths::new(cli.policy.allowed_paths.clone())?,
+        allowed: AllowedPaths::new(cli.policy.allowed_paths.clone())?
+            .with_mounts(cli.policy.allowed_mounts.clone())?,
         dry_run: cli.policy.dry_run,
     };
     crate::domain::path::validate_mount(&settings.kv_mount)

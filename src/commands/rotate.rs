@@ -219,7 +219,12 @@ async fn rotate(
         check_authority(plan, &metadata, args.adopt)?;
         let base64 = decode_key_list(&metadata.custom);
         let now = jiff::Timestamp::now().as_second();
-        match decide(record.as_ref(), metadata.current_version, now, args.claim_lease.as_secs() as i64) {
+        match decide(
+            record.as_ref(),
+            metadata.current_version,
+            now,
+            args.claim_lease.as_secs() as i64,
+        ) {
             RotationStep::AlreadyRotated { version } => {
                 return Ok(Rotated {
                     outcome: "already-rotated",

@@ -70,6 +70,13 @@ impl SourceSecret {
             }
             None => default_mount.to_string(),
         };
+        if !allowed.allows_mount(&mount, default_mount) {
+            return Err(Error::PathNotAllowed {
+                secret: self.reference.to_string(),
+                path: format!("{mount}/{path}"),
+                allowed: format!("the mount {default_mount:?} (others need --allowed-mount)"),
+            });
+        }
         if !allowed.allows(&self.reference.namespace, &path) {
             return Err(Error::PathNotAllowed {
                 secret: self.reference.to_string(),
@@ -286,7 +293,16 @@ mod tests {
             &[],
         );
         assert_eq!(
-            mounted.target("secret", &allowed, None).unwrap().mount,
+            mounted
+                .target("secret", &allowed, None)
+                .unwrap_err()
+                .exit_code(),
+            3,
+            "another mount needs --allowed-mount"
+        );
+        let with_kv = allowed.clone().with_mounts(vec!["kv".into()]).unwrap();
+        assert_eq!(
+            mounted.target("secret", &with_kv, None).unwrap().mount,
             "kv"
         );
         let cases = [

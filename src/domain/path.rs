@@ -40,9 +40,13 @@ pub fn validate_mount(mount: &str) -> std::result::Result<(), String> {
     validate_path(mount).map_err(|reason| reason.replace("Vault path", "KV mount"))
 }
 
-/// The `--allowed-path` templates.
+/// The `--allowed-path` templates, and the KV mounts besides `--kv-mount` that a
+/// `secops.dev/vault-mount` annotation may name (`--allowed-mount`; none by default).
 #[derive(Debug, Clone)]
-pub struct AllowedPaths(Vec<String>);
+pub struct AllowedPaths {
+    patterns: Vec<String>,
+    mounts: Vec<String>,
+}
 
 impl AllowedPaths {
     pub const DEFAULT: &'static str = "{namespace}/**";
@@ -54,7 +58,10 @@ impl AllowedPaths {
             .filter(|p| !p.is_empty())
             .collect();
         if patterns.is_empty() {
-            return Ok(Self(vec![Self::DEFAULT.to_string()]));
+            return Ok(Self {
+                patterns: vec![Self::DEFAULT.to_string()],
+                mounts: Vec::new(),
+            });
         }
         for pattern in &patterns {
             let sample = pattern
@@ -64,7 +71,25 @@ impl AllowedPaths {
             validate_path(&sample)
                 .map_err(|reason| Error::Usage(format!("--allowed-path {pattern:?}: {reason}")))?;
         }
-        Ok(Self(patterns))
+        Ok(Self {
+            patterns,
+            mounts: Vec::new(),
+        })
+    }
+
+    pub fn with_mounts(mut self, mounts: Vec<String>) -> Result<Self> {
+        for mount in mounts.iter().map(|m| m.trim()).filter(|m| !m.is_empty()) {
+            validate_mount(mount)
+                .map_err(|reason| Error::Usage(format!("--allowed-mount {mount:?}: {reason}")))?;
+            self.mounts.push(mount.to_string());
+        }
+        Ok(self)
+    }
+
+    /// A Secret may name another mount only when the operator allowed it: otherwise an
+    /// annotation could aim a write at any engine Vault's policy happens to permit.
+    pub fn allows_mount(&self, mount: &str, default_mount: &str) -> bool {
+        mount == default_mount || self.mounts.iter().any(|m| m == mount)
     }
 
     /// True when some template, with `{namespace}` filled in, matches the path. Paths in
@@ -74,7 +99,7 @@ impl AllowedPaths {
             return false;
         }
         let path: Vec<&str> = path.split('/').collect();
-        self.0.iter().any(|pattern| {
+        self.patterns.iter().any(|pattern| {
             let pattern = pattern.replace("{namespace}", namespace);
             let segments: Vec<&str> = pattern.split('/').collect();
             matches_segments(&segments, &path)
@@ -82,7 +107,7 @@ impl AllowedPaths {
     }
 
     pub fn describe(&self) -> String {
-        self.0.join(", ")
+        self.patterns.join(", ")
     }
 }
 

@@ -94,7 +94,12 @@ pub enum RotationStep {
 
 /// `lease_seconds`: how long a claim protects an in-flight rotation before another run may
 /// take it over (the claimer is presumed dead).
-pub fn decide(record: Option<&RotationRecord>, current_version: u64, now: i64, lease_seconds: i64) -> RotationStep {
+pub fn decide(
+    record: Option<&RotationRecord>,
+    current_version: u64,
+    now: i64,
+    lease_seconds: i64,
+) -> RotationStep {
     let Some(record) = record else {
         return RotationStep::Claim;
     };
@@ -176,10 +181,7 @@ mod tests {
             RotationStep::CheckWritten { version: 4 }
         );
         assert_eq!(decide(Some(&open), 3, 1001, 120), RotationStep::Wait);
-        assert_eq!(
-            decide(Some(&open), 3, 1120, 120),
-            RotationStep::TakeOver
-        );
+        assert_eq!(decide(Some(&open), 3, 1120, 120), RotationStep::TakeOver);
     }
 
     #[test]

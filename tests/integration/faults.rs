@@ -9,8 +9,14 @@ use serde_json::json;
 use crate::proxy::{FaultProxy, ProxyFault};
 use crate::support::{secops, secops_with, Canaries, Cluster, BAO, ROOT_TOKEN};
 
-const VAULT_FAULTS: [ProxyFault; 6] =
-    [ProxyFault::Reset, ProxyFault::Stall, ProxyFault::Status(503), ProxyFault::Status(429), ProxyFault::Status(500), ProxyFault::DropAfter];
+const VAULT_FAULTS: [ProxyFault; 6] = [
+    ProxyFault::Reset,
+    ProxyFault::Stall,
+    ProxyFault::Status(503),
+    ProxyFault::Status(429),
+    ProxyFault::Status(500),
+    ProxyFault::DropAfter,
+];
 
 #[derive(Default, Debug)]
 struct Tally {
@@ -23,15 +29,25 @@ struct Tally {
 fn through(proxy: &FaultProxy, cluster: &Cluster, args: &[&str]) -> crate::support::Run {
     let mut full = vec!["--max-attempts", "1", "--timeout", "1s"];
     full.extend_from_slice(args);
-    secops_with(Some(cluster), &full, &[("VAULT_ADDR", proxy.addr.as_str()), ("VAULT_TOKEN", ROOT_TOKEN)])
+    secops_with(
+        Some(cluster),
+        &full,
+        &[
+            ("VAULT_ADDR", proxy.addr.as_str()),
+            ("VAULT_TOKEN", ROOT_TOKEN),
+        ],
+    )
 }
 
 fn value_of(ns: &str, name: &str) -> Option<String> {
-    BAO.read("secret", &format!("{ns}/{name}")).and_then(|d| d["v"].as_str().map(String::from))
+    BAO.read("secret", &format!("{ns}/{name}"))
+        .and_then(|d| d["v"].as_str().map(String::from))
 }
 
 fn consumed(cluster: &Cluster, ns: &str) -> bool {
-    cluster.secret(ns, "s").is_some_and(|s| s["metadata"]["labels"]["secops.dev/state"] == "consumed")
+    cluster
+        .secret(ns, "s")
+        .is_some_and(|s| s["metadata"]["labels"]["secops.dev/state"] == "consumed")
 }
 
 #[test]
@@ -47,9 +63,15 @@ fn handover_survives_a_fault_at_every_request() {
     cluster.namespace("fh-count");
     cluster.bootstrap_secret("fh-count", "s", "fh-count/s", &[("v", b"count-value")]);
     proxy.arm(usize::MAX, ProxyFault::Reset);
-    assert_eq!(through(&proxy, &cluster, &["handover", "-n", "fh-count"]).code, 0);
+    assert_eq!(
+        through(&proxy, &cluster, &["handover", "-n", "fh-count"]).code,
+        0
+    );
     let positions = proxy.served();
-    assert!(positions >= 3, "key read, data write, metadata write: {positions}");
+    assert!(
+        positions >= 3,
+        "key read, data write, metadata write: {positions}"
+    );
     for position in 0..positions {
         for (f, fault) in VAULT_FAULTS.iter().enumerate() {
             let ns = format!("fh-{position}-{f}");
@@ -60,15 +82,29 @@ fn handover_survives_a_fault_at_every_request() {
             let faulted = through(&proxy, &cluster, &["handover", "-n", &ns]);
             tally.cases += 1;
             tally.faults += 1;
-            assert_eq!(faulted.code, 75, "{fault:?} at request {position}: {}", faulted.stdout);
+            assert_eq!(
+                faulted.code, 75,
+                "{fault:?} at request {position}: {}",
+                faulted.stdout
+            );
             if position == 1 && *fault != ProxyFault::DropAfter {
-                assert!(BAO.metadata("secret", &format!("{ns}/s")).is_none(), "nothing written before the write");
+                assert!(
+                    BAO.metadata("secret", &format!("{ns}/s")).is_none(),
+                    "nothing written before the write"
+                );
             }
             let rerun = secops(Some(&cluster), &["handover", "-n", &ns]);
-            assert_eq!(rerun.code, 0, "{fault:?} at {position}, re-run: {}", rerun.stdout);
+            assert_eq!(
+                rerun.code, 0,
+                "{fault:?} at {position}, re-run: {}",
+                rerun.stdout
+            );
             let version = BAO.current_version("secret", &format!("{ns}/s"));
             tally.duplicated += usize::from(version > 1);
-            tally.lost += usize::from(value_of(&ns, "s").as_deref() != std::str::from_utf8(&value).ok() || !consumed(&cluster, &ns));
+            tally.lost += usize::from(
+                value_of(&ns, "s").as_deref() != std::str::from_utf8(&value).ok()
+                    || !consumed(&cluster, &ns),
+            );
             canaries.assert_run_clean(&faulted);
             canaries.assert_run_clean(&rerun);
         }
@@ -88,16 +124,25 @@ fn handover_survives_a_fault_at_every_request() {
         cluster.namespace(&ns);
         let value = canaries.plant(&ns);
         cluster.bootstrap_secret(&ns, "s", &format!("{ns}/s"), &[("v", &value)]);
-        cluster.emulator.inject(FaultRule::new(Some(verb), Some(resource), 1, *action));
+        cluster
+            .emulator
+            .inject(FaultRule::new(Some(verb), Some(resource), 1, *action));
         let faulted = through(&proxy, &cluster, &["handover", "-n", &ns]);
         cluster.emulator.cluster().faults.clear();
         tally.cases += 1;
         tally.faults += 1;
-        assert_eq!(faulted.code, 75, "{verb} {resource} {action:?}: {}", faulted.stdout);
+        assert_eq!(
+            faulted.code, 75,
+            "{verb} {resource} {action:?}: {}",
+            faulted.stdout
+        );
         let rerun = secops(Some(&cluster), &["handover", "-n", &ns]);
         assert_eq!(rerun.code, 0, "{}", rerun.stdout);
         tally.duplicated += usize::from(BAO.current_version("secret", &format!("{ns}/s")) > 1);
-        tally.lost += usize::from(value_of(&ns, "s").as_deref() != std::str::from_utf8(&value).ok() || !consumed(&cluster, &ns));
+        tally.lost += usize::from(
+            value_of(&ns, "s").as_deref() != std::str::from_utf8(&value).ok()
+                || !consumed(&cluster, &ns),
+        );
     }
     eprintln!("fault suite (handover): {tally:?}");
     assert_eq!((tally.lost, tally.duplicated), (0, 0), "{tally:?}");
@@ -111,8 +156,25 @@ fn rotate_survives_a_fault_at_every_request() {
     BAO.write("secret", "fr/warm", json!({"v": "x"}));
     // A claim whose answer was lost is taken over once its lease (1s here) has run out.
     let rotate = |proxy_run: bool, path: &str, id: &str| {
-        let args = ["rotate", "--path", path, "--key", "v", "--generator", "hex", "--rotation-id", id, "--adopt", "--claim-lease", "1s"];
-        if proxy_run { through(&proxy, &cluster, &args) } else { secops(Some(&cluster), &args) }
+        let args = [
+            "rotate",
+            "--path",
+            path,
+            "--key",
+            "v",
+            "--generator",
+            "hex",
+            "--rotation-id",
+            id,
+            "--adopt",
+            "--claim-lease",
+            "1s",
+        ];
+        if proxy_run {
+            through(&proxy, &cluster, &args)
+        } else {
+            secops(Some(&cluster), &args)
+        }
     };
     assert_eq!(rotate(true, "fr/warm", "warm").code, 0);
     proxy.arm(usize::MAX, ProxyFault::Reset);
@@ -127,9 +189,17 @@ fn rotate_survives_a_fault_at_every_request() {
             let faulted = rotate(true, &path, "once");
             tally.cases += 1;
             tally.faults += 1;
-            assert_eq!(faulted.code, 75, "{fault:?} at request {position}: {}", faulted.stdout);
+            assert_eq!(
+                faulted.code, 75,
+                "{fault:?} at request {position}: {}",
+                faulted.stdout
+            );
             let rerun = rotate(false, &path, "once");
-            assert_eq!(rerun.code, 0, "{fault:?} at {position}, re-run: {}", rerun.stdout);
+            assert_eq!(
+                rerun.code, 0,
+                "{fault:?} at {position}, re-run: {}",
+                rerun.stdout
+            );
             let again = rotate(false, &path, "once");
             assert_eq!(again.json()["outcome"], "already-rotated");
             let version = BAO.current_version("secret", &path);
@@ -156,10 +226,16 @@ fn push_survives_a_fault_at_every_request() {
         }));
     };
     internal("fp-warm", "warm");
-    assert_eq!(through(&proxy, &cluster, &["push-secret", "--secret", "fp-warm/s"]).code, 0);
+    assert_eq!(
+        through(&proxy, &cluster, &["push-secret", "--secret", "fp-warm/s"]).code,
+        0
+    );
     internal("fp-count", "count");
     proxy.arm(usize::MAX, ProxyFault::Reset);
-    assert_eq!(through(&proxy, &cluster, &["push-secret", "--secret", "fp-count/s"]).code, 0);
+    assert_eq!(
+        through(&proxy, &cluster, &["push-secret", "--secret", "fp-count/s"]).code,
+        0
+    );
     let positions = proxy.served();
     for position in 0..positions {
         for (f, fault) in VAULT_FAULTS.iter().enumerate() {
@@ -167,16 +243,28 @@ fn push_survives_a_fault_at_every_request() {
             let value = format!("pushed-{ns}");
             internal(&ns, &value);
             proxy.arm(position, *fault);
-            let faulted = through(&proxy, &cluster, &["push-secret", "--secret", &format!("{ns}/s")]);
+            let faulted = through(
+                &proxy,
+                &cluster,
+                &["push-secret", "--secret", &format!("{ns}/s")],
+            );
             tally.cases += 1;
             tally.faults += 1;
-            assert_eq!(faulted.code, 75, "{fault:?} at request {position}: {}", faulted.stdout);
-            let rerun = secops(Some(&cluster), &["push-secret", "--secret", &format!("{ns}/s")]);
+            assert_eq!(
+                faulted.code, 75,
+                "{fault:?} at request {position}: {}",
+                faulted.stdout
+            );
+            let rerun = secops(
+                Some(&cluster),
+                &["push-secret", "--secret", &format!("{ns}/s")],
+            );
             assert_eq!(rerun.code, 0, "{}", rerun.stdout);
             tally.duplicated += usize::from(BAO.current_version("secret", &format!("{ns}/s")) != 1);
             tally.lost += usize::from(value_of(&ns, "s").as_deref() != Some(value.as_str()));
             let source = cluster.secret(&ns, "s").unwrap();
-            tally.lost += usize::from(source["metadata"]["annotations"]["secops.dev/vault-version"] != "1");
+            tally.lost +=
+                usize::from(source["metadata"]["annotations"]["secops.dev/vault-version"] != "1");
         }
     }
     eprintln!("fault suite (push): {tally:?}");

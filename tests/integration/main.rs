@@ -4,10 +4,11 @@
 mod cli;
 mod demo;
 mod emulator;
+mod faults;
 mod foundation;
 mod handover;
+mod hostile;
 mod proxy;
-mod faults;
 mod push;
 mod rotate;
 mod status;

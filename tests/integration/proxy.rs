@@ -109,7 +109,9 @@ fn serve(client: TcpStream, upstream: &str, plan: &Mutex<Plan>) {
                 return;
             }
             None | Some(ProxyFault::DropAfter) => {
-                let Ok(mut upstream) = TcpStream::connect(upstream) else { return };
+                let Ok(mut upstream) = TcpStream::connect(upstream) else {
+                    return;
+                };
                 let _ = upstream.write_all(&request);
                 let mut response = Vec::new();
                 let _ = upstream.read_to_end(&mut response);

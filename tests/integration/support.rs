@@ -67,7 +67,11 @@ impl Bao {
     pub fn start_with(tls: bool) -> Bao {
         let port = free_port();
         let home = TempDir::new("bao-home");
-        let tls_args = if tls { format!("-dev-tls -dev-tls-cert-dir={}", home.path().display()) } else { String::new() };
+        let tls_args = if tls {
+            format!("-dev-tls -dev-tls-cert-dir={}", home.path().display())
+        } else {
+            String::new()
+        };
         let script = format!(
             "bao server -dev {tls_args} -dev-root-token-id={ROOT_TOKEN} -dev-listen-address=127.0.0.1:{port} -dev-no-store-token >\"$HOME/bao.log\" 2>&1 & \
              bao=$!; while kill -0 {parent} 2>/dev/null && kill -0 $bao 2>/dev/null; do sleep 0.3; done; kill $bao 2>/dev/null; wait",

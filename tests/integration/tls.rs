@@ -11,18 +11,45 @@ fn tls_needs_the_ca_or_an_explicit_skip() {
     let cluster = Cluster::start();
     cluster.namespace("tls");
     cluster.bootstrap_secret("tls", "db", "tls/db", &[("v", b"tls-value-1")]);
-    let env = [("VAULT_ADDR", bao.addr.as_str()), ("VAULT_TOKEN", ROOT_TOKEN)];
+    let env = [
+        ("VAULT_ADDR", bao.addr.as_str()),
+        ("VAULT_TOKEN", ROOT_TOKEN),
+    ];
 
-    let trusted = secops_with(Some(&cluster), &["--vault-cacert", ca.to_str().unwrap(), "handover", "-n", "tls"], &env);
+    let trusted = secops_with(
+        Some(&cluster),
+        &[
+            "--vault-cacert",
+            ca.to_str().unwrap(),
+            "handover",
+            "-n",
+            "tls",
+        ],
+        &env,
+    );
     assert_eq!(trusted.code, 0, "{}", trusted.stderr);
     assert!(!trusted.stderr.contains("TLS verification"));
 
     let untrusted = secops_with(Some(&cluster), &["read-bootstrap", "-n", "tls"], &env);
-    assert_eq!(untrusted.code, 2, "an untrusted certificate is a configuration error: {}", untrusted.stdout);
-    assert!(untrusted.json()["error"]["message"].as_str().unwrap().contains("--vault-cacert"));
+    assert_eq!(
+        untrusted.code, 2,
+        "an untrusted certificate is a configuration error: {}",
+        untrusted.stdout
+    );
+    assert!(untrusted.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("--vault-cacert"));
     assert!(!untrusted.stderr.contains("retrying"), "not retried");
 
-    let skipped = secops_with(Some(&cluster), &["--vault-skip-verify", "read-bootstrap", "-n", "tls"], &env);
+    let skipped = secops_with(
+        Some(&cluster),
+        &["--vault-skip-verify", "read-bootstrap", "-n", "tls"],
+        &env,
+    );
     assert_eq!(skipped.code, 0, "{}", skipped.stderr);
-    assert!(skipped.stderr.contains("TLS verification of Vault is OFF"), "warns on every run");
+    assert!(
+        skipped.stderr.contains("TLS verification of Vault is OFF"),
+        "warns on every run"
+    );
 }
