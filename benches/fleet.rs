@@ -23,6 +23,7 @@ struct Measured {
 /// Runs a command and reads its peak RSS. The command runs under GNU time when present: a
 /// child forked from this (large) process would otherwise report the parent's RSS as its
 /// own high-water mark.
+#[allow(clippy::zombie_processes)] // reaped by wait4 below, which reports its rusage
 fn measure(command: &mut Command) -> Measured {
     let report = std::env::temp_dir().join(format!("secops-bench-rss-{}", std::process::id()));
     let gnu_time = Path::new("/usr/bin/time").exists();
@@ -91,6 +92,7 @@ impl Drop for Bao {
     }
 }
 
+#[allow(clippy::zombie_processes)] // on the error path the bench aborts anyway
 fn start_bao(dir: &Path) -> Bao {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

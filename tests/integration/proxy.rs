@@ -87,39 +87,37 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Vec<u8>> {
     Some(head)
 }
 
+/// Serves one request per connection: each is forwarded with `Connection: close`, so the
+/// client reconnects for the next one and the count stays exact.
 fn serve(client: TcpStream, upstream: &str, plan: &Mutex<Plan>) {
     let mut writer = client.try_clone().unwrap();
     let mut reader = BufReader::new(client);
-    while let Some(request) = read_request(&mut reader) {
-        let fault = {
-            let mut plan = plan.lock().unwrap();
-            let position = plan.served;
-            plan.served += 1;
-            plan.faults.remove(&position)
-        };
-        match fault {
-            Some(ProxyFault::Reset) => return,
-            Some(ProxyFault::Stall) => {
-                std::thread::sleep(Duration::from_secs(3));
+    let Some(request) = read_request(&mut reader) else {
+        return;
+    };
+    let fault = {
+        let mut plan = plan.lock().unwrap();
+        let position = plan.served;
+        plan.served += 1;
+        plan.faults.remove(&position)
+    };
+    match fault {
+        // Dropping the connection unanswered is the reset.
+        Some(ProxyFault::Reset) => {}
+        Some(ProxyFault::Stall) => std::thread::sleep(Duration::from_secs(3)),
+        Some(ProxyFault::Status(code)) => {
+            let body = r#"{"errors":["injected fault"]}"#;
+            let _ = write!(writer, "HTTP/1.1 {code} Injected\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+        }
+        None | Some(ProxyFault::DropAfter) => {
+            let Ok(mut upstream) = TcpStream::connect(upstream) else {
                 return;
-            }
-            Some(ProxyFault::Status(code)) => {
-                let body = r#"{"errors":["injected fault"]}"#;
-                let _ = write!(writer, "HTTP/1.1 {code} Injected\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
-                return;
-            }
-            None | Some(ProxyFault::DropAfter) => {
-                let Ok(mut upstream) = TcpStream::connect(upstream) else {
-                    return;
-                };
-                let _ = upstream.write_all(&request);
-                let mut response = Vec::new();
-                let _ = upstream.read_to_end(&mut response);
-                if fault == Some(ProxyFault::DropAfter) {
-                    return;
-                }
+            };
+            let _ = upstream.write_all(&request);
+            let mut response = Vec::new();
+            let _ = upstream.read_to_end(&mut response);
+            if fault.is_none() {
                 let _ = writer.write_all(&response);
-                return; // the response said Connection: close
             }
         }
     }
