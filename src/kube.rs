@@ -21,6 +21,9 @@ use crate::error::{Error, Result};
 use crate::retry::RetryPolicy;
 use crate::secret::{SecretBytes, SecretData};
 
+/// Secrets fetched per list call.
+pub const PAGE_SIZE: u32 = 250;
+
 /// A conditional change to a Secret's labels and annotations (and optionally its data).
 pub struct SecretPatch {
     /// The resourceVersion that was read: the patch applies only if nothing changed since.
@@ -216,48 +219,67 @@ impl Kube {
     }
 
     /// Every Secret matching the selector, page by page.
+    /// Every Secret matching the selector.
     pub async fn list_secrets(
         &self,
         namespace: Option<&str>,
         selector: &str,
     ) -> Result<Vec<SourceSecret>> {
+        let mut secrets = Vec::new();
+        let mut continue_token = None;
+        loop {
+            let (page, next) = self
+                .list_secrets_page(namespace, selector, continue_token)
+                .await?;
+            secrets.extend(page);
+            match next {
+                Some(token) => continue_token = Some(token),
+                None => return Ok(secrets),
+            }
+        }
+    }
+
+    /// One page (at most [`PAGE_SIZE`]) and the token of the next, so that a batch over
+    /// thousands of Secrets holds one page of values in memory at a time.
+    pub async fn list_secrets_page(
+        &self,
+        namespace: Option<&str>,
+        selector: &str,
+        continue_token: Option<String>,
+    ) -> Result<(Vec<SourceSecret>, Option<String>)> {
         let scope = namespace
             .map(|ns| format!("namespace {ns}"))
             .unwrap_or_else(|| "all namespaces".into());
         let action = format!("list Secrets ({selector}) in {scope}");
         let api = self.secrets(namespace);
-        let mut secrets = Vec::new();
-        let mut continue_token: Option<String> = None;
-        loop {
-            let mut params = ListParams::default().labels(selector).limit(500);
-            if let Some(token) = &continue_token {
-                params = params.continue_token(token);
-            }
-            let page = self
-                .retry
-                .run(|| async {
-                    api.list(&params)
-                        .await
-                        .map_err(|e| match classify(e, &action) {
-                            Failure::Fatal(error) => error,
-                            Failure::NotFound => Error::NotFound {
-                                what: scope.clone(),
-                            },
-                            Failure::Conflict => Error::Temporary {
-                                action: action.clone(),
-                                detail: "list expired, start again".into(),
-                            },
-                        })
-                })
-                .await?;
-            continue_token = page.metadata.continue_.filter(|c| !c.is_empty());
-            for secret in page.items {
-                secrets.push(source_secret(secret)?);
-            }
-            if continue_token.is_none() {
-                return Ok(secrets);
-            }
+        let mut params = ListParams::default().labels(selector).limit(PAGE_SIZE);
+        if let Some(token) = &continue_token {
+            params = params.continue_token(token);
         }
+        let page = self
+            .retry
+            .run(|| async {
+                api.list(&params)
+                    .await
+                    .map_err(|e| match classify(e, &action) {
+                        Failure::Fatal(error) => error,
+                        Failure::NotFound => Error::NotFound {
+                            what: scope.clone(),
+                        },
+                        Failure::Conflict => Error::Temporary {
+                            action: action.clone(),
+                            detail: "list expired, start again".into(),
+                        },
+                    })
+            })
+            .await?;
+        let next = page.metadata.continue_.filter(|c| !c.is_empty());
+        let secrets = page
+            .items
+            .into_iter()
+            .map(source_secret)
+            .collect::<Result<Vec<_>>>()?;
+        Ok((secrets, next))
     }
 
     pub async fn get_secret(&self, reference: &SecretRef) -> Result<Option<SourceSecret>> {

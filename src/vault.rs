@@ -294,6 +294,17 @@ fn describe_transport(source: &anyhow::Error) -> Transport {
     }
 }
 
+/// The outcome of a call that answers nothing but success.
+fn done(result: std::result::Result<(), ClientError>, action: &str) -> Result<()> {
+    result.map_err(|e| match classify(e, action) {
+        Failure::Fatal(error) => error,
+        Failure::NotFound | Failure::CasMismatch => Error::Remote {
+            action: action.into(),
+            detail: "unexpected answer".into(),
+        },
+    })
+}
+
 fn one_line(text: &str) -> String {
     let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
     line.chars().take(300).collect()
@@ -588,18 +599,10 @@ impl Vault {
             .run(|| async {
                 let mut request = SetSecretMetadataRequest::builder();
                 request.custom_metadata(custom.clone());
-                match vaultrs::kv2::set_metadata(&self.client, mount, path, Some(&mut request))
-                    .await
-                {
-                    Ok(()) => Ok(()),
-                    Err(e) => match classify(e, &action) {
-                        Failure::Fatal(error) => Err(error),
-                        _ => Err(Error::Remote {
-                            action: action.clone(),
-                            detail: "unexpected answer".into(),
-                        }),
-                    },
-                }
+                done(
+                    vaultrs::kv2::set_metadata(&self.client, mount, path, Some(&mut request)).await,
+                    &action,
+                )
             })
             .await
     }
@@ -608,18 +611,11 @@ impl Vault {
         let action = format!("destroy versions of Vault {mount}/{path}");
         self.retry
             .run(|| async {
-                match vaultrs::kv2::destroy_versions(&self.client, mount, path, versions.to_vec())
-                    .await
-                {
-                    Ok(()) => Ok(()),
-                    Err(e) => match classify(e, &action) {
-                        Failure::Fatal(error) => Err(error),
-                        _ => Err(Error::Remote {
-                            action: action.clone(),
-                            detail: "unexpected answer".into(),
-                        }),
-                    },
-                }
+                done(
+                    vaultrs::kv2::destroy_versions(&self.client, mount, path, versions.to_vec())
+                        .await,
+                    &action,
+                )
             })
             .await
     }

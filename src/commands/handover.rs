@@ -11,7 +11,7 @@ use crate::domain::bootstrap::SourceSecret;
 use crate::domain::fingerprint::FingerprintKey;
 use crate::domain::names;
 use crate::domain::shard::Shard;
-use crate::error::{exit, Result};
+use crate::error::{exit, Error, Result};
 use crate::output::{summarize, Report};
 
 pub fn bootstrap_selector(extra: Option<&str>) -> String {
@@ -43,7 +43,7 @@ pub async fn discover(
 
 async fn hand_over_one(
     ctx: &Context,
-    key: &FingerprintKey,
+    key: Option<&FingerprintKey>,
     secret: SourceSecret,
     mode: ConsumeMode,
 ) -> Value {
@@ -61,6 +61,9 @@ async fn hand_over_one(
             return Ok(json!({"outcome": "already-consumed", "version": version}));
         }
         let target = secret.target(&ctx.settings.kv_mount, &ctx.settings.allowed, None)?;
+        let key = key.ok_or_else(|| {
+            Error::Internal("the fingerprint key is read before pending work".into())
+        })?;
         let handed = write_to_vault(ctx, key, &secret, target).await?;
         let marked = mark(ctx, key, secret, &handed, mode).await?;
         let outcome = match (handed.outcome, marked.outcome) {
@@ -100,26 +103,41 @@ pub async fn run(
     ctx: &Context,
 ) -> Result<Report> {
     let shard = shard.map(Shard::parse).transpose()?;
-    let secrets: Vec<SourceSecret> = discover(ctx, scope, selector)
-        .await?
-        .into_iter()
-        .filter(|s| shard.is_none_or(|shard| shard.contains(&s.uid)))
-        .collect();
-    // One key read per process, whatever the number of Secrets. Without pending work, the
-    // key is not even needed.
-    let pending = secrets.iter().any(|s| !s.is_consumed());
-    let key = if pending {
-        Some(ctx.vault.fingerprint_key(&ctx.settings.kv_mount).await?)
-    } else {
-        None
-    };
-    let items: Vec<Value> = match &key {
-        Some(key) => stream::iter(secrets).map(|secret| hand_over_one(ctx, key, secret, mode)).buffered(concurrency as usize).collect().await,
-        None => secrets
-            .iter()
-            .map(|s| json!({"namespace": s.reference.namespace, "name": s.reference.name, "uid": s.uid, "outcome": "already-consumed"}))
-            .collect(),
-    };
+    let selector = bootstrap_selector(selector);
+    // One key read per process, and none at all without pending work.
+    let mut key: Option<FingerprintKey> = None;
+    let mut items: Vec<Value> = Vec::new();
+    for namespace in ctx.namespaces(scope) {
+        let mut continue_token = None;
+        loop {
+            // Page by page: memory stays bounded by a page, whatever the number of Secrets.
+            let (page, next) = ctx
+                .kube()?
+                .list_secrets_page(namespace.as_deref(), &selector, continue_token)
+                .await?;
+            let page: Vec<SourceSecret> = page
+                .into_iter()
+                .filter(|s| shard.is_none_or(|shard| shard.contains(&s.uid)))
+                .collect();
+            if key.is_none() && page.iter().any(|s| !s.is_consumed()) {
+                key = Some(ctx.vault.fingerprint_key(&ctx.settings.kv_mount).await?);
+            }
+            let done: Vec<Value> = stream::iter(page)
+                .map(|secret| hand_over_one(ctx, key.as_ref(), secret, mode))
+                .buffer_unordered(concurrency as usize)
+                .collect()
+                .await;
+            items.extend(done);
+            match next {
+                Some(token) => continue_token = Some(token),
+                None => break,
+            }
+        }
+    }
+    items.sort_by(|a, b| {
+        (a["namespace"].as_str(), a["name"].as_str())
+            .cmp(&(b["namespace"].as_str(), b["name"].as_str()))
+    });
     let (counts, exit_code) = summarize(&items, "outcome");
     let outcome = match (exit_code, ctx.settings.dry_run) {
         (exit::OK, true) => "planned",

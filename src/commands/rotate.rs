@@ -219,12 +219,9 @@ async fn rotate(
         check_authority(plan, &metadata, args.adopt)?;
         let base64 = decode_key_list(&metadata.custom);
         let now = jiff::Timestamp::now().as_second();
-        match decide(
-            record.as_ref(),
-            metadata.current_version,
-            now,
-            args.claim_lease.as_secs() as i64,
-        ) {
+        let lease = args.claim_lease.as_secs() as i64;
+        // The claim to take over (or rebase), if any; `None` claims afresh.
+        let previous = match decide(record.as_ref(), metadata.current_version, now, lease) {
             RotationStep::AlreadyRotated { version } => {
                 return Ok(Rotated {
                     outcome: "already-rotated",
@@ -252,12 +249,13 @@ async fn rotate(
                 if let (true, Some(written)) = (ours, written) {
                     // This id wrote `version`, and the run died before completing its record.
                     let written_base64 = base64_keys(&written.data);
+                    let claim = (record, record_version);
                     return finish(
                         ctx,
                         plan,
                         mount,
                         &record_at,
-                        (record, record_version),
+                        claim,
                         version,
                         &written_base64,
                         &metadata,
@@ -265,47 +263,19 @@ async fn rotate(
                     )
                     .await;
                 }
-                // Someone else's write superseded the claim: rebase and rotate from the current version.
-                if let Some(done) = claim_and_write(
-                    ctx,
-                    plan,
-                    mount,
-                    key,
-                    &record_at,
-                    Some((record, record_version)),
-                    &metadata,
-                    args,
-                )
-                .await?
-                {
-                    return Ok(done);
-                }
+                // Someone else's write superseded the claim: rebase on the current version.
+                Some((record, record_version))
             }
-            RotationStep::Claim => {
-                if let Some(done) =
-                    claim_and_write(ctx, plan, mount, key, &record_at, None, &metadata, args)
-                        .await?
-                {
-                    return Ok(done);
-                }
-            }
-            RotationStep::TakeOver => {
-                let record = record.expect("TakeOver comes from a record");
-                if let Some(done) = claim_and_write(
-                    ctx,
-                    plan,
-                    mount,
-                    key,
-                    &record_at,
-                    Some((record, record_version)),
-                    &metadata,
-                    args,
-                )
-                .await?
-                {
-                    return Ok(done);
-                }
-            }
+            RotationStep::Claim => None,
+            RotationStep::TakeOver => Some((
+                record.expect("TakeOver comes from a record"),
+                record_version,
+            )),
+        };
+        if let Some(done) =
+            claim_and_write(ctx, plan, mount, key, &record_at, previous, &metadata, args).await?
+        {
+            return Ok(done);
         }
     }
     Err(Error::Temporary {

@@ -426,19 +426,7 @@ fn drift_after_handover_is_refused_and_rotation_is_never_overwritten() {
     }
     // Git changes the bootstrap value after the handover write.
     let changed = STANDARD.encode(canaries.plant("v2"));
-    let patch = json!({"data": {"v": changed}});
-    {
-        let mut c = cluster.emulator.cluster();
-        let token = c.admin_token().to_string();
-        let mut request = crate::support::kube_emulator_request(
-            "PATCH",
-            "/api/v1/namespaces/drift/secrets/git-changed",
-            &token,
-        );
-        request.content_type = "application/merge-patch+json".into();
-        request.body = patch.to_string().into_bytes();
-        assert_eq!(c.handle(&request).code, 200);
-    }
+    cluster.merge_patch_secret(ns, "git-changed", json!({"data": {"v": changed}}));
     let before = rv(&cluster, ns, "git-changed");
     let mark = secops(
         Some(&cluster),

@@ -4,7 +4,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use serde_json::{json, Value};
 
-use crate::support::{kube_emulator_request, secops, Canaries, Cluster, BAO};
+use crate::support::{secops, Canaries, Cluster, BAO};
 
 fn internal_secret(cluster: &Cluster, ns: &str, name: &str, path: &str, value: &[u8]) -> Value {
     cluster.create(json!({
@@ -15,18 +15,11 @@ fn internal_secret(cluster: &Cluster, ns: &str, name: &str, path: &str, value: &
 }
 
 fn change_data(cluster: &Cluster, ns: &str, name: &str, value: &[u8]) {
-    let mut c = cluster.emulator.cluster();
-    let token = c.admin_token().to_string();
-    let mut request = kube_emulator_request(
-        "PATCH",
-        &format!("/api/v1/namespaces/{ns}/secrets/{name}"),
-        &token,
+    cluster.merge_patch_secret(
+        ns,
+        name,
+        json!({"data": {"tls.key": STANDARD.encode(value)}}),
     );
-    request.content_type = "application/merge-patch+json".into();
-    request.body = json!({"data": {"tls.key": STANDARD.encode(value)}})
-        .to_string()
-        .into_bytes();
-    assert_eq!(c.handle(&request).code, 200);
 }
 
 #[test]
@@ -87,18 +80,7 @@ fn push_writes_only_when_the_source_changes() {
         batch.stdout
     );
 
-    let mut c = cluster.emulator.cluster();
-    let token = c.admin_token().to_string();
-    assert_eq!(
-        c.handle(&kube_emulator_request(
-            "DELETE",
-            &format!("/api/v1/namespaces/{ns}/secrets/cert"),
-            &token
-        ))
-        .code,
-        200
-    );
-    drop(c);
+    cluster.delete_secret(ns, "cert");
     let gone = secops(Some(&cluster), &["push-secret", "--secret", "push-a/cert"]);
     assert_eq!(gone.code, 4, "the source is gone");
     for run in [&first, &unchanged, &changed, &batch, &gone] {

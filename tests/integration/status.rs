@@ -4,7 +4,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use serde_json::{json, Value};
 
-use crate::support::{kube_emulator_request, secops, Cluster, BAO};
+use crate::support::{secops, Cluster, BAO};
 
 fn violation_kinds(run: &crate::support::Run) -> Vec<(String, String)> {
     let mut kinds: Vec<(String, String)> = run.json()["rows"]
@@ -25,30 +25,11 @@ fn violation_kinds(run: &crate::support::Run) -> Vec<(String, String)> {
 }
 
 fn patch(cluster: &Cluster, ns: &str, name: &str, body: Value) {
-    let mut c = cluster.emulator.cluster();
-    let token = c.admin_token().to_string();
-    let mut request = kube_emulator_request(
-        "PATCH",
-        &format!("/api/v1/namespaces/{ns}/secrets/{name}"),
-        &token,
-    );
-    request.content_type = "application/merge-patch+json".into();
-    request.body = body.to_string().into_bytes();
-    assert_eq!(c.handle(&request).code, 200);
+    cluster.merge_patch_secret(ns, name, body);
 }
 
 fn delete(cluster: &Cluster, ns: &str, name: &str) {
-    let mut c = cluster.emulator.cluster();
-    let token = c.admin_token().to_string();
-    assert_eq!(
-        c.handle(&kube_emulator_request(
-            "DELETE",
-            &format!("/api/v1/namespaces/{ns}/secrets/{name}"),
-            &token
-        ))
-        .code,
-        200
-    );
+    cluster.delete_secret(ns, name);
 }
 
 #[test]

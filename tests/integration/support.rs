@@ -260,6 +260,32 @@ impl Cluster {
         body["items"].as_array().cloned().unwrap_or_default()
     }
 
+    /// Changes a Secret as a GitOps tool or a human would (JSON merge patch).
+    pub fn merge_patch_secret(&self, namespace: &str, name: &str, body: Value) {
+        let mut cluster = self.emulator.cluster();
+        let token = cluster.admin_token().to_string();
+        let mut request = kube_emulator_request(
+            "PATCH",
+            &format!("/api/v1/namespaces/{namespace}/secrets/{name}"),
+            &token,
+        );
+        request.content_type = "application/merge-patch+json".into();
+        request.body = body.to_string().into_bytes();
+        assert_eq!(cluster.handle(&request).code, 200);
+    }
+
+    pub fn delete_secret(&self, namespace: &str, name: &str) {
+        let mut cluster = self.emulator.cluster();
+        let token = cluster.admin_token().to_string();
+        let path = format!("/api/v1/namespaces/{namespace}/secrets/{name}");
+        assert_eq!(
+            cluster
+                .handle(&kube_emulator_request("DELETE", &path, &token))
+                .code,
+            200
+        );
+    }
+
     pub fn events(&self, namespace: &str) -> Vec<Value> {
         self.list(namespace, "events")
     }
