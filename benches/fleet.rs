@@ -16,6 +16,8 @@ const ROOT_TOKEN: &str = "root";
 struct Measured {
     wall: Duration,
     peak_rss_kib: i64,
+    /// CPU seconds (user + system) of the measured process itself.
+    cpu: f64,
     code: i32,
     stdout: String,
 }
@@ -64,16 +66,29 @@ fn measure(command: &mut Command) -> Measured {
     let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
     assert_eq!(waited, pid, "wait4");
     let wall = start.elapsed();
-    let peak_rss_kib = match gnu_time {
-        true => std::fs::read_to_string(&report)
-            .ok()
-            .and_then(|t| t.trim().lines().last()?.parse().ok())
-            .unwrap_or(0),
-        false => usage.ru_maxrss,
+    let rusage_cpu = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    let (peak_rss_kib, cpu) = match gnu_time {
+        true => {
+            let line = std::fs::read_to_string(&report)
+                .ok()
+                .and_then(|t| t.trim().lines().last().map(String::from))
+                .unwrap_or_default();
+            let fields: Vec<f64> = line
+                .split_whitespace()
+                .filter_map(|f| f.parse().ok())
+                .collect();
+            let field = |i: usize| fields.get(i).copied().unwrap_or(0.0);
+            (field(0) as i64, field(1) + field(2))
+        }
+        false => (
+            usage.ru_maxrss,
+            rusage_cpu(usage.ru_utime) + rusage_cpu(usage.ru_stime),
+        ),
     };
     Measured {
         wall,
         peak_rss_kib,
+        cpu,
         code: libc::WEXITSTATUS(status),
         stdout: reader.join().unwrap_or_default(),
     }
@@ -332,7 +347,7 @@ fn main() {
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
         .collect();
-    writeln!(out, "\n| secrets | concurrency | wall | handovers/s | Vault requests/handover | efficiency | peak RSS |\n|---|---|---|---|---|---|---|").unwrap();
+    writeln!(out, "\n| secrets | concurrency | wall | secops CPU | handovers/s | Vault requests/handover | efficiency | peak RSS |\n|---|---|---|---|---|---|---|---|").unwrap();
     for count in sizes {
         for concurrency in [1, 8, 32, 64] {
             let namespace = format!("batch-{count}-{concurrency}");
@@ -357,7 +372,14 @@ fn main() {
             let efficiency = ceiling
                 .map(|c| format!("{:.0}%", 100.0 * rate * per_handover / c))
                 .unwrap_or_else(|| "n/a".into());
-            writeln!(out, "| {count} | {concurrency} | {:.2} s | {rate:.0} | {per_handover:.3} | {efficiency} | {:.1} MiB |", run.wall.as_secs_f64(), run.peak_rss_kib as f64 / 1024.0).unwrap();
+            writeln!(
+                out,
+                "| {count} | {concurrency} | {:.2} s | {:.2} s | {rate:.0} | {per_handover:.3} | {efficiency} | {:.1} MiB |",
+                run.wall.as_secs_f64(),
+                run.cpu,
+                run.peak_rss_kib as f64 / 1024.0
+            )
+            .unwrap();
         }
     }
     drop(emulator);

@@ -248,6 +248,31 @@ async fn kube_rs_sees_api_server_conventions() {
             .unwrap_err(),
     );
     assert_eq!((code, reason.as_str()), (409, "AlreadyExists"));
+
+    // limit/continue: pages that together hold every object exactly once.
+    for i in 0..5 {
+        let extra =
+            serde_json::from_value(json!({"metadata": {"name": format!("page-{i}")}})).unwrap();
+        secrets
+            .create(&PostParams::default(), &extra)
+            .await
+            .unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut params = kube::api::ListParams::default().limit(2);
+    loop {
+        let page = secrets.list(&params).await.unwrap();
+        assert!(page.items.len() <= 2);
+        seen.extend(page.items.iter().map(|s| s.metadata.name.clone().unwrap()));
+        match page.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(token) => params = params.continue_token(&token),
+            None => break,
+        }
+    }
+    assert_eq!(
+        seen,
+        ["page-0", "page-1", "page-2", "page-3", "page-4", "s"]
+    );
 }
 
 /// A self-signed CA certificate: OpenBao wants some `kubernetes_ca_cert` even over http.
