@@ -33,7 +33,7 @@ fn measure(command: &mut Command) -> Measured {
         let mut wrapped = Command::new("/usr/bin/time");
         wrapped
             .arg("-f")
-            .arg("%M")
+            .arg("%M %U %S")
             .arg("-o")
             .arg(&report)
             .arg(command.get_program())

@@ -438,14 +438,34 @@ impl Kube {
                         })
                 })
                 .await?;
+            let force_sync = now.as_second().to_string();
+            let restarted_at = now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+            // A refresh stamped at or after our start (a racing rotation's, say) already
+            // did our job: the consumer will read the value we wrote.
+            let stamped = match consumer.kind {
+                ConsumerKind::ExternalSecret => current
+                    .metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get("force-sync"))
+                    .and_then(|v| v.parse::<i64>().ok())
+                    .is_some_and(|t| t >= now.as_second()),
+                _ => current.data["spec"]["template"]["metadata"]["annotations"]
+                    ["secops.dev/restartedAt"]
+                    .as_str()
+                    .is_some_and(|t| t >= restarted_at.as_str()),
+            };
+            if stamped {
+                return Ok(());
+            }
             let resource_version = current.metadata.resource_version.unwrap_or_default();
             let patch = match consumer.kind {
                 ConsumerKind::ExternalSecret => {
-                    json!({"metadata": {"resourceVersion": resource_version, "annotations": {"force-sync": now.as_second().to_string()}}})
+                    json!({"metadata": {"resourceVersion": resource_version, "annotations": {"force-sync": force_sync}}})
                 }
                 _ => json!({
                     "metadata": {"resourceVersion": resource_version},
-                    "spec": {"template": {"metadata": {"annotations": {"secops.dev/restartedAt": now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()}}}},
+                    "spec": {"template": {"metadata": {"annotations": {"secops.dev/restartedAt": restarted_at}}}},
                 }),
             };
             let outcome = self

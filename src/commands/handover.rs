@@ -120,7 +120,7 @@ pub async fn run(
                 .filter(|s| shard.is_none_or(|shard| shard.contains(&s.uid)))
                 .collect();
             if key.is_none() && page.iter().any(|s| !s.is_consumed()) {
-                key = Some(ctx.vault.fingerprint_key(&ctx.settings.kv_mount).await?);
+                key = Some(ctx.fingerprint_key().await?);
             }
             let done: Vec<Value> = stream::iter(page)
                 .map(|secret| hand_over_one(ctx, key.as_ref(), secret, mode))

@@ -86,7 +86,7 @@ pub async fn run(
                 })
             }
         };
-    let key = ctx.vault.fingerprint_key(&ctx.settings.kv_mount).await?;
+    let key = ctx.fingerprint_key().await?;
     // Verify what Vault actually holds at the handover version, not only what its metadata
     // claims; if rotation has since destroyed that version, the recorded fingerprint stands in.
     let base64 = metadata

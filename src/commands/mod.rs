@@ -10,6 +10,7 @@ pub mod steps;
 pub mod write_vault;
 
 use crate::cli::{Cli, Command, ScopeArgs};
+use crate::domain::fingerprint::FingerprintKey;
 use crate::domain::path::AllowedPaths;
 use crate::error::{Error, Result};
 use crate::kube::Kube;
@@ -34,6 +35,27 @@ pub struct Context {
 }
 
 impl Context {
+    /// The fingerprint key. A dry run never creates it: without one it fingerprints with a
+    /// throwaway key, so its decisions hold but its fingerprints match nothing stored.
+    pub async fn fingerprint_key(&self) -> Result<FingerprintKey> {
+        if !self.settings.dry_run {
+            return self.vault.fingerprint_key(&self.settings.kv_mount).await;
+        }
+        if let Some(key) = self
+            .vault
+            .existing_fingerprint_key(&self.settings.kv_mount)
+            .await?
+        {
+            return Ok(key);
+        }
+        tracing::warn!(
+            "dry run without a fingerprint key in Vault: fingerprints use a throwaway key"
+        );
+        let mut bytes = vec![0u8; FingerprintKey::LEN];
+        rand::fill(&mut bytes[..]);
+        Ok(FingerprintKey::new(bytes).expect("32 bytes"))
+    }
+
     pub fn kube(&self) -> Result<&Kube> {
         self.kube.as_ref().ok_or_else(|| {
             Error::Internal("this command was started without a Kubernetes client".into())

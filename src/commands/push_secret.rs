@@ -279,7 +279,7 @@ pub async fn run(
             .ok_or_else(|| Error::NotFound {
                 what: format!("Secret {reference} (the push source is gone)"),
             })?;
-        let key = ctx.vault.fingerprint_key(&ctx.settings.kv_mount).await?;
+        let key = ctx.fingerprint_key().await?;
         let mut document = push_one(ctx, &key, source, path).await?;
         document["command"] = json!("push-secret");
         document["dry_run"] = json!(ctx.settings.dry_run);
@@ -299,7 +299,7 @@ pub async fn run(
         );
     }
     sources.sort_by(|a, b| a.reference.cmp(&b.reference));
-    let key = ctx.vault.fingerprint_key(&ctx.settings.kv_mount).await?;
+    let key = ctx.fingerprint_key().await?;
     let items: Vec<Value> = stream::iter(sources)
         .map(|source| {
             let key = &key;

@@ -20,7 +20,7 @@ pub async fn run(secret: &str, expect_uid: Option<&str>, ctx: &Context) -> Resul
         })?;
     source.require_uid(expect_uid)?;
     let target = source.target(&ctx.settings.kv_mount, &ctx.settings.allowed, None)?;
-    let key = ctx.vault.fingerprint_key(&ctx.settings.kv_mount).await?;
+    let key = ctx.fingerprint_key().await?;
     let handed = write_to_vault(ctx, &key, &source, target).await?;
     Ok(Report::new(json!({
         "command": "write-vault",

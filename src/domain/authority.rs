@@ -16,6 +16,8 @@ pub enum Authority {
     /// The bootstrap Secret, i.e. encrypted intent in Git.
     Git,
     Vault,
+    /// An internal Secret not yet published: only its operator holds it.
+    Operator,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -180,7 +182,7 @@ pub fn assess_internal(
             violations: Vec::new(),
         },
         None => Assessment {
-            authority: Authority::Vault,
+            authority: Authority::Operator,
             phase: "not-pushed".into(),
             violations: Vec::new(),
         },
