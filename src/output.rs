@@ -71,6 +71,30 @@ pub fn summarize(items: &[Value], field: &str) -> (serde_json::Map<String, Value
     (counts, exit_code)
 }
 
+/// The result of a batch command: counts by outcome, the worst exit code, every item, and
+/// the command's own `extra` fields.
+pub fn batch_report(command: &str, items: Vec<Value>, dry_run: bool, extra: Value) -> Report {
+    let (counts, exit_code) = summarize(&items, "outcome");
+    let outcome = match (exit_code, dry_run) {
+        (exit::OK, true) => "planned",
+        (exit::OK, false) => "done",
+        _ => "failed",
+    };
+    let mut document = json!({
+        "command": command,
+        "outcome": outcome,
+        "total": items.len(),
+        "counts": counts,
+        "items": items,
+        "exit_code": exit_code,
+        "dry_run": dry_run,
+    });
+    if let (Some(document), Some(extra)) = (document.as_object_mut(), extra.as_object()) {
+        document.extend(extra.clone());
+    }
+    Report::new(document).with_exit_code(exit_code)
+}
+
 pub fn print(report: &Report) {
     let mut stdout = std::io::stdout().lock();
     if let Some(text) = &report.text {

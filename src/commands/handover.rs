@@ -11,8 +11,8 @@ use crate::domain::bootstrap::SourceSecret;
 use crate::domain::fingerprint::FingerprintKey;
 use crate::domain::names;
 use crate::domain::shard::Shard;
-use crate::error::{exit, Error, Result};
-use crate::output::{summarize, Report};
+use crate::error::{Error, Result};
+use crate::output::{batch_report, Report};
 
 pub fn bootstrap_selector(extra: Option<&str>) -> String {
     let base = format!("{}={}", names::CLASS_LABEL, names::CLASS_BOOTSTRAP);
@@ -138,22 +138,6 @@ pub async fn run(
         (a["namespace"].as_str(), a["name"].as_str())
             .cmp(&(b["namespace"].as_str(), b["name"].as_str()))
     });
-    let (counts, exit_code) = summarize(&items, "outcome");
-    let outcome = match (exit_code, ctx.settings.dry_run) {
-        (exit::OK, true) => "planned",
-        (exit::OK, false) => "done",
-        _ => "failed",
-    };
-    Ok(Report::new(json!({
-        "command": "handover",
-        "outcome": outcome,
-        "mode": mode,
-        "shard": shard.map(|s| s.to_string()),
-        "total": items.len(),
-        "counts": counts,
-        "items": items,
-        "exit_code": exit_code,
-        "dry_run": ctx.settings.dry_run,
-    }))
-    .with_exit_code(exit_code))
+    let extra = json!({"mode": mode, "shard": shard.map(|s| s.to_string())});
+    Ok(batch_report("handover", items, ctx.settings.dry_run, extra))
 }

@@ -14,10 +14,10 @@ use crate::domain::fingerprint::{Fingerprint, FingerprintKey};
 use crate::domain::names;
 use crate::domain::provenance::{Origin, OwnershipRecord, Provenance};
 use crate::domain::SecretRef;
-use crate::error::{exit, Error, Result};
+use crate::error::{Error, Result};
 use crate::kube::{Conditional, SecretPatch};
 use crate::logging::audit;
-use crate::output::{summarize, Report};
+use crate::output::{batch_report, Report};
 use crate::vault::{base64_keys, CasWrite};
 
 const CONCURRENCY: usize = 8;
@@ -320,15 +320,10 @@ pub async fn run(
         .buffered(CONCURRENCY)
         .collect()
         .await;
-    let (counts, exit_code) = summarize(&items, "outcome");
-    Ok(Report::new(json!({
-        "command": "push-secret",
-        "outcome": if exit_code == exit::OK { "done" } else { "failed" },
-        "total": items.len(),
-        "counts": counts,
-        "items": items,
-        "exit_code": exit_code,
-        "dry_run": ctx.settings.dry_run,
-    }))
-    .with_exit_code(exit_code))
+    Ok(batch_report(
+        "push-secret",
+        items,
+        ctx.settings.dry_run,
+        json!({}),
+    ))
 }
