@@ -152,6 +152,27 @@ fn start_bao(dir: &Path) -> Bao {
     panic!("OpenBao did not start");
 }
 
+/// CPU seconds (user + system) a process has used so far, from /proc.
+fn process_cpu(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks: f64 = [11, 12]
+        .iter()
+        .filter_map(|i| fields.get(*i)?.parse::<f64>().ok())
+        .sum();
+    // SAFETY: sysconf has no preconditions.
+    ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+}
+
+/// CPU seconds of this process: the in-process emulator's threads, while a run is measured.
+fn own_cpu() -> f64 {
+    process_cpu(std::process::id())
+}
+
 fn audited_requests(audit: &Path) -> usize {
     use std::io::BufRead as _;
     let Ok(file) = std::fs::File::open(audit) else {
@@ -347,12 +368,13 @@ fn main() {
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
         .collect();
-    writeln!(out, "\n| secrets | concurrency | wall | secops CPU | handovers/s | Vault requests/handover | efficiency | peak RSS |\n|---|---|---|---|---|---|---|---|").unwrap();
+    writeln!(out, "\n| secrets | concurrency | wall | CPU: secops / emulator / OpenBao | handovers/s | Vault requests/handover | efficiency | peak RSS |\n|---|---|---|---|---|---|---|---|").unwrap();
     for count in sizes {
         for concurrency in [1, 8, 32, 64] {
             let namespace = format!("batch-{count}-{concurrency}");
             seed(&emulator, &namespace, count);
             let before = audited_requests(&bao.audit);
+            let (bao_cpu_before, emulator_cpu_before) = (process_cpu(bao.child.id()), own_cpu());
             let run = measure(&mut secops(
                 bin,
                 &bao,
@@ -366,6 +388,8 @@ fn main() {
                 ],
             ));
             assert_eq!(run.code, 0, "{}", run.stdout);
+            let bao_cpu = process_cpu(bao.child.id()) - bao_cpu_before;
+            let emulator_cpu = own_cpu() - emulator_cpu_before;
             let requests = audited_requests(&bao.audit) - before;
             let per_handover = requests as f64 / count as f64;
             let rate = count as f64 / run.wall.as_secs_f64();
@@ -374,7 +398,7 @@ fn main() {
                 .unwrap_or_else(|| "n/a".into());
             writeln!(
                 out,
-                "| {count} | {concurrency} | {:.2} s | {:.2} s | {rate:.0} | {per_handover:.3} | {efficiency} | {:.1} MiB |",
+                "| {count} | {concurrency} | {:.2} s | {:.2} / {emulator_cpu:.2} / {bao_cpu:.2} s | {rate:.0} | {per_handover:.3} | {efficiency} | {:.1} MiB |",
                 run.wall.as_secs_f64(),
                 run.cpu,
                 run.peak_rss_kib as f64 / 1024.0
