@@ -267,6 +267,8 @@ pub async fn mark(
 ) -> Result<Marked> {
     let target = format!("{}", secret.reference);
     let original_uid = secret.uid.clone();
+    // The data is what the write step fingerprinted, until a lost race makes us re-read it.
+    let mut current = handed.fingerprint.clone();
     for _ in 0..RACE_ATTEMPTS {
         if secret.is_consumed() {
             return Ok(Marked {
@@ -274,7 +276,6 @@ pub async fn mark(
                 version: handed.version,
             });
         }
-        let current = key.fingerprint(&secret.data);
         if handed
             .vault_fingerprint
             .as_ref()
@@ -378,6 +379,7 @@ pub async fn mark(
                         })
                     }
                 };
+                current = key.fingerprint(&secret.data);
             }
         }
     }
