@@ -29,8 +29,11 @@ fn internal_selector() -> String {
 
 /// What the path holds for this source, and what to do about it.
 enum Decision {
+    /// Vault holds this data already; `claim` carries the metadata of an unowned path to
+    /// record ownership in.
     Unchanged {
         version: u64,
+        claim: Option<BTreeMap<String, String>>,
     },
     Write {
         cas: u64,
@@ -56,6 +59,7 @@ async fn decide(
         Some(p) if p.is_owned_by(&origin, &source.uid) => match p.origin_fingerprint {
             Some(recorded) if &recorded == fingerprint => Ok(Decision::Unchanged {
                 version: p.origin_version,
+                claim: None,
             }),
             _ => Ok(Decision::Write {
                 cas: metadata.current_version,
@@ -82,6 +86,7 @@ async fn decide(
                 Some(held) if key.fingerprint(&held.data) == *fingerprint => {
                     Ok(Decision::Unchanged {
                         version: held.version,
+                        claim: Some(metadata.custom),
                     })
                 }
                 _ => Ok(Decision::Write {
@@ -209,18 +214,12 @@ async fn push_one(
     };
     for _ in 0..RACE_ATTEMPTS {
         let (cas, custom) = match decide(ctx, key, &source, &target, &fingerprint).await? {
-            Decision::Unchanged { version } => {
+            Decision::Unchanged { version, claim } => {
                 if ctx.settings.dry_run {
                     return Ok(result("unchanged", version));
                 }
                 // Claim unowned identical data, and finish a push whose annotation was lost.
-                let custom = ctx
-                    .vault
-                    .read_metadata(&target.mount, &target.path)
-                    .await?
-                    .map(|m| m.custom)
-                    .unwrap_or_default();
-                if Provenance::from_metadata(&custom).is_none() {
+                if let Some(custom) = claim {
                     record_ownership(ctx, &source, &target, version, &fingerprint, custom).await?;
                 }
                 let document = result("unchanged", version);

@@ -8,7 +8,7 @@ use super::handover::discover;
 use super::Context;
 use crate::cli::ScopeArgs;
 use crate::domain::bootstrap::{classify, consumed_state, BootstrapState, SourceSecret, VaultView};
-use crate::domain::fingerprint::FingerprintKey;
+use crate::domain::fingerprint::{Fingerprint, FingerprintKey};
 use crate::domain::provenance::Provenance;
 use crate::domain::shard::Shard;
 use crate::error::Result;
@@ -18,9 +18,10 @@ use crate::vault::base64_keys;
 /// Reads at once while classifying; each needs one or two Vault reads.
 const READ_CONCURRENCY: usize = 16;
 
+/// `current`: the key and the fingerprint of the Secret's data under it, when a key exists.
 async fn vault_view(
     ctx: &Context,
-    key: Option<&FingerprintKey>,
+    current: Option<(&FingerprintKey, &Fingerprint)>,
     secret: &SourceSecret,
     mount: &str,
     path: &str,
@@ -36,7 +37,7 @@ async fn vault_view(
             owner: format!("{} (uid {})", p.origin, p.origin_uid),
         }),
         None => {
-            let Some(key) = key else {
+            let Some((key, fingerprint)) = current else {
                 return Ok(VaultView::Unowned {
                     data_matches: false,
                 });
@@ -45,8 +46,7 @@ async fn vault_view(
                 .vault
                 .read(mount, path, None, &base64_keys(&secret.data))
                 .await?;
-            let data_matches = held
-                .is_some_and(|held| key.fingerprint(&held.data) == key.fingerprint(&secret.data));
+            let data_matches = held.is_some_and(|held| key.fingerprint(&held.data) == *fingerprint);
             Ok(VaultView::Unowned { data_matches })
         }
     }
@@ -81,7 +81,8 @@ async fn classify_one(
             ),
         },
         Ok(target) => {
-            let view = vault_view(ctx, key, secret, &target.mount, &target.path).await?;
+            let current = key.zip(fingerprint.as_ref());
+            let view = vault_view(ctx, current, secret, &target.mount, &target.path).await?;
             classify(&view, fingerprint.as_ref())
         }
     };

@@ -1,7 +1,7 @@
 //! `status`: one row per managed secret with its authority, phase and Vault version, and any
 //! broken invariant (RFC section 3.3); exit 3 when one is found, so a CronWorkflow can alert.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::io::IsTerminal as _;
 use std::time::Duration;
 
@@ -213,19 +213,15 @@ pub async fn run(
                 let provenance = metadata
                     .as_ref()
                     .and_then(|m| Provenance::from_metadata(&m.custom));
-                let empty = BTreeMap::new();
-                let facts = metadata.as_ref().map(|m| VaultFacts {
-                    provenance: provenance.as_ref(),
-                    custom: &m.custom,
-                    current_version: m.current_version,
-                });
-                let facts = facts
-                    .or(Some(VaultFacts {
-                        provenance: None,
-                        custom: &empty,
-                        current_version: 0,
-                    }))
-                    .filter(|f| f.current_version > 0 || f.provenance.is_some());
+                // Metadata with neither data nor provenance holds nothing to judge.
+                let facts = metadata
+                    .as_ref()
+                    .filter(|m| m.current_version > 0 || provenance.is_some())
+                    .map(|m| VaultFacts {
+                        provenance: provenance.as_ref(),
+                        custom: &m.custom,
+                        current_version: m.current_version,
+                    });
                 let assessment = match kind {
                     "bootstrap" => {
                         assess_bootstrap(secret, facts.as_ref(), current.as_ref(), now, grace)

@@ -2,7 +2,7 @@
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::support::{secops, Cluster, BAO};
 
@@ -22,14 +22,6 @@ fn violation_kinds(run: &crate::support::Run) -> Vec<(String, String)> {
         .collect();
     kinds.sort();
     kinds
-}
-
-fn patch(cluster: &Cluster, ns: &str, name: &str, body: Value) {
-    cluster.merge_patch_secret(ns, name, body);
-}
-
-fn delete(cluster: &Cluster, ns: &str, name: &str) {
-    cluster.delete_secret(ns, name);
 }
 
 #[test]
@@ -106,23 +98,21 @@ fn every_violation_kind_is_reported_with_exit_3() {
         .code,
         0
     );
-    patch(
-        &cluster,
+    cluster.merge_patch_secret(
         ns,
         "drift",
         json!({"data": {"k": STANDARD.encode("changed-in-git")}}),
     );
     // strip mode, then the GitOps tool puts data back.
-    patch(
-        &cluster,
+    cluster.merge_patch_secret(
         ns,
         "strip",
         json!({"metadata": {"annotations": {"secops.dev/consumed-mode": "strip"}}}),
     );
     // origin gone without delete mode; and a delete-mode consumption, which is fine.
-    delete(&cluster, ns, "gone");
+    cluster.delete_secret(ns, "gone");
     BAO.api("POST", "secret/metadata/st-bad/deleted", Some(json!({"custom_metadata": {"secops-origin": format!("bootstrap:{ns}/deleted"), "secops-origin-uid": "x", "secops-origin-version": "1", "secops-consumed-mode": "delete"}})));
-    delete(&cluster, ns, "deleted");
+    cluster.delete_secret(ns, "deleted");
     // a consumed Secret whose Vault path lost its handover.
     cluster.create(json!({
         "apiVersion": "v1", "kind": "Secret",
