@@ -390,17 +390,12 @@ impl Cluster {
             None => None,
         };
         let scope = (!namespace.is_empty()).then_some(namespace);
-        let mut matching = self
-            .store
-            .iter(rt, scope)
-            .filter(|(key, _)| {
-                after
-                    .as_ref()
-                    .is_none_or(|(ans, aname)| (key.0, key.1) > (ans.as_str(), aname.as_str()))
-            })
-            .filter(|(_, object)| {
-                labels.matches(object["metadata"].get("labels")) && fields.matches(object)
-            });
+        let after = after
+            .as_ref()
+            .map(|(ns, name)| (ns.as_str(), name.as_str()));
+        let mut matching = self.store.iter(rt, scope, after).filter(|(_, object)| {
+            labels.matches(object["metadata"].get("labels")) && fields.matches(object)
+        });
         let mut items = Vec::new();
         let mut last_key = None;
         for (key, object) in matching.by_ref() {
@@ -504,8 +499,8 @@ impl Cluster {
         content_type: &str,
         patch: &[u8],
     ) -> ApiResult<Value> {
-        let current = self.store.get(rt, namespace, name)?.clone();
-        let mut patched = current.clone();
+        let mut patched = self.store.get(rt, namespace, name)?.clone();
+        let current_version = patched["metadata"]["resourceVersion"].clone();
         let media_type = content_type.split(';').next().unwrap_or("").trim();
         match media_type {
             "application/merge-patch+json" | "application/strategic-merge-patch+json" => {
@@ -536,7 +531,7 @@ impl Cluster {
             ));
         }
         if store::resource_version_of(&patched).is_none() {
-            patched["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"].clone();
+            patched["metadata"]["resourceVersion"] = current_version;
         }
         self.replace(rt, namespace, name, patched)
     }

@@ -49,8 +49,9 @@ impl Emulator {
         let thread = std::thread::Builder::new()
             .name("kube-emulator".into())
             .spawn(move || {
-                let runtime = tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(2)
+                // One thread: every request takes the cluster lock anyway, and a single
+                // thread spends nothing on waking and stealing between workers.
+                let runtime = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
                     .expect("tokio runtime");

@@ -77,7 +77,7 @@ fn role_rules<'a>(store: &'a Store, role_ref: &Value, binding_namespace: &str) -
 /// True when some binding in scope grants a rule that covers the request.
 pub fn allows(store: &Store, who: &ServiceAccountIdentity, attrs: &Attributes) -> bool {
     let cluster_wide = store
-        .iter(rbac("clusterrolebindings"), None)
+        .iter(rbac("clusterrolebindings"), None, None)
         .filter(|(_, b)| binds(b, who, ""))
         .any(|(_, b)| {
             role_rules(store, &b["roleRef"], "")
@@ -91,7 +91,7 @@ pub fn allows(store: &Store, who: &ServiceAccountIdentity, attrs: &Attributes) -
         return false;
     };
     store
-        .iter(rbac("rolebindings"), Some(namespace))
+        .iter(rbac("rolebindings"), Some(namespace), None)
         .filter(|(_, b)| binds(b, who, namespace))
         .any(|(_, b)| {
             role_rules(store, &b["roleRef"], namespace)

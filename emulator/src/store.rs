@@ -46,16 +46,26 @@ impl Store {
     }
 
     /// Objects of one type in a namespace (or all namespaces), in key order so that
-    /// `continue` tokens stay valid across writes.
+    /// `continue` tokens stay valid across writes; `after` resumes past a (namespace, name).
+    /// A range walk: a page costs its own size, not the size of the store.
     pub fn iter<'a>(
         &'a self,
         rt: &'a ResourceType,
         namespace: Option<&'a str>,
+        after: Option<(&str, &str)>,
     ) -> impl Iterator<Item = ((&'a str, &'a str), &'a Value)> + 'a {
+        use std::ops::Bound;
         let storage_key = rt.storage_key();
+        let floor = namespace.unwrap_or("");
+        let start = match after {
+            Some((ns, name)) if (ns, name) >= (floor, "") => {
+                Bound::Excluded((storage_key.clone(), ns.to_string(), name.to_string()))
+            }
+            _ => Bound::Included((storage_key.clone(), floor.to_string(), String::new())),
+        };
         self.objects
-            .iter()
-            .filter(move |((k, ns, _), _)| {
+            .range((start, Bound::Unbounded))
+            .take_while(move |((k, ns, _), _)| {
                 *k == storage_key && namespace.is_none_or(|want| want == ns)
             })
             .map(|((_, ns, name), v)| ((ns.as_str(), name.as_str()), v))

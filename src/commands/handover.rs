@@ -1,10 +1,12 @@
 //! `handover`: discover, write and mark every pending bootstrap Secret in scope, with
 //! bounded concurrency; one bad Secret never stops the others.
 
+use std::sync::OnceLock;
+
 use futures::stream::{self, StreamExt as _};
 use serde_json::{json, Value};
 
-use super::steps::{mark, write_to_vault};
+use super::steps::{announce_handover, mark, write_to_vault};
 use super::Context;
 use crate::cli::{ConsumeMode, ScopeArgs};
 use crate::domain::bootstrap::SourceSecret;
@@ -65,7 +67,15 @@ async fn hand_over_one(
             Error::Internal("the fingerprint key is read before pending work".into())
         })?;
         let handed = write_to_vault(ctx, key, &secret, target).await?;
-        let marked = mark(ctx, key, secret, &handed, mode).await?;
+        let (reference, uid) = (secret.reference.clone(), secret.uid.clone());
+        let marked = match mark(ctx, key, secret, &handed, mode).await {
+            Ok(marked) => marked,
+            Err(error) => {
+                // Marking will be retried; say now that Vault already holds the data.
+                announce_handover(ctx, &reference, &uid, &handed).await?;
+                return Err(error);
+            }
+        };
         let outcome = match (handed.outcome, marked.outcome) {
             (_, "planned") | ("planned", _) => "planned",
             (_, "already-consumed") => "already-consumed",
@@ -94,6 +104,51 @@ async fn hand_over_one(
     item
 }
 
+/// Where the page walk stands: the namespaces still to list and the continue token of the
+/// one being listed.
+struct PageWalk<'a> {
+    ctx: &'a Context,
+    selector: String,
+    shard: Option<Shard>,
+    namespaces: std::vec::IntoIter<Option<String>>,
+    listing: Option<(Option<String>, Option<String>)>,
+    key: &'a OnceLock<FingerprintKey>,
+}
+
+impl PageWalk<'_> {
+    /// The next page of Secrets in scope (and in the shard), `None` when all are listed.
+    /// The fingerprint key is read with the first page that has pending work.
+    async fn next_page(&mut self) -> Option<Result<Vec<SourceSecret>>> {
+        let (namespace, token) = match self.listing.take() {
+            Some(listing) => listing,
+            None => (self.namespaces.next()?, None),
+        };
+        let page = async {
+            let (page, next) = self
+                .ctx
+                .kube()?
+                .list_secrets_page(namespace.as_deref(), &self.selector, token)
+                .await?;
+            if next.is_some() {
+                self.listing = Some((namespace, next));
+            }
+            let page: Vec<SourceSecret> = page
+                .into_iter()
+                .filter(|s| self.shard.is_none_or(|shard| shard.contains(&s.uid)))
+                .collect();
+            if self.key.get().is_none() && page.iter().any(|s| !s.is_consumed()) {
+                let _ = self.key.set(self.ctx.fingerprint_key().await?);
+            }
+            Ok(page)
+        }
+        .await;
+        if page.is_err() {
+            self.namespaces = Vec::new().into_iter(); // a failed listing ends the walk
+        }
+        Some(page)
+    }
+}
+
 pub async fn run(
     scope: &ScopeArgs,
     concurrency: u32,
@@ -103,36 +158,40 @@ pub async fn run(
     ctx: &Context,
 ) -> Result<Report> {
     let shard = shard.map(Shard::parse).transpose()?;
-    let selector = bootstrap_selector(selector);
     // One key read per process, and none at all without pending work.
-    let mut key: Option<FingerprintKey> = None;
-    let mut items: Vec<Value> = Vec::new();
-    for namespace in ctx.namespaces(scope) {
-        let mut continue_token = None;
-        loop {
-            // Page by page: memory stays bounded by a page, whatever the number of Secrets.
-            let (page, next) = ctx
-                .kube()?
-                .list_secrets_page(namespace.as_deref(), &selector, continue_token)
-                .await?;
-            let page: Vec<SourceSecret> = page
-                .into_iter()
-                .filter(|s| shard.is_none_or(|shard| shard.contains(&s.uid)))
-                .collect();
-            if key.is_none() && page.iter().any(|s| !s.is_consumed()) {
-                key = Some(ctx.fingerprint_key().await?);
-            }
-            let done: Vec<Value> = stream::iter(page)
-                .map(|secret| hand_over_one(ctx, key.as_ref(), secret, mode))
-                .buffer_unordered(concurrency as usize)
-                .collect()
-                .await;
-            items.extend(done);
-            match next {
-                Some(token) => continue_token = Some(token),
-                None => break,
-            }
-        }
+    let key = OnceLock::new();
+    let walk = PageWalk {
+        ctx,
+        selector: bootstrap_selector(selector),
+        shard,
+        namespaces: ctx.namespaces(scope).into_iter(),
+        listing: None,
+        key: &key,
+    };
+    // Memory stays bounded by a page or two whatever the number of Secrets, and the next
+    // page is listed while the last of this one are still in flight.
+    let mut failure = None;
+    let pages = stream::unfold(walk, |mut walk| async {
+        let page = walk.next_page().await?;
+        Some((page, walk))
+    });
+    let mut items: Vec<Value> = pages
+        .flat_map(|page| {
+            let secrets = match page {
+                Ok(secrets) => secrets,
+                Err(error) => {
+                    failure = Some(error);
+                    Vec::new()
+                }
+            };
+            stream::iter(secrets)
+        })
+        .map(|secret| hand_over_one(ctx, key.get(), secret, mode))
+        .buffer_unordered(concurrency as usize)
+        .collect()
+        .await;
+    if let Some(error) = failure {
+        return Err(error); // after the Secrets already started have finished
     }
     items.sort_by(|a, b| {
         (a["namespace"].as_str(), a["name"].as_str())

@@ -9,10 +9,32 @@ use crate::domain::bootstrap::{judge_existing, ExistingPath, SourceSecret, Targe
 use crate::domain::fingerprint::{Fingerprint, FingerprintKey};
 use crate::domain::names::{self, meta};
 use crate::domain::provenance::{OwnershipRecord, Provenance};
+use crate::domain::SecretRef;
 use crate::error::{Error, Result};
 use crate::kube::{Conditional, SecretPatch};
 use crate::logging::{actor, audit};
 use crate::vault::{base64_keys, CasWrite};
+
+/// Posts the `HandedOver` Event for a write this run made. The write step leaves this to
+/// its caller: `handover` says it in the `Consumed` Event instead, one Event per Secret.
+pub async fn announce_handover(
+    ctx: &Context,
+    reference: &SecretRef,
+    uid: &str,
+    handed: &Handed,
+) -> Result<()> {
+    if handed.outcome != "written" {
+        return Ok(());
+    }
+    let message = format!(
+        "handed over to Vault {}/{} version {}",
+        handed.target.mount, handed.target.path, handed.version
+    );
+    ctx.kube()?
+        .record_event(reference, uid, "HandedOver", &message, false)
+        .await;
+    Ok(())
+}
 
 /// How many times a lost optimistic-lock race is re-read and re-decided before giving up
 /// with a temporary failure.
@@ -80,19 +102,6 @@ pub async fn write_to_vault(
                     Some(version),
                     Some(&fingerprint),
                 );
-                let message = format!(
-                    "handed over to Vault {}/{} version {version}",
-                    target.mount, target.path
-                );
-                ctx.kube()?
-                    .record_event(
-                        &secret.reference,
-                        &secret.uid,
-                        "HandedOver",
-                        &message,
-                        false,
-                    )
-                    .await;
                 return Ok(handed("written", version, Some(fingerprint.clone())));
             }
         }
@@ -331,8 +340,13 @@ pub async fn mark(
                     Some(handed.version),
                     Some(&current),
                 );
+                let written = if handed.outcome == "written" {
+                    "handed over and "
+                } else {
+                    ""
+                };
                 let message = format!(
-                    "consumed ({}): Vault {}/{} version {} is the authority",
+                    "{written}consumed ({}): Vault {}/{} version {} is the authority",
                     mode.as_str(),
                     handed.target.mount,
                     handed.target.path,

@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use super::steps::write_to_vault;
+use super::steps::{announce_handover, write_to_vault};
 use super::Context;
 use crate::domain::SecretRef;
 use crate::error::{Error, Result};
@@ -22,6 +22,7 @@ pub async fn run(secret: &str, expect_uid: Option<&str>, ctx: &Context) -> Resul
     let target = source.target(&ctx.settings.kv_mount, &ctx.settings.allowed, None)?;
     let key = ctx.fingerprint_key().await?;
     let handed = write_to_vault(ctx, &key, &source, target).await?;
+    announce_handover(ctx, &reference, &source.uid, &handed).await?;
     Ok(Report::new(json!({
         "command": "write-vault",
         "outcome": handed.outcome,

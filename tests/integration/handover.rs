@@ -95,13 +95,21 @@ fn opaque_tls_and_binary_secrets_are_handed_over_exactly_once() {
         annotations["secops.dev/consumed-at"].is_string()
             && annotations["secops.dev/consumed-by"].is_string()
     );
-    let reasons: Vec<String> = cluster
+    // One Event per Secret in a batch: the Consumed Event says the handover happened too.
+    let events: Vec<(String, String)> = cluster
         .events(ns)
         .iter()
-        .map(|e| e["reason"].as_str().unwrap_or("").to_string())
+        .map(|e| {
+            let text = |f: &str| e[f].as_str().unwrap_or("").to_string();
+            (text("reason"), text("message"))
+        })
         .collect();
-    assert_eq!(reasons.iter().filter(|r| *r == "HandedOver").count(), 3);
-    assert_eq!(reasons.iter().filter(|r| *r == "Consumed").count(), 3);
+    assert_eq!(events.len(), 3, "{events:?}");
+    assert!(
+        events.iter().all(|(reason, message)| reason == "Consumed"
+            && message.starts_with("handed over and consumed (annotate): Vault secret/")),
+        "{events:?}"
+    );
     assert!(run
         .stderr
         .lines()
@@ -258,6 +266,15 @@ fn plan_then_steps_as_the_workflow_runs_them() {
             canaries.assert_run_clean(run);
         }
     }
+    // Step by step, each step says what it did.
+    let mut reasons: Vec<String> = cluster
+        .events(ns)
+        .iter()
+        .filter(|e| e["involvedObject"]["name"] == "a")
+        .map(|e| e["reason"].as_str().unwrap_or("").to_string())
+        .collect();
+    reasons.sort();
+    assert_eq!(reasons, ["Consumed", "HandedOver"]);
     let stripped = cluster.secret(ns, "a").unwrap();
     assert!(
         stripped
