@@ -98,8 +98,8 @@ async fn hand_over_one(
             json!({"outcome": "failed", "exit_code": error.exit_code(), "error": {"kind": error.kind(), "message": error.to_string()}})
         }
     };
-    if let (Some(item), Some(fields)) = (item.as_object_mut(), fields.as_object()) {
-        item.extend(fields.clone());
+    if let (Some(item), Value::Object(fields)) = (item.as_object_mut(), fields) {
+        item.extend(fields);
     }
     item
 }
