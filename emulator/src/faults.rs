@@ -14,11 +14,13 @@ pub enum FaultAction {
     DropAfter,
 }
 
-/// Catches the next `count` requests whose verb and resource match (`None` matches any).
+/// Catches the next `count` requests whose verb and resource match (`None` matches any),
+/// after letting `skip` of them through.
 #[derive(Debug, Clone)]
 pub struct FaultRule {
     pub verb: Option<String>,
     pub resource: Option<String>,
+    pub skip: u32,
     pub count: u32,
     pub action: FaultAction,
 }
@@ -33,9 +35,16 @@ impl FaultRule {
         Self {
             verb: verb.map(String::from),
             resource: resource.map(String::from),
+            skip: 0,
             count,
             action,
         }
+    }
+
+    /// Lets the first `skip` matching requests through (a fault at the second page, say).
+    pub fn after(mut self, skip: u32) -> Self {
+        self.skip = skip;
+        self
     }
 
     fn matches(&self, verb: &str, resource: &str) -> bool {
@@ -60,6 +69,10 @@ impl Faults {
     /// Consumes one use of the first rule that matches.
     pub fn take(&mut self, verb: &str, resource: &str) -> Option<FaultAction> {
         let rule = self.0.iter_mut().find(|r| r.matches(verb, resource))?;
+        if rule.skip > 0 {
+            rule.skip -= 1;
+            return None;
+        }
         rule.count -= 1;
         Some(rule.action)
     }

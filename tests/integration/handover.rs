@@ -711,3 +711,70 @@ fn racing_handovers_write_each_secret_once() {
         .count();
     assert_eq!(consumed_events, 50, "every Secret consumed exactly once");
 }
+
+#[test]
+fn a_page_that_cannot_be_listed_ends_the_run_after_the_started_secrets_finish() {
+    let cluster = Cluster::start();
+    let ns = "pages";
+    cluster.namespace(ns);
+    // Two pages of 250; names sort in creation order.
+    let count = 300;
+    for i in 0..count {
+        cluster.bootstrap_secret(
+            ns,
+            &format!("s{i:03}"),
+            &format!("pages/s{i:03}"),
+            &[("v", format!("page-value-{i}").as_bytes())],
+        );
+    }
+    // The first page lists; the second never does.
+    cluster.emulator.inject(
+        FaultRule::new(
+            Some("list"),
+            Some("secrets"),
+            u32::MAX,
+            FaultAction::Status(503),
+        )
+        .after(1),
+    );
+    let faulted = secops(
+        Some(&cluster),
+        &[
+            "--max-attempts",
+            "1",
+            "handover",
+            "-n",
+            ns,
+            "--concurrency",
+            "32",
+        ],
+    );
+    cluster.emulator.cluster().faults.clear();
+    assert_eq!(faulted.code, 75, "{}", faulted.stdout);
+    // The next page is listed while the first page's last Secrets are in flight; those
+    // still finish (nothing is left half-done) and nothing of the unlisted page is touched.
+    let states: Vec<(bool, u64)> = (0..count)
+        .map(|i| {
+            (
+                is_consumed(&cluster, ns, &format!("s{i:03}")),
+                BAO.current_version("secret", &format!("pages/s{i:03}")),
+            )
+        })
+        .collect();
+    assert!(states[..250].iter().all(|s| *s == (true, 1)), "{states:?}");
+    assert!(states[250..].iter().all(|s| *s == (false, 0)), "{states:?}");
+
+    let rerun = secops(Some(&cluster), &["handover", "-n", ns]);
+    assert_eq!(rerun.code, 0, "{}", rerun.stderr);
+    let counts = &rerun.json()["counts"];
+    assert_eq!(
+        (
+            counts["already-consumed"].clone(),
+            counts["consumed"].clone()
+        ),
+        (json!(250), json!(50))
+    );
+    for i in 0..count {
+        assert_eq!(BAO.current_version("secret", &format!("pages/s{i:03}")), 1);
+    }
+}
