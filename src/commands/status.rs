@@ -104,11 +104,13 @@ fn render_table(rows: &[Value]) -> String {
                 .collect();
             [
                 r["secret"].as_str().unwrap_or("-").to_string(),
-                format!(
-                    "{}/{}",
-                    r["mount"].as_str().unwrap_or(""),
-                    r["path"].as_str().unwrap_or("")
-                ),
+                match (
+                    r["mount"].as_str(),
+                    r["path"].as_str().filter(|p| !p.is_empty()),
+                ) {
+                    (Some(mount), Some(path)) => format!("{mount}/{path}"),
+                    _ => "-".to_string(), // no valid path: say so, not "secret/"
+                },
                 r["authority"].as_str().unwrap_or("").to_string(),
                 r["phase"].as_str().unwrap_or("").to_string(),
                 r["vault_version"]

@@ -46,6 +46,7 @@ fn clean_state_exits_zero_and_shows_each_phase() {
         0
     );
     cluster.bootstrap_secret(ns, "later", "st-clean/later", &[("k", b"v-later")]);
+    cluster.bootstrap_secret(ns, "astray", "other-team/x", &[("k", b"v-astray")]);
     let run = secops(Some(&cluster), &["status", "-n", ns, "--output", "json"]);
     assert_eq!(run.code, 0, "{}", run.stdout);
     let rows = run.json()["rows"].as_array().unwrap().clone();
@@ -63,6 +64,15 @@ fn clean_state_exits_zero_and_shows_each_phase() {
         "{}",
         table.stdout
     );
+    // A Secret with no valid path shows none, not the bare mount.
+    let astray: Vec<&str> = table
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("st-clean/astray"))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(astray[1..3], ["-", "git"], "{}", table.stdout);
 }
 
 #[test]
