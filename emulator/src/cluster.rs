@@ -399,11 +399,11 @@ impl Cluster {
         let mut items = Vec::new();
         let mut last_key = None;
         for (key, object) in matching.by_ref() {
-            if limit > 0 && items.len() == limit {
-                break;
-            }
             last_key = Some(key);
             items.push(strip_type(object.clone()));
+            if items.len() == limit {
+                break; // before taking another: the check below must still see it
+            }
         }
         let more = limit > 0 && items.len() == limit && matching.next().is_some();
         let mut metadata = json!({"resourceVersion": self.store.revision().to_string()});

@@ -273,6 +273,48 @@ async fn kube_rs_sees_api_server_conventions() {
         seen,
         ["page-0", "page-1", "page-2", "page-3", "page-4", "s"]
     );
+
+    // Across namespaces, with a selector: pages walk namespace by namespace, skip what does
+    // not match, and never reach into another kind's objects.
+    cluster.namespace("kr-b");
+    let other: Api<Secret> = Api::namespaced(client(&cluster).await, "kr-b");
+    for name in ["b-1", "b-2"] {
+        let labelled =
+            serde_json::from_value(json!({"metadata": {"name": name, "labels": {"paged": "yes"}}}))
+                .unwrap();
+        other
+            .create(&PostParams::default(), &labelled)
+            .await
+            .unwrap();
+    }
+    let labelled =
+        serde_json::from_value(json!({"metadata": {"name": "page-9", "labels": {"paged": "yes"}}}))
+            .unwrap();
+    secrets
+        .create(&PostParams::default(), &labelled)
+        .await
+        .unwrap();
+    cluster.create(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm", "namespace": "kr", "labels": {"paged": "yes"}}}));
+    let everywhere: Api<Secret> = Api::all(client(&cluster).await);
+    let mut seen = Vec::new();
+    let mut params = kube::api::ListParams::default()
+        .labels("paged=yes")
+        .limit(1);
+    loop {
+        let page = everywhere.list(&params).await.unwrap();
+        seen.extend(page.items.iter().map(|s| {
+            format!(
+                "{}/{}",
+                s.metadata.namespace.clone().unwrap(),
+                s.metadata.name.clone().unwrap()
+            )
+        }));
+        match page.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(token) => params = params.continue_token(&token),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["kr/page-9", "kr-b/b-1", "kr-b/b-2"]);
 }
 
 /// A self-signed CA certificate: OpenBao wants some `kubernetes_ca_cert` even over http.
