@@ -104,14 +104,14 @@ async fn hand_over_one(
     item
 }
 
-/// Where the page walk stands: the namespaces still to list and the continue token of the
-/// one being listed.
+/// Where the page walk stands: the namespaces still to list (`None`: all of them) and,
+/// mid-namespace, that namespace with the continue token of its next page.
 struct PageWalk<'a> {
     ctx: &'a Context,
     selector: String,
     shard: Option<Shard>,
     namespaces: std::vec::IntoIter<Option<String>>,
-    listing: Option<(Option<String>, Option<String>)>,
+    resume: Option<(Option<String>, String)>,
     key: &'a OnceLock<FingerprintKey>,
 }
 
@@ -119,8 +119,8 @@ impl PageWalk<'_> {
     /// The next page of Secrets in scope (and in the shard), `None` when all are listed.
     /// The fingerprint key is read with the first page that has pending work.
     async fn next_page(&mut self) -> Option<Result<Vec<SourceSecret>>> {
-        let (namespace, token) = match self.listing.take() {
-            Some(listing) => listing,
+        let (namespace, token) = match self.resume.take() {
+            Some((namespace, token)) => (namespace, Some(token)),
             None => (self.namespaces.next()?, None),
         };
         let page = async {
@@ -129,8 +129,8 @@ impl PageWalk<'_> {
                 .kube()?
                 .list_secrets_page(namespace.as_deref(), &self.selector, token)
                 .await?;
-            if next.is_some() {
-                self.listing = Some((namespace, next));
+            if let Some(token) = next {
+                self.resume = Some((namespace, token));
             }
             let page: Vec<SourceSecret> = page
                 .into_iter()
@@ -165,7 +165,7 @@ pub async fn run(
         selector: bootstrap_selector(selector),
         shard,
         namespaces: ctx.namespaces(scope).into_iter(),
-        listing: None,
+        resume: None,
         key: &key,
     };
     // Memory stays bounded by a page or two whatever the number of Secrets, and the next
