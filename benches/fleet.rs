@@ -185,9 +185,8 @@ fn audited_requests(audit: &Path) -> usize {
         .count()
 }
 
-/// The raw KV v2 write ceiling: wrk POSTing to distinct paths for `seconds` over
-/// `connections` connections; `None` without wrk.
-fn write_ceiling(bao: &Bao, dir: &Path, connections: u32, seconds: u32) -> Option<f64> {
+/// The wrk script for the ceiling: a KV v2 write to a distinct path per request.
+fn ceiling_script(dir: &Path) -> PathBuf {
     let script = dir.join("post.lua");
     std::fs::write(
         &script,
@@ -197,6 +196,12 @@ fn write_ceiling(bao: &Bao, dir: &Path, connections: u32, seconds: u32) -> Optio
         ),
     )
     .unwrap();
+    script
+}
+
+/// The raw KV v2 write ceiling: wrk running `script` for `seconds` over `connections`
+/// connections; `None` without wrk.
+fn write_ceiling(bao: &Bao, script: &Path, connections: u32, seconds: u32) -> Option<f64> {
     let output = Command::new("wrk")
         .args([
             "-t2",
@@ -206,7 +211,7 @@ fn write_ceiling(bao: &Bao, dir: &Path, connections: u32, seconds: u32) -> Optio
             &format!("{seconds}s"),
             "-s",
         ])
-        .arg(&script)
+        .arg(script)
         .arg(&bao.addr)
         .output()
         .ok()?;
@@ -352,10 +357,11 @@ fn main() {
     // before and right after each batch (best of 4/8/16 connections each time) and
     // averaged: the shared cores here drift by a third within minutes, and a ceiling taken
     // at another moment would move the efficiency more than anything secops does.
+    let script = ceiling_script(&dir);
     let best_ceiling = |seconds| {
         [4, 8, 16]
             .into_iter()
-            .filter_map(|c| write_ceiling(&bao, &dir, c, seconds))
+            .filter_map(|c| write_ceiling(&bao, &script, c, seconds))
             .max_by(f64::total_cmp)
     };
     let start_ceiling = best_ceiling(4);

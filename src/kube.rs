@@ -67,6 +67,21 @@ enum Failure {
     Fatal(Error),
 }
 
+/// The answer to a conditional write, from the new resourceVersion or the kube error.
+fn conditional(
+    written: std::result::Result<String, kube::Error>,
+    action: &str,
+) -> Result<Conditional> {
+    match written {
+        Ok(resource_version) => Ok(Conditional::Applied { resource_version }),
+        Err(e) => match classify(e, action) {
+            Failure::Conflict => Ok(Conditional::Conflict),
+            Failure::NotFound => Ok(Conditional::Gone),
+            Failure::Fatal(error) => Err(error),
+        },
+    }
+}
+
 /// Classifies every kube error in one place.
 fn classify(error: kube::Error, action: &str) -> Failure {
     let fatal = |e: Error| Failure::Fatal(e);
@@ -314,19 +329,13 @@ impl Kube {
         let body = Patch::Merge(patch.to_merge_patch());
         self.retry
             .run(|| async {
-                match api
+                let patched = api
                     .patch(&reference.name, &PatchParams::default(), &body)
-                    .await
-                {
-                    Ok(secret) => Ok(Conditional::Applied {
-                        resource_version: secret.metadata.resource_version.unwrap_or_default(),
-                    }),
-                    Err(e) => match classify(e, &action) {
-                        Failure::Conflict => Ok(Conditional::Conflict),
-                        Failure::NotFound => Ok(Conditional::Gone),
-                        Failure::Fatal(error) => Err(error),
-                    },
-                }
+                    .await;
+                conditional(
+                    patched.map(|secret| secret.metadata.resource_version.unwrap_or_default()),
+                    &action,
+                )
             })
             .await
     }
@@ -349,16 +358,8 @@ impl Kube {
         };
         self.retry
             .run(|| async {
-                match api.delete(&reference.name, &params).await {
-                    Ok(_) => Ok(Conditional::Applied {
-                        resource_version: String::new(),
-                    }),
-                    Err(e) => match classify(e, &action) {
-                        Failure::Conflict => Ok(Conditional::Conflict),
-                        Failure::NotFound => Ok(Conditional::Gone),
-                        Failure::Fatal(error) => Err(error),
-                    },
-                }
+                let deleted = api.delete(&reference.name, &params).await;
+                conditional(deleted.map(|_| String::new()), &action)
             })
             .await
     }

@@ -18,12 +18,30 @@ const VAULT_FAULTS: [ProxyFault; 6] = [
     ProxyFault::DropAfter,
 ];
 
-#[derive(Default, Debug)]
+/// What a fault suite saw. Each case injects exactly one fault, so one count serves both.
+#[derive(Default)]
 struct Tally {
-    cases: usize,
     faults: usize,
     lost: usize,
     duplicated: usize,
+}
+
+impl Tally {
+    fn injected(&mut self) {
+        self.faults += 1;
+    }
+
+    fn assert_clean(&self, suite: &str) {
+        let Tally {
+            faults,
+            lost,
+            duplicated,
+        } = self;
+        eprintln!(
+            "fault suite ({suite}): {faults} cases, {faults} faults injected, {lost} lost, {duplicated} duplicated"
+        );
+        assert_eq!((lost, duplicated), (&0, &0), "{suite}");
+    }
 }
 
 fn through(proxy: &FaultProxy, cluster: &Cluster, args: &[&str]) -> crate::support::Run {
@@ -80,8 +98,7 @@ fn handover_survives_a_fault_at_every_request() {
             cluster.bootstrap_secret(&ns, "s", &format!("{ns}/s"), &[("v", &value)]);
             proxy.arm(position, *fault);
             let faulted = through(&proxy, &cluster, &["handover", "-n", &ns]);
-            tally.cases += 1;
-            tally.faults += 1;
+            tally.injected();
             assert_eq!(
                 faulted.code, 75,
                 "{fault:?} at request {position}: {}",
@@ -129,8 +146,7 @@ fn handover_survives_a_fault_at_every_request() {
             .inject(FaultRule::new(Some(verb), Some(resource), 1, *action));
         let faulted = through(&proxy, &cluster, &["handover", "-n", &ns]);
         cluster.emulator.cluster().faults.clear();
-        tally.cases += 1;
-        tally.faults += 1;
+        tally.injected();
         assert_eq!(
             faulted.code, 75,
             "{verb} {resource} {action:?}: {}",
@@ -144,8 +160,7 @@ fn handover_survives_a_fault_at_every_request() {
                 || !consumed(&cluster, &ns),
         );
     }
-    eprintln!("fault suite (handover): {tally:?}");
-    assert_eq!((tally.lost, tally.duplicated), (0, 0), "{tally:?}");
+    tally.assert_clean("handover");
 }
 
 #[test]
@@ -187,8 +202,7 @@ fn rotate_survives_a_fault_at_every_request() {
             BAO.write("secret", &path, json!({"v": "initial", "keep": "kept"}));
             proxy.arm(position, *fault);
             let faulted = rotate(true, &path, "once");
-            tally.cases += 1;
-            tally.faults += 1;
+            tally.injected();
             assert_eq!(
                 faulted.code, 75,
                 "{fault:?} at request {position}: {}",
@@ -208,8 +222,7 @@ fn rotate_survives_a_fault_at_every_request() {
             tally.lost += usize::from(data["keep"] != "kept" || data["v"] == "initial");
         }
     }
-    eprintln!("fault suite (rotate): {tally:?}");
-    assert_eq!((tally.lost, tally.duplicated), (0, 0), "{tally:?}");
+    tally.assert_clean("rotate");
 }
 
 #[test]
@@ -248,8 +261,7 @@ fn push_survives_a_fault_at_every_request() {
                 &cluster,
                 &["push-secret", "--secret", &format!("{ns}/s")],
             );
-            tally.cases += 1;
-            tally.faults += 1;
+            tally.injected();
             assert_eq!(
                 faulted.code, 75,
                 "{fault:?} at request {position}: {}",
@@ -267,6 +279,5 @@ fn push_survives_a_fault_at_every_request() {
                 usize::from(source["metadata"]["annotations"]["secops.dev/vault-version"] != "1");
         }
     }
-    eprintln!("fault suite (push): {tally:?}");
-    assert_eq!((tally.lost, tally.duplicated), (0, 0), "{tally:?}");
+    tally.assert_clean("push");
 }
