@@ -1,9 +1,27 @@
-//! The command line: plain data parsed by clap, validated before any client is built.
+//! The command line in two stages, as ripgrep does it: clap parses flags into plain data
+//! (`Cli`), then [`Cli::validate`] turns every flag into typed values (an [`Invocation`])
+//! before any client is built, so a usage error exits 2 and never reaches the network.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::builder::{BoolishValueParser, PossibleValuesParser, TypedValueParser as _};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use secrecy::SecretString;
+
+use crate::commands::{self, CommandPlan, Settings};
+use crate::domain::bootstrap::ConsumeMode;
+use crate::domain::consumers::{parse_refresh, parse_restart};
+use crate::domain::generate::{Generator, PasswordSpec, Recipe, DEFAULT_SYMBOLS};
+use crate::domain::path::{validate_mount, validate_path, AllowedPaths};
+use crate::domain::rotation::validate_rotation_id;
+use crate::domain::shard::Shard;
+use crate::domain::{is_dns_subdomain, Scope, SecretRef};
+use crate::error::{Error, Result};
+use crate::kube::KubeSettings;
+use crate::logging::LogFormat;
+use crate::retry::RetryPolicy;
+use crate::vault::{Login, VaultSettings};
 
 const EXIT_CODES: &str = "\
 EXIT CODES:
@@ -15,7 +33,8 @@ EXIT CODES:
   1   internal error (a bug)
 
 Secrets are read from files or the environment, never from the command line:
-VAULT_TOKEN or --vault-token-file; VAULT_ROLE_ID and --vault-secret-id-file for AppRole.";
+VAULT_TOKEN or --vault-token-file; VAULT_ROLE_ID and --vault-secret-id-file for AppRole.
+Every flag can also be set by the environment variable shown in its help.";
 
 /// Hands Kubernetes bootstrap Secrets over to Vault exactly once, then keeps Vault the
 /// single authority (RFC-SECOPS-0001).
@@ -62,7 +81,7 @@ pub struct VaultArgs {
     #[arg(long, env = "VAULT_NAMESPACE", global = true)]
     pub vault_namespace: Option<String>,
     /// Do not verify Vault's TLS certificate (warns on every run)
-    #[arg(long, env = "VAULT_SKIP_VERIFY", global = true)]
+    #[arg(long, env = "VAULT_SKIP_VERIFY", global = true, value_parser = BoolishValueParser::new())]
     pub vault_skip_verify: bool,
     /// Login method [default: token when a token is given, else kubernetes]
     #[arg(long, value_enum, env = "SECOPS_VAULT_AUTH", global = true)]
@@ -96,7 +115,7 @@ pub struct VaultArgs {
 #[command(next_help_heading = "Kubernetes")]
 pub struct KubeArgs {
     /// Kubeconfig file [default: in-cluster config, else KUBECONFIG or ~/.kube/config]
-    #[arg(long, global = true)]
+    #[arg(long, env = "SECOPS_KUBECONFIG", global = true)]
     pub kubeconfig: Option<PathBuf>,
     /// Kubeconfig context to use
     #[arg(long, env = "SECOPS_KUBE_CONTEXT", global = true)]
@@ -127,14 +146,8 @@ pub struct PolicyArgs {
     )]
     pub allowed_mounts: Vec<String>,
     /// Decide and report, change nothing (outcome `planned`)
-    #[arg(long, env = "SECOPS_DRY_RUN", global = true)]
+    #[arg(long, env = "SECOPS_DRY_RUN", global = true, value_parser = BoolishValueParser::new())]
     pub dry_run: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Json,
-    Text,
 }
 
 #[derive(Debug, Args)]
@@ -144,21 +157,16 @@ pub struct OutputArgs {
     #[arg(long, env = "SECOPS_OUTPUT_DIR", global = true)]
     pub output_dir: Option<PathBuf>,
     /// Log format on stderr (filter with RUST_LOG)
-    #[arg(
-        long,
-        value_enum,
-        env = "SECOPS_LOG_FORMAT",
-        default_value = "json",
-        global = true
-    )]
+    #[arg(long, env = "SECOPS_LOG_FORMAT", default_value = "json", global = true,
+          value_parser = PossibleValuesParser::new(LogFormat::NAMES).try_map(|s| s.parse::<LogFormat>()))]
     pub log_format: LogFormat,
 }
 
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Retries")]
 pub struct RetryArgs {
-    /// Per-request timeout (e.g. 500ms, 10s, 1m)
-    #[arg(long, env = "SECOPS_TIMEOUT", default_value = "10s", value_parser = parse_duration, global = true)]
+    /// Per-request timeout, 1ms to 1h (e.g. 500ms, 10s, 1m)
+    #[arg(long, env = "SECOPS_TIMEOUT", default_value = "10s", value_parser = parse_timeout, global = true)]
     pub timeout: Duration,
     /// Attempts for a temporary failure, with exponential backoff and jitter
     #[arg(long, env = "SECOPS_MAX_ATTEMPTS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=20), global = true)]
@@ -176,37 +184,8 @@ pub struct ScopeArgs {
     )]
     pub namespaces: Vec<String>,
     /// Every namespace
-    #[arg(short = 'A', long, conflicts_with = "namespaces")]
+    #[arg(short = 'A', long, conflicts_with = "namespaces", env = "SECOPS_ALL_NAMESPACES", value_parser = BoolishValueParser::new())]
     pub all_namespaces: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ConsumeMode {
-    /// Label and annotate only (safe under GitOps self-heal)
-    Annotate,
-    /// Also empty `data`, keeping the Secret as a tombstone (tell the GitOps tool to ignore /data)
-    Strip,
-    /// Delete the Secret (uid precondition)
-    Delete,
-}
-
-impl ConsumeMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ConsumeMode::Annotate => "annotate",
-            ConsumeMode::Strip => "strip",
-            ConsumeMode::Delete => "delete",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Generator {
-    Password,
-    Hex,
-    Base64,
-    VaultPolicy,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -221,146 +200,461 @@ pub enum Command {
     ///
     /// Writes items.json (only actionable items, or shard descriptors with --shards) to
     /// --output-dir for Argo `withParam`. Values are read only to fingerprint them.
-    ReadBootstrap {
-        #[command(flatten)]
-        scope: ScopeArgs,
-        /// Extra label selector, ANDed with secops.dev/class=bootstrap
-        #[arg(long)]
-        selector: Option<String>,
-        /// Emit N shard descriptors instead of one item per Secret (0: one item per Secret)
-        #[arg(long, value_parser = clap::value_parser!(u32).range(0..=1024))]
-        shards: Option<u32>,
-    },
+    ReadBootstrap(ReadBootstrapArgs),
     /// Copy ONE bootstrap Secret into Vault (the handover write)
-    WriteVault {
-        /// The Secret, as NAMESPACE/NAME
-        #[arg(long)]
-        secret: String,
-        /// Refuse unless the Secret still has this uid (from the plan)
-        #[arg(long)]
-        expect_uid: Option<String>,
-    },
+    WriteVault(WriteVaultArgs),
     /// Render ONE handed-over bootstrap Secret inert, only after Vault holds it
-    MarkConsumed {
-        /// The Secret, as NAMESPACE/NAME
-        #[arg(long)]
-        secret: String,
-        /// Refuse unless the Secret still has this uid
-        #[arg(long)]
-        expect_uid: Option<String>,
-        /// How to render it inert
-        #[arg(long, value_enum, default_value = "annotate")]
-        mode: ConsumeMode,
-    },
+    MarkConsumed(MarkConsumedArgs),
     /// Hand over every pending bootstrap Secret in scope: write, verify, mark
-    Handover {
-        #[command(flatten)]
-        scope: ScopeArgs,
-        /// Secrets handled at once
-        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=256))]
-        concurrency: u32,
-        /// Only Secrets whose uid hashes to shard I of N, as I/N
-        #[arg(long)]
-        shard: Option<String>,
-        /// How to render consumed Secrets inert
-        #[arg(long, value_enum, default_value = "annotate")]
-        mode: ConsumeMode,
-        /// Extra label selector, ANDed with secops.dev/class=bootstrap
-        #[arg(long)]
-        selector: Option<String>,
-    },
+    Handover(HandoverArgs),
     /// Generate new values for keys of a Vault secret and refresh its consumers
     ///
     /// Exactly once per --rotation-id: the same id never writes twice, across retries, crashes
     /// and concurrent runs; a repeated id refreshes the consumers again and writes nothing.
     Rotate(RotateArgs),
     /// Publish an operator-generated Secret into Vault (internal distribution)
-    PushSecret {
-        /// The Secret, as NAMESPACE/NAME; without it, every internal Secret in scope
-        #[arg(long)]
-        secret: Option<String>,
-        /// Path inside the KV mount [default: the secops.dev/vault-path annotation]
-        #[arg(long)]
-        path: Option<String>,
-        #[command(flatten)]
-        scope: ScopeArgs,
-    },
+    PushSecret(PushSecretArgs),
     /// Report the authority of every managed secret; exit 3 if an invariant is broken
-    Status {
-        #[command(flatten)]
-        scope: ScopeArgs,
-        /// How long two authorities may coexist before it is a violation
-        #[arg(long, default_value = "1h", value_parser = parse_duration)]
-        grace: Duration,
-        /// Output format [default: table on a terminal, else json]
-        #[arg(long, value_enum)]
-        output: Option<StatusFormat>,
-    },
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReadBootstrapArgs {
+    #[command(flatten)]
+    scope: ScopeArgs,
+    /// Extra label selector, ANDed with secops.dev/class=bootstrap
+    #[arg(long, env = "SECOPS_SELECTOR")]
+    selector: Option<String>,
+    /// Emit N shard descriptors instead of one item per Secret (0: one item per Secret)
+    #[arg(long, env = "SECOPS_SHARDS", value_parser = clap::value_parser!(u32).range(0..=1024))]
+    shards: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+pub struct WriteVaultArgs {
+    /// The Secret, as NAMESPACE/NAME
+    #[arg(long, env = "SECOPS_SECRET")]
+    secret: String,
+    /// Refuse unless the Secret still has this uid (from the plan)
+    #[arg(long, env = "SECOPS_EXPECT_UID")]
+    expect_uid: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct MarkConsumedArgs {
+    /// The Secret, as NAMESPACE/NAME
+    #[arg(long, env = "SECOPS_SECRET")]
+    secret: String,
+    /// Refuse unless the Secret still has this uid
+    #[arg(long, env = "SECOPS_EXPECT_UID")]
+    expect_uid: Option<String>,
+    /// How to render it inert: annotate (label and annotate only), strip (also empty the
+    /// data), delete (uid precondition)
+    #[arg(long, env = "SECOPS_MODE", default_value = "annotate", value_parser = consume_mode())]
+    mode: ConsumeMode,
+}
+
+#[derive(Debug, Args)]
+pub struct HandoverArgs {
+    #[command(flatten)]
+    scope: ScopeArgs,
+    /// Secrets handled at once
+    #[arg(long, env = "SECOPS_CONCURRENCY", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=256))]
+    concurrency: u32,
+    /// Only Secrets whose uid hashes to shard I of N, as I/N
+    #[arg(long, env = "SECOPS_SHARD")]
+    shard: Option<String>,
+    /// How to render consumed Secrets inert (annotate, strip, delete)
+    #[arg(long, env = "SECOPS_MODE", default_value = "annotate", value_parser = consume_mode())]
+    mode: ConsumeMode,
+    /// Extra label selector, ANDed with secops.dev/class=bootstrap
+    #[arg(long, env = "SECOPS_SELECTOR")]
+    selector: Option<String>,
 }
 
 #[derive(Debug, Args)]
 pub struct RotateArgs {
     /// Path inside the KV mount
-    #[arg(long)]
-    pub path: String,
+    #[arg(long, env = "SECOPS_PATH")]
+    path: String,
     /// Key to regenerate (repeatable or comma separated); other keys keep their values
-    #[arg(long = "key", required = true, value_delimiter = ',')]
-    pub keys: Vec<String>,
+    #[arg(
+        long = "key",
+        env = "SECOPS_KEYS",
+        required = true,
+        value_delimiter = ','
+    )]
+    keys: Vec<String>,
     /// Identity of the trigger (workflow uid, event id); the same id never rotates twice
     #[arg(long, env = "SECOPS_ROTATION_ID")]
-    pub rotation_id: String,
-    #[arg(long, value_enum)]
-    pub generator: Generator,
+    rotation_id: String,
+    /// How new values are made
+    #[arg(long, env = "SECOPS_GENERATOR",
+          value_parser = PossibleValuesParser::new(Generator::NAMES).try_map(|s| s.parse::<Generator>()))]
+    generator: Generator,
     /// Characters (password) or random bytes (hex, base64) [default: 32]
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=4096))]
-    pub length: Option<u32>,
+    #[arg(long, env = "SECOPS_LENGTH", value_parser = clap::value_parser!(u32).range(1..=4096))]
+    length: Option<u32>,
     /// Password character classes, each required at least once [default: lower,upper,digit,symbol]
-    #[arg(long)]
-    pub charset: Option<String>,
+    #[arg(long, env = "SECOPS_CHARSET")]
+    charset: Option<String>,
     /// The symbol class of --charset
-    #[arg(long, default_value = crate::domain::generate::DEFAULT_SYMBOLS)]
-    pub symbols: String,
+    #[arg(long, env = "SECOPS_SYMBOLS", default_value = DEFAULT_SYMBOLS)]
+    symbols: String,
     /// Keep look-alike characters (0 O 1 l I | and quotes), left out by default
-    #[arg(long)]
-    pub allow_lookalikes: bool,
+    #[arg(long, env = "SECOPS_ALLOW_LOOKALIKES", value_parser = BoolishValueParser::new())]
+    allow_lookalikes: bool,
     /// Vault password policy name (vault-policy generator)
-    #[arg(long)]
-    pub policy: Option<String>,
+    #[arg(long, env = "SECOPS_PASSWORD_POLICY")]
+    policy: Option<String>,
     /// After the write, destroy versions older than the newest N (at least 2; 0 keeps all)
-    #[arg(long, value_parser = parse_keep_versions)]
-    pub keep_versions: Option<u32>,
+    #[arg(long, env = "SECOPS_KEEP_VERSIONS", value_parser = parse_keep_versions)]
+    keep_versions: Option<u32>,
     /// ExternalSecret to force-sync, as externalsecret/NS/NAME (repeatable or comma separated)
-    #[arg(long, value_delimiter = ',')]
-    pub refresh: Vec<String>,
+    #[arg(long, env = "SECOPS_REFRESH", value_delimiter = ',')]
+    refresh: Vec<String>,
     /// Workload to restart, as deployment|statefulset|daemonset/NS/NAME (repeatable or comma separated)
-    #[arg(long, value_delimiter = ',')]
-    pub restart: Vec<String>,
+    #[arg(long, env = "SECOPS_RESTART", value_delimiter = ',')]
+    restart: Vec<String>,
     /// Take over a path that has no secops provenance (recorded as secops-adopted-at)
-    #[arg(long)]
-    pub adopt: bool,
+    #[arg(long, env = "SECOPS_ADOPT", value_parser = BoolishValueParser::new())]
+    adopt: bool,
     /// How long an unfinished claim on this rotation id by another run is honoured before
-    /// it is taken over (the claimer presumed dead); longer than one step's retries
-    #[arg(long, env = "SECOPS_ROTATION_LEASE", default_value = "120s", value_parser = parse_duration)]
-    pub claim_lease: Duration,
+    /// it is taken over (the claimer presumed dead); longer than one step's retries; 1s to 1d
+    #[arg(long, env = "SECOPS_ROTATION_LEASE", default_value = "120s", value_parser = parse_claim_lease)]
+    claim_lease: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct PushSecretArgs {
+    /// The Secret, as NAMESPACE/NAME; without it, every internal Secret in scope
+    #[arg(long, env = "SECOPS_SECRET")]
+    secret: Option<String>,
+    /// Path inside the KV mount [default: the secops.dev/vault-path annotation]
+    #[arg(long, env = "SECOPS_PATH")]
+    path: Option<String>,
+    #[command(flatten)]
+    scope: ScopeArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    scope: ScopeArgs,
+    /// How long two authorities may coexist before it is a violation; 0 to 365d
+    #[arg(long, env = "SECOPS_GRACE", default_value = "1h", value_parser = parse_grace)]
+    grace: Duration,
+    /// Output format [default: table on a terminal, else json]
+    #[arg(long, env = "SECOPS_STATUS_OUTPUT", value_enum)]
+    output: Option<StatusFormat>,
 }
 
 impl Command {
     pub fn name(&self) -> &'static str {
         match self {
-            Command::ReadBootstrap { .. } => "read-bootstrap",
-            Command::WriteVault { .. } => "write-vault",
-            Command::MarkConsumed { .. } => "mark-consumed",
-            Command::Handover { .. } => "handover",
+            Command::ReadBootstrap(_) => "read-bootstrap",
+            Command::WriteVault(_) => "write-vault",
+            Command::MarkConsumed(_) => "mark-consumed",
+            Command::Handover(_) => "handover",
             Command::Rotate(_) => "rotate",
-            Command::PushSecret { .. } => "push-secret",
-            Command::Status { .. } => "status",
+            Command::PushSecret(_) => "push-secret",
+            Command::Status(_) => "status",
         }
     }
 }
 
+/// Everything a run needs, typed and checked; nothing here has touched the network.
+pub struct Invocation {
+    pub command: CommandPlan,
+    pub settings: Settings,
+    pub vault: VaultSettings,
+    /// Absent when the command needs no Kubernetes access (a rotation without consumers),
+    /// so that it runs where no cluster configuration exists.
+    pub kube: Option<KubeSettings>,
+    pub retry: RetryPolicy,
+}
+
+impl Cli {
+    /// The second stage: every flag into typed values, the command's plan first (its errors
+    /// are the likeliest), then the shared settings and the credentials.
+    pub fn validate(&self) -> Result<Invocation> {
+        let command = self.command.validate()?;
+        let settings = Settings {
+            kv_mount: self.policy.kv_mount.clone(),
+            allowed: AllowedPaths::new(self.policy.allowed_paths.clone())?
+                .with_mounts(self.policy.allowed_mounts.clone())?,
+            dry_run: self.policy.dry_run,
+        };
+        validate_mount(&settings.kv_mount)
+            .map_err(|reason| Error::Usage(format!("--kv-mount: {reason}")))?;
+        let kube = command.needs_kube().then(|| KubeSettings {
+            kubeconfig: self.kube.kubeconfig.clone(),
+            context: self.kube.context.clone(),
+            timeout: self.retry.timeout,
+        });
+        Ok(Invocation {
+            command,
+            settings,
+            vault: vault_settings(&self.vault, self.retry.timeout)?,
+            kube,
+            retry: RetryPolicy::new(self.retry.max_attempts),
+        })
+    }
+}
+
+impl Command {
+    fn validate(&self) -> Result<CommandPlan> {
+        Ok(match self {
+            Command::ReadBootstrap(args) => {
+                CommandPlan::ReadBootstrap(commands::read_bootstrap::Plan {
+                    scope: args.scope.validate()?,
+                    selector: args.selector.clone(),
+                    shards: args.shards.filter(|n| *n > 0),
+                })
+            }
+            Command::WriteVault(args) => CommandPlan::WriteVault(commands::write_vault::Plan {
+                secret: SecretRef::parse(&args.secret)?,
+                expect_uid: args.expect_uid.clone(),
+            }),
+            Command::MarkConsumed(args) => {
+                CommandPlan::MarkConsumed(commands::mark_consumed::Plan {
+                    secret: SecretRef::parse(&args.secret)?,
+                    expect_uid: args.expect_uid.clone(),
+                    mode: args.mode,
+                })
+            }
+            Command::Handover(args) => CommandPlan::Handover(commands::handover::Plan {
+                scope: args.scope.validate()?,
+                concurrency: args.concurrency as usize,
+                shard: args.shard.as_deref().map(Shard::parse).transpose()?,
+                mode: args.mode,
+                selector: args.selector.clone(),
+            }),
+            Command::Rotate(args) => CommandPlan::Rotate(args.validate()?),
+            Command::PushSecret(args) => CommandPlan::PushSecret(args.validate()?),
+            Command::Status(args) => CommandPlan::Status(commands::status::Plan {
+                scope: args.scope.validate()?,
+                grace_seconds: i64::try_from(args.grace.as_secs())
+                    .map_err(|_| Error::Usage("--grace is too long".into()))?,
+                table: args.output.map(|format| format == StatusFormat::Table),
+            }),
+        })
+    }
+}
+
+impl ScopeArgs {
+    fn validate(&self) -> Result<Scope> {
+        if self.all_namespaces {
+            return Ok(Scope::AllNamespaces);
+        }
+        let mut namespaces = Vec::new();
+        for namespace in self.namespaces.iter().map(|n| n.trim()) {
+            if namespace.is_empty() {
+                continue;
+            }
+            if !is_dns_subdomain(namespace) {
+                return Err(Error::Usage(format!(
+                    "--namespace {namespace:?} is not a valid namespace name"
+                )));
+            }
+            namespaces.push(namespace.to_string());
+        }
+        namespaces.sort();
+        namespaces.dedup();
+        Ok(Scope::Namespaces(namespaces))
+    }
+}
+
+const DEFAULT_LENGTH: u32 = 32;
+
+impl RotateArgs {
+    fn validate(&self) -> Result<commands::rotate::Plan> {
+        validate_path(&self.path).map_err(|reason| Error::Usage(format!("--path: {reason}")))?;
+        if crate::domain::names::is_reserved(&self.path) {
+            return Err(Error::ReservedPath {
+                path: self.path.clone(),
+                action: "rotate it".into(),
+            });
+        }
+        validate_rotation_id(&self.rotation_id)?;
+        let mut keys: Vec<String> = Vec::new();
+        for key in &self.keys {
+            let valid = !key.is_empty()
+                && key.len() <= 253
+                && key
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+            if !valid {
+                return Err(Error::Usage(format!(
+                    "--key {key:?}: use letters, digits, '-', '_', '.'"
+                )));
+            }
+            if !keys.contains(key) {
+                keys.push(key.clone());
+            }
+        }
+        let length = self.length.unwrap_or(DEFAULT_LENGTH) as usize;
+        let recipe = match self.generator {
+            Generator::Password => Recipe::Password(PasswordSpec::new(
+                length,
+                self.charset.as_deref(),
+                &self.symbols,
+                self.allow_lookalikes,
+            )?),
+            Generator::Hex => Recipe::Hex(length),
+            Generator::Base64 => Recipe::Base64(length),
+            Generator::VaultPolicy => {
+                Recipe::VaultPolicy(self.policy.clone().ok_or_else(|| {
+                    Error::Usage("--generator vault-policy needs --policy NAME".into())
+                })?)
+            }
+        };
+        let mut consumers = Vec::new();
+        for refresh in self.refresh.iter().filter(|t| !t.trim().is_empty()) {
+            consumers.push(parse_refresh(refresh.trim())?);
+        }
+        for restart in self.restart.iter().filter(|t| !t.trim().is_empty()) {
+            consumers.push(parse_restart(restart.trim())?);
+        }
+        Ok(commands::rotate::Plan {
+            path: self.path.clone(),
+            keys,
+            rotation_id: self.rotation_id.clone(),
+            recipe,
+            consumers,
+            keep_versions: self.keep_versions.filter(|k| *k > 0),
+            adopt: self.adopt,
+            claim_lease_seconds: self.claim_lease.as_secs() as i64,
+        })
+    }
+}
+
+impl PushSecretArgs {
+    fn validate(&self) -> Result<commands::push_secret::Plan> {
+        let scope = self.scope.validate()?;
+        if let Some(path) = &self.path {
+            validate_path(path).map_err(|reason| Error::Usage(format!("--path: {reason}")))?;
+        }
+        match (&self.secret, &self.path) {
+            (Some(secret), path) => Ok(commands::push_secret::Plan::One {
+                secret: SecretRef::parse(secret)?,
+                path: path.clone(),
+            }),
+            (None, Some(_)) => Err(Error::Usage(
+                "--path needs --secret: a batch push takes each path from its Secret's annotation"
+                    .into(),
+            )),
+            (None, None) => Ok(commands::push_secret::Plan::Batch { scope }),
+        }
+    }
+}
+
+/// Reads a credential file; a trailing newline would otherwise break the HTTP header.
+fn read_credential(path: &std::path::Path, what: &str) -> Result<SecretString> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Error::Usage(format!(
+            "cannot read {what} file {}: {}",
+            path.display(),
+            e.kind()
+        ))
+    })?;
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        return Err(Error::Usage(format!(
+            "{what} file {} is empty",
+            path.display()
+        )));
+    }
+    Ok(SecretString::from(trimmed.to_string()))
+}
+
+fn vault_settings(args: &VaultArgs, timeout: Duration) -> Result<VaultSettings> {
+    let address = args
+        .vault_addr
+        .clone()
+        .ok_or_else(|| Error::Usage("no Vault address: set --vault-addr or VAULT_ADDR".into()))?;
+    match url::Url::parse(&address) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {}
+        _ => {
+            return Err(Error::Usage(format!(
+                "--vault-addr {address:?} is not an http(s) URL"
+            )))
+        }
+    }
+    if let Some(ca) = &args.vault_cacert {
+        if !ca.is_file() {
+            return Err(Error::Usage(format!(
+                "--vault-cacert {}: no such file",
+                ca.display()
+            )));
+        }
+    }
+    let env_token = std::env::var("VAULT_TOKEN")
+        .ok()
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty());
+    let has_token = env_token.is_some() || args.vault_token_file.is_some();
+    let method = args.vault_auth.unwrap_or(if has_token {
+        AuthMethod::Token
+    } else {
+        AuthMethod::Kubernetes
+    });
+    let login = match method {
+        AuthMethod::Token => match (&args.vault_token_file, env_token) {
+            (Some(file), _) => Login::Token(read_credential(file, "--vault-token-file")?),
+            (None, Some(token)) => Login::Token(SecretString::from(token)),
+            (None, None) => {
+                return Err(Error::Usage(
+                    "token auth needs VAULT_TOKEN or --vault-token-file".into(),
+                ))
+            }
+        },
+        AuthMethod::Kubernetes => Login::Kubernetes {
+            mount: args
+                .vault_auth_mount
+                .clone()
+                .unwrap_or_else(|| "kubernetes".into()),
+            role: args.vault_role.clone().ok_or_else(|| {
+                Error::Usage(
+                    "kubernetes auth needs --vault-role (or set VAULT_TOKEN for token auth)".into(),
+                )
+            })?,
+            jwt: read_credential(&args.vault_jwt_file, "--vault-jwt-file")?,
+        },
+        AuthMethod::Approle => Login::AppRole {
+            mount: args
+                .vault_auth_mount
+                .clone()
+                .unwrap_or_else(|| "approle".into()),
+            role_id: args
+                .vault_role_id
+                .clone()
+                .ok_or_else(|| Error::Usage("approle auth needs VAULT_ROLE_ID".into()))?,
+            secret_id: read_credential(
+                args.vault_secret_id_file.as_deref().ok_or_else(|| {
+                    Error::Usage("approle auth needs --vault-secret-id-file".into())
+                })?,
+                "--vault-secret-id-file",
+            )?,
+        },
+    };
+    Ok(VaultSettings {
+        address,
+        ca_cert: args.vault_cacert.clone(),
+        namespace: args.vault_namespace.clone().filter(|n| !n.is_empty()),
+        skip_verify: args.vault_skip_verify,
+        timeout,
+        login,
+    })
+}
+
+fn consume_mode() -> impl clap::builder::TypedValueParser<Value = ConsumeMode> {
+    PossibleValuesParser::new(ConsumeMode::NAMES).try_map(|s| s.parse::<ConsumeMode>())
+}
+
 /// `0` keeps every version (the Argo template's default); otherwise at least 2, so the
 /// previous value survives a grace window.
-fn parse_keep_versions(text: &str) -> Result<u32, String> {
+fn parse_keep_versions(text: &str) -> std::result::Result<u32, String> {
     match text.trim().parse::<u32>() {
         Ok(0) => Ok(0),
         Ok(n) if (2..=1000).contains(&n) => Ok(n),
@@ -370,8 +664,9 @@ fn parse_keep_versions(text: &str) -> Result<u32, String> {
     }
 }
 
-/// Parses `500ms`, `10s`, `5m`, `2h`, or a plain number of seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
+/// Parses `500ms`, `10s`, `5m`, `2h`, or a plain number of seconds; an amount too large to
+/// represent is an error, not a wrapped or saturated value.
+pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
     let text = text.trim();
     let split = text
         .find(|c: char| !c.is_ascii_digit())
@@ -380,18 +675,49 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let number: u64 = number
         .parse()
         .map_err(|_| format!("{text:?} is not a duration like 500ms, 10s, 5m or 2h"))?;
-    let duration = match unit {
-        "ms" => Duration::from_millis(number),
-        "" | "s" => Duration::from_secs(number),
-        "m" => Duration::from_secs(number * 60),
-        "h" => Duration::from_secs(number * 3600),
-        _ => {
-            return Err(format!(
-                "{text:?}: unknown unit {unit:?} (use ms, s, m or h)"
-            ))
-        }
+    let seconds = |factor: u64| {
+        number
+            .checked_mul(factor)
+            .map(Duration::from_secs)
+            .ok_or_else(|| format!("{text:?} is too long"))
     };
+    match unit {
+        "ms" => Ok(Duration::from_millis(number)),
+        "" | "s" => seconds(1),
+        "m" => seconds(60),
+        "h" => seconds(3600),
+        _ => Err(format!(
+            "{text:?}: unknown unit {unit:?} (use ms, s, m or h)"
+        )),
+    }
+}
+
+fn parse_duration_within(
+    text: &str,
+    min: Duration,
+    max: Duration,
+    range: &str,
+) -> std::result::Result<Duration, String> {
+    let duration = parse_duration(text)?;
+    if duration < min || duration > max {
+        return Err(format!("{text:?} is out of range ({range})"));
+    }
     Ok(duration)
+}
+
+const HOUR: Duration = Duration::from_secs(3600);
+const DAY: Duration = Duration::from_secs(24 * 3600);
+
+fn parse_timeout(text: &str) -> std::result::Result<Duration, String> {
+    parse_duration_within(text, Duration::from_millis(1), HOUR, "1ms to 1h")
+}
+
+fn parse_claim_lease(text: &str) -> std::result::Result<Duration, String> {
+    parse_duration_within(text, Duration::from_secs(1), DAY, "1s to 1d")
+}
+
+fn parse_grace(text: &str) -> std::result::Result<Duration, String> {
+    parse_duration_within(text, Duration::ZERO, DAY * 365, "0 to 365d")
 }
 
 #[cfg(test)]
@@ -405,11 +731,150 @@ mod tests {
     }
 
     #[test]
+    fn every_flag_has_an_environment_variable() {
+        use clap::CommandFactory;
+        let root = Cli::command();
+        let mut missing = Vec::new();
+        let mut check = |command: &clap::Command| {
+            for arg in command.get_arguments() {
+                let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+                if !builtin && !arg.is_positional() && arg.get_env().is_none() {
+                    missing.push(format!("{} --{}", command.get_name(), arg.get_id()));
+                }
+            }
+        };
+        check(&root);
+        for sub in root.get_subcommands() {
+            check(sub);
+        }
+        assert!(missing.is_empty(), "flags without env: {missing:?}");
+    }
+
+    #[test]
     fn durations() {
         assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
         assert_eq!(parse_duration("10").unwrap(), Duration::from_secs(10));
         assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
         assert!(parse_duration("ten").is_err());
         assert!(parse_duration("5d").is_err());
+        assert!(parse_duration(&format!("{}h", u64::MAX / 2)).is_err());
+    }
+
+    #[test]
+    fn durations_are_range_checked_per_flag() {
+        assert!(parse_timeout("0").is_err());
+        assert!(parse_timeout("0ms").is_err());
+        assert!(parse_timeout("1ms").is_ok());
+        assert!(parse_timeout("2h").is_err());
+        assert!(parse_timeout(&u64::MAX.to_string()).is_err());
+        assert!(parse_grace("0").is_ok());
+        assert!(parse_grace(&format!("{}", i64::MAX as u64 + 1)).is_err());
+        assert!(parse_grace("8760h").is_ok());
+        assert!(parse_grace("8761h").is_err());
+        assert!(parse_claim_lease("0s").is_err());
+        assert!(parse_claim_lease("25h").is_err());
+    }
+
+    fn validate(args: &[&str]) -> Result<Invocation> {
+        let mut argv = vec!["secops", "--vault-addr", "http://127.0.0.1:1"];
+        argv.extend_from_slice(args);
+        let cli = Cli::try_parse_from(argv).expect("parses");
+        // A token keeps the login offline; the flag names a file that exists.
+        let token = std::env::temp_dir().join(format!("secops-cli-test-{}", std::process::id()));
+        std::fs::write(&token, "t").unwrap();
+        let cli = Cli {
+            vault: VaultArgs {
+                vault_token_file: Some(token),
+                ..cli.vault
+            },
+            ..cli
+        };
+        cli.validate()
+    }
+
+    #[test]
+    fn plans_are_typed_before_any_client_exists() {
+        let Ok(Invocation {
+            command: CommandPlan::Handover(plan),
+            kube: Some(_),
+            ..
+        }) = validate(&["handover", "--shard", "1/4", "-n", "b,a,b"])
+        else {
+            panic!("a handover plan")
+        };
+        assert_eq!(plan.shard, Some(Shard { index: 1, count: 4 }));
+        assert_eq!(plan.scope, Scope::Namespaces(vec!["a".into(), "b".into()]));
+        let Ok(rotation) = validate(&[
+            "rotate",
+            "--path",
+            "a/b",
+            "--key",
+            "k",
+            "--rotation-id",
+            "r1",
+            "--generator",
+            "hex",
+        ]) else {
+            panic!("a rotation plan")
+        };
+        assert!(rotation.kube.is_none(), "no consumers, no Kubernetes");
+        for bad in [
+            &["write-vault", "--secret", "no-slash"][..],
+            &["handover", "--shard", "5/4"],
+            &[
+                "rotate",
+                "--path",
+                "a/../b",
+                "--key",
+                "k",
+                "--rotation-id",
+                "r",
+                "--generator",
+                "hex",
+            ],
+            &[
+                "rotate",
+                "--path",
+                "a/b",
+                "--key",
+                "k",
+                "--rotation-id",
+                "r",
+                "--generator",
+                "vault-policy",
+            ],
+            &[
+                "rotate",
+                "--path",
+                "a/b",
+                "--key",
+                "k",
+                "--rotation-id",
+                "r",
+                "--generator",
+                "hex",
+                "--refresh",
+                "deployment/a/b",
+            ],
+            &["push-secret", "--path", "a/b"],
+            &["status", "-n", "Bad_NS"],
+        ] {
+            let error = validate(bad).err().expect("a usage error");
+            assert_eq!(error.exit_status().code(), 2, "{bad:?}: {error}");
+        }
+        let reserved = validate(&[
+            "rotate",
+            "--path",
+            "secops/fingerprint-key",
+            "--key",
+            "k",
+            "--rotation-id",
+            "r",
+            "--generator",
+            "hex",
+        ])
+        .err()
+        .expect("refused");
+        assert_eq!(reserved.exit_status().code(), 3);
     }
 }

@@ -1,10 +1,13 @@
 //! The one error type: each variant names the refusal or the action that failed, and maps
-//! to an exit code of the contract (section 5).
+//! to an exit status of the contract (`docs/contract.md` §5).
+
+use serde::{Serialize, Serializer};
 
 /// What went wrong, said in one line. No variant carries a secret value or a payload's own
 /// parse error (which could quote the value).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// A flag, environment variable or file the user gave is unusable.
     #[error("{0}")]
     Usage(String),
 
@@ -18,6 +21,9 @@ pub enum Error {
         allowed: String,
     },
 
+    #[error("{path:?} is under secops/, which holds secops's own state; refusing to {action}")]
+    ReservedPath { path: String, action: String },
+
     #[error("Vault path {path:?} belongs to {owner}, not to {claimant}; refusing to overwrite it")]
     NotOwned {
         path: String,
@@ -25,8 +31,19 @@ pub enum Error {
         claimant: String,
     },
 
+    #[error("Vault path {path:?} has no secops provenance; pass --adopt to take it over")]
+    NotAdopted { path: String },
+
     #[error("{secret} has drifted: its data no longer matches what was handed over to Vault (version {version}); Vault stays authoritative, fix the value in Git or rotate in Vault")]
     Drifted { secret: String, version: u64 },
+
+    /// Vault or the API server said 403: the identity lacks a permission.
+    #[error("{action}: forbidden: {detail}")]
+    Forbidden { action: String, detail: String },
+
+    /// A state that forbids the step and that no retry changes.
+    #[error("{action}: refused: {detail}")]
+    Refused { action: String, detail: String },
 
     #[error("{what} not found")]
     NotFound { what: String },
@@ -34,20 +51,25 @@ pub enum Error {
     #[error("{secret} is not handed over to Vault yet (no provenance at {path:?}); run write-vault first")]
     NotHandedOver { secret: String, path: String },
 
-    #[error("{action}: refused: {detail}")]
-    Refused { action: String, detail: String },
-
     #[error("{action}: authentication failed: {detail}")]
     Unauthenticated { action: String, detail: String },
+
+    /// Vault or the API server refused the request as malformed (400/422): not the user's
+    /// flags, but nothing a retry fixes either.
+    #[error("{action}: rejected: {detail}")]
+    Rejected { action: String, detail: String },
 
     #[error("{action}: temporary failure: {detail}")]
     Temporary { action: String, detail: String },
 
+    /// A conditional write kept losing to concurrent writers, [`crate::retry::RACE_ATTEMPTS`]
+    /// times in a row.
+    #[error("{action}: lost the race to concurrent writers repeatedly")]
+    LostRace { action: String },
+
+    /// An answer secops cannot make sense of.
     #[error("{action}: {detail}")]
     Remote { action: String, detail: String },
-
-    #[error("{0} is not implemented yet")]
-    NotImplemented(&'static str),
 
     #[error("internal error: {0}")]
     Internal(String),
@@ -55,35 +77,63 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Exit codes of the contract, section 5.
-pub mod exit {
-    pub const OK: i32 = 0;
-    pub const INTERNAL: i32 = 1;
-    pub const USAGE: i32 = 2;
-    pub const REFUSED: i32 = 3;
-    pub const NOT_FOUND: i32 = 4;
-    pub const TEMPORARY: i32 = 75;
+/// The exit statuses of the contract, declared from best to worst: when several secrets end
+/// differently in one run, the run exits with the greatest. A temporary failure ranks above
+/// refusals so that Argo retries the run: the secrets already done are cheap no-ops on the
+/// retry, and a permanent refusal still surfaces on the last attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub enum ExitStatus {
+    #[default]
+    Ok,
+    NotFound,
+    Usage,
+    Refused,
+    Temporary,
+    Internal,
+}
+
+impl ExitStatus {
+    pub fn code(self) -> u8 {
+        match self {
+            ExitStatus::Ok => 0,
+            ExitStatus::Internal => 1,
+            ExitStatus::Usage => 2,
+            ExitStatus::Refused => 3,
+            ExitStatus::NotFound => 4,
+            ExitStatus::Temporary => 75,
+        }
+    }
+}
+
+impl Serialize for ExitStatus {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        serializer.serialize_u8(self.code())
+    }
 }
 
 impl Error {
-    pub fn exit_code(&self) -> i32 {
+    pub fn exit_status(&self) -> ExitStatus {
         match self {
-            Error::Usage(_) | Error::InvalidSource { .. } | Error::Unauthenticated { .. } => {
-                exit::USAGE
-            }
+            Error::Usage(_)
+            | Error::InvalidSource { .. }
+            | Error::Unauthenticated { .. }
+            | Error::Rejected { .. } => ExitStatus::Usage,
             Error::PathNotAllowed { .. }
+            | Error::ReservedPath { .. }
             | Error::NotOwned { .. }
+            | Error::NotAdopted { .. }
             | Error::Drifted { .. }
-            | Error::Refused { .. } => exit::REFUSED,
-            Error::NotFound { .. } | Error::NotHandedOver { .. } => exit::NOT_FOUND,
-            Error::Temporary { .. } => exit::TEMPORARY,
-            Error::Remote { .. } | Error::NotImplemented(_) | Error::Internal(_) => exit::INTERNAL,
+            | Error::Forbidden { .. }
+            | Error::Refused { .. } => ExitStatus::Refused,
+            Error::NotFound { .. } | Error::NotHandedOver { .. } => ExitStatus::NotFound,
+            Error::Temporary { .. } | Error::LostRace { .. } => ExitStatus::Temporary,
+            Error::Remote { .. } | Error::Internal(_) => ExitStatus::Internal,
         }
     }
 
     /// Only temporary failures are retried; a refusal or a bad input never is.
     pub fn is_transient(&self) -> bool {
-        matches!(self, Error::Temporary { .. })
+        self.exit_status() == ExitStatus::Temporary
     }
 
     /// A short machine-readable name for result documents.
@@ -92,31 +142,97 @@ impl Error {
             Error::Usage(_) => "usage",
             Error::InvalidSource { .. } => "invalid",
             Error::PathNotAllowed { .. } => "path-not-allowed",
+            Error::ReservedPath { .. } => "reserved-path",
             Error::NotOwned { .. } => "not-owned",
+            Error::NotAdopted { .. } => "not-adopted",
             Error::Drifted { .. } => "drifted",
+            Error::Forbidden { .. } => "forbidden",
+            Error::Refused { .. } => "refused",
             Error::NotFound { .. } => "not-found",
             Error::NotHandedOver { .. } => "not-handed-over",
-            Error::Refused { .. } => "refused",
             Error::Unauthenticated { .. } => "unauthenticated",
+            Error::Rejected { .. } => "rejected",
             Error::Temporary { .. } => "temporary",
+            Error::LostRace { .. } => "lost-race",
             Error::Remote { .. } => "remote",
-            Error::NotImplemented(_) => "not-implemented",
             Error::Internal(_) => "internal",
+        }
+    }
+
+    pub fn temporary(action: impl Into<String>, detail: impl Into<String>) -> Self {
+        Error::Temporary {
+            action: action.into(),
+            detail: detail.into(),
         }
     }
 }
 
-/// How bad an exit code is when several secrets end differently in one run. A temporary
-/// failure ranks above refusals so that Argo retries the run: the secrets already done are
-/// cheap no-ops on the retry, and a permanent refusal still surfaces on the last attempt.
-pub fn severity(code: i32) -> u8 {
-    match code {
-        exit::OK => 0,
-        exit::NOT_FOUND => 1,
-        exit::USAGE => 2,
-        exit::REFUSED => 3,
-        exit::TEMPORARY => 4,
-        _ => 5,
+/// Every error in a `source()` chain, looking inside `io::Error`s too: their `source()`
+/// skips the error they wrap, which is where a TLS or timeout cause usually sits.
+pub fn causes<'a>(
+    top: &'a (dyn std::error::Error + 'static),
+) -> Vec<&'a (dyn std::error::Error + 'static)> {
+    let mut chain = Vec::new();
+    let mut next = Some(top);
+    while let Some(error) = next {
+        chain.push(error);
+        next = match error
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+        {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => error.source(),
+        };
+    }
+    chain
+}
+
+/// Why a request never got an answer, decided by the error types in its chain.
+#[derive(Debug, PartialEq, Eq)]
+pub enum TransportFault {
+    /// The server's certificate is not trusted: configuration, no retry fixes it.
+    Certificate,
+    TimedOut,
+    /// Refused, reset, unresolvable: temporary.
+    Unreachable,
+}
+
+pub fn transport_fault(error: &(dyn std::error::Error + 'static)) -> TransportFault {
+    for cause in causes(error) {
+        if let Some(tls) = cause.downcast_ref::<rustls::Error>() {
+            if matches!(
+                tls,
+                rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented
+            ) {
+                return TransportFault::Certificate;
+            }
+        }
+        if cause
+            .downcast_ref::<reqwest::Error>()
+            .is_some_and(reqwest::Error::is_timeout)
+            || cause
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+        {
+            return TransportFault::TimedOut;
+        }
+    }
+    TransportFault::Unreachable
+}
+
+/// How an error appears in a result document.
+#[derive(Debug, Serialize)]
+pub struct ErrorReport {
+    pub kind: &'static str,
+    pub message: String,
+}
+
+impl From<&Error> for ErrorReport {
+    fn from(error: &Error) -> Self {
+        ErrorReport {
+            kind: error.kind(),
+            message: error.to_string(),
+        }
     }
 }
 
@@ -126,12 +242,13 @@ mod tests {
 
     #[test]
     fn only_temporary_failures_are_retried() {
-        let temporary = Error::Temporary {
-            action: "a".into(),
-            detail: "b".into(),
-        };
-        assert!(temporary.is_transient());
-        assert_eq!(temporary.exit_code(), 75);
+        for transient in [
+            Error::temporary("a", "b"),
+            Error::LostRace { action: "a".into() },
+        ] {
+            assert!(transient.is_transient());
+            assert_eq!(transient.exit_status().code(), 75);
+        }
         for permanent in [
             Error::Usage("x".into()),
             Error::NotOwned {
@@ -140,6 +257,10 @@ mod tests {
                 claimant: "c".into(),
             },
             Error::NotFound { what: "w".into() },
+            Error::Forbidden {
+                action: "a".into(),
+                detail: "d".into(),
+            },
             Error::Internal("i".into()),
         ] {
             assert!(!permanent.is_transient(), "{permanent}");
@@ -148,26 +269,67 @@ mod tests {
 
     #[test]
     fn exit_codes_follow_the_contract() {
-        assert_eq!(Error::Usage("x".into()).exit_code(), 2);
+        let code = |e: Error| e.exit_status().code();
+        assert_eq!(code(Error::Usage("x".into())), 2);
         assert_eq!(
-            Error::Drifted {
+            code(Error::Rejected {
+                action: "a".into(),
+                detail: "d".into()
+            }),
+            2
+        );
+        assert_eq!(
+            code(Error::Drifted {
                 secret: "s".into(),
                 version: 1
-            }
-            .exit_code(),
+            }),
+            3
+        );
+        assert_eq!(code(Error::NotAdopted { path: "p".into() }), 3);
+        assert_eq!(
+            code(Error::ReservedPath {
+                path: "secops/x".into(),
+                action: "rotate".into()
+            }),
             3
         );
         assert_eq!(
-            Error::NotHandedOver {
+            code(Error::NotHandedOver {
                 secret: "s".into(),
                 path: "p".into()
-            }
-            .exit_code(),
+            }),
             4
         );
-        assert_eq!(Error::NotImplemented("rotate").exit_code(), 1);
-        assert!(
-            severity(75) > severity(3) && severity(3) > severity(0) && severity(1) > severity(75)
+        assert_eq!(code(Error::Internal("x".into())), 1);
+    }
+
+    #[test]
+    fn transport_faults_are_found_by_type_anywhere_in_the_chain() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("request failed")]
+        struct Wrapper(#[source] std::io::Error);
+
+        let untrusted = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        let wrapped = Wrapper(std::io::Error::other(untrusted));
+        assert_eq!(transport_fault(&wrapped), TransportFault::Certificate);
+        let timed_out = Wrapper(std::io::Error::new(std::io::ErrorKind::TimedOut, "slow"));
+        assert_eq!(transport_fault(&timed_out), TransportFault::TimedOut);
+        // A message that merely mentions a certificate decides nothing.
+        let refused = Wrapper(std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "certificate timed out",
+        ));
+        assert_eq!(transport_fault(&refused), TransportFault::Unreachable);
+    }
+
+    #[test]
+    fn the_worst_status_wins_and_temporary_outranks_refusals() {
+        use ExitStatus::*;
+        assert!(Internal > Temporary && Temporary > Refused && Refused > Usage);
+        assert!(Usage > NotFound && NotFound > Ok);
+        assert_eq!(
+            [Ok, Refused, Temporary, NotFound].into_iter().max(),
+            Some(Temporary)
         );
     }
 }

@@ -2,6 +2,7 @@
 //! in secops's own types. kube and k8s-openapi types stay inside this module.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
@@ -13,13 +14,21 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 use serde_json::{json, Value};
 
-use crate::cli::KubeArgs;
 use crate::domain::bootstrap::SourceSecret;
 use crate::domain::consumers::{Consumer, ConsumerKind};
 use crate::domain::SecretRef;
-use crate::error::{Error, Result};
-use crate::retry::RetryPolicy;
+use crate::error::{transport_fault, Error, Result, TransportFault};
+use crate::retry::{RetryPolicy, RACE_ATTEMPTS};
 use crate::secret::{SecretBytes, SecretData};
+
+/// Where the cluster is, validated before any connection is made (by `cli`).
+pub struct KubeSettings {
+    /// In-cluster configuration, else `KUBECONFIG`/`~/.kube/config`, when absent.
+    pub kubeconfig: Option<PathBuf>,
+    pub context: Option<String>,
+    /// Per request.
+    pub timeout: Duration,
+}
 
 /// Secrets fetched per list call.
 pub const PAGE_SIZE: u32 = 250;
@@ -82,6 +91,21 @@ fn conditional(
     }
 }
 
+/// The outcome of a read: 404 is an answer (absent); a read cannot conflict.
+fn found<T>(result: std::result::Result<T, kube::Error>, action: &str) -> Result<Option<T>> {
+    match result {
+        Ok(value) => Ok(Some(value)),
+        Err(e) => match classify(e, action) {
+            Failure::NotFound => Ok(None),
+            Failure::Conflict => Err(Error::Remote {
+                action: action.into(),
+                detail: "unexpected conflict".into(),
+            }),
+            Failure::Fatal(error) => Err(error),
+        },
+    }
+}
+
 /// Classifies every kube error in one place.
 fn classify(error: kube::Error, action: &str) -> Failure {
     let fatal = |e: Error| Failure::Fatal(e);
@@ -99,7 +123,7 @@ fn classify(error: kube::Error, action: &str) -> Failure {
                     action: action.into(),
                     detail: message,
                 }),
-                403 => fatal(Error::Refused {
+                403 => fatal(Error::Forbidden {
                     action: action.into(),
                     detail: message,
                 }),
@@ -107,9 +131,10 @@ fn classify(error: kube::Error, action: &str) -> Failure {
                     action: action.into(),
                     detail: format!("HTTP {}: {message}", status.code),
                 }),
-                400 | 422 => fatal(Error::Usage(format!(
-                    "{action}: the API server rejected the request: {message}"
-                ))),
+                400 | 422 => fatal(Error::Rejected {
+                    action: action.into(),
+                    detail: message,
+                }),
                 code => fatal(Error::Remote {
                     action: action.into(),
                     detail: format!("HTTP {code}: {message}"),
@@ -120,18 +145,15 @@ fn classify(error: kube::Error, action: &str) -> Failure {
             action: action.into(),
             detail: format!("connection failed: {e}"),
         }),
-        kube::Error::Service(e) => {
-            let text = e.to_string();
-            let detail = if text.contains("timed out") || text.contains("elapsed") {
-                "request timed out".to_string()
-            } else {
-                format!("cannot reach the API server: {text}")
-            };
-            fatal(Error::Temporary {
-                action: action.into(),
-                detail,
-            })
-        }
+        kube::Error::Service(e) => fatal(match transport_fault(e.as_ref()) {
+            TransportFault::Certificate => Error::Usage(format!(
+                "{action}: the API server's TLS certificate is not trusted: {e}"
+            )),
+            TransportFault::TimedOut => Error::temporary(action, "request timed out"),
+            TransportFault::Unreachable => {
+                Error::temporary(action, format!("cannot reach the API server: {e}"))
+            }
+        }),
         // Never attach the deserializer's message: it could quote a Secret's data.
         kube::Error::SerdeError(_) | kube::Error::FromUtf8(_) => fatal(Error::Remote {
             action: action.into(),
@@ -186,12 +208,13 @@ pub struct Kube {
 }
 
 impl Kube {
-    pub async fn connect(args: &KubeArgs, timeout: Duration, retry: RetryPolicy) -> Result<Kube> {
+    pub async fn connect(settings: &KubeSettings, retry: RetryPolicy) -> Result<Kube> {
         let options = KubeConfigOptions {
-            context: args.context.clone(),
+            context: settings.context.clone(),
             ..Default::default()
         };
-        let config = match (&args.kubeconfig, &args.context) {
+        let timeout = settings.timeout;
+        let config = match (&settings.kubeconfig, &settings.context) {
             (Some(path), _) => {
                 let kubeconfig = Kubeconfig::read_from(path)
                     .map_err(|e| Error::Usage(format!("--kubeconfig {}: {e}", path.display())))?;
@@ -233,8 +256,7 @@ impl Kube {
         }
     }
 
-    /// Every Secret matching the selector, page by page.
-    /// Every Secret matching the selector.
+    /// Every Secret matching the selector, fetched page by page.
     pub async fn list_secrets(
         &self,
         namespace: Option<&str>,
@@ -302,19 +324,7 @@ impl Kube {
         let api = self.secrets(Some(&reference.namespace));
         let secret = self
             .retry
-            .run(|| async {
-                match api.get(&reference.name).await {
-                    Ok(secret) => Ok(Some(secret)),
-                    Err(e) => match classify(e, &action) {
-                        Failure::NotFound => Ok(None),
-                        Failure::Conflict => Err(Error::Remote {
-                            action: action.clone(),
-                            detail: "unexpected conflict".into(),
-                        }),
-                        Failure::Fatal(error) => Err(error),
-                    },
-                }
-            })
+            .run(|| async { found(api.get(&reference.name).await, &action) })
             .await?;
         secret.map(source_secret).transpose()
     }
@@ -374,9 +384,7 @@ impl Kube {
         message: &str,
         warning: bool,
     ) {
-        let now = jiff::Timestamp::now()
-            .strftime("%Y-%m-%dT%H:%M:%SZ")
-            .to_string();
+        let now = crate::clock::now_rfc3339();
         let event = json!({
             "metadata": {"generateName": format!("{}.", reference.name), "namespace": reference.namespace},
             "involvedObject": {"apiVersion": "v1", "kind": "Secret", "namespace": reference.namespace, "name": reference.name, "uid": uid},
@@ -422,27 +430,17 @@ impl Kube {
         let api: Api<DynamicObject> =
             Api::namespaced_with(self.client.clone(), &consumer.namespace, &resource);
         let action = format!("refresh {consumer}");
-        let now = jiff::Timestamp::now();
-        for _ in 0..5 {
+        let now = crate::clock::now();
+        for _ in 0..RACE_ATTEMPTS {
             let current = self
                 .retry
-                .run(|| async {
-                    api.get(&consumer.name)
-                        .await
-                        .map_err(|e| match classify(e, &action) {
-                            Failure::NotFound => Error::NotFound {
-                                what: consumer.to_string(),
-                            },
-                            Failure::Conflict => Error::Remote {
-                                action: action.clone(),
-                                detail: "unexpected conflict".into(),
-                            },
-                            Failure::Fatal(error) => error,
-                        })
-                })
-                .await?;
+                .run(|| async { found(api.get(&consumer.name).await, &action) })
+                .await?
+                .ok_or_else(|| Error::NotFound {
+                    what: consumer.to_string(),
+                })?;
             let force_sync = now.as_second().to_string();
-            let restarted_at = now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+            let restarted_at = crate::clock::rfc3339(now);
             // A refresh stamped at or after our start (a racing rotation's, say) already
             // did our job: the consumer will read the value we wrote.
             let stamped = match consumer.kind {
@@ -497,9 +495,6 @@ impl Kube {
                 return Ok(());
             }
         }
-        Err(Error::Temporary {
-            action,
-            detail: "lost the optimistic-lock race repeatedly".into(),
-        })
+        Err(Error::LostRace { action })
     }
 }

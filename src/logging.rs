@@ -1,11 +1,34 @@
 //! Logs and audit events on stderr (JSON by default), filtered by `RUST_LOG`.
 
+use std::fmt::Display;
 use std::sync::OnceLock;
 
 use tracing_subscriber::EnvFilter;
 
-use crate::cli::LogFormat;
 use crate::domain::fingerprint::Fingerprint;
+use crate::domain::outcome::Outcome;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+impl LogFormat {
+    pub const NAMES: [&'static str; 2] = ["json", "text"];
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "json" => Ok(LogFormat::Json),
+            "text" => Ok(LogFormat::Text),
+            _ => Err(format!("{text:?} is not one of json, text")),
+        }
+    }
+}
 
 /// Libraries that may log request or response bodies (Secret data) at debug/trace, or that
 /// log expected 404s as errors. These caps are applied after `RUST_LOG`, so no filter a
@@ -76,16 +99,16 @@ pub fn actor() -> &'static str {
 /// One audit event per state change: a log line with `"audit":true`.
 pub fn audit(
     action: &str,
-    target: &str,
-    outcome: &str,
+    target: &dyn Display,
+    outcome: Outcome,
     vault_version: Option<u64>,
     fingerprint: Option<&Fingerprint>,
 ) {
     tracing::info!(
         audit = true,
         action,
-        target,
-        outcome,
+        target = %target,
+        outcome = outcome.as_str(),
         actor = actor(),
         vault_version,
         fingerprint = fingerprint.map(Fingerprint::as_str),

@@ -1,36 +1,41 @@
-//! The output contract (section 4): one JSON document on stdout; with `--output-dir`, the
-//! same document as `result.json`, one file per scalar field, and any extra files, each
-//! written atomically (temp file + rename) so Argo never reads half a file.
+//! The output contract (`docs/contract.md` §4): one JSON document on stdout; with
+//! `--output-dir`, the same document as `result.json`, one file per scalar field, and any
+//! extra files, each written atomically (temp file + rename) so Argo never reads half a file.
 
+use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::Path;
 
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
 
-use crate::error::{exit, Error, Result};
+use crate::domain::bootstrap::SourceSecret;
+use crate::domain::outcome::Outcome;
+use crate::error::{Error, ErrorReport, ExitStatus, Result};
 
-/// What a command hands back to `main`: the result document, its exit code, extra files.
+/// What a command hands back to `main`: the result document, its exit status, extra files.
 #[derive(Debug)]
 pub struct Report {
     pub document: Value,
-    pub exit_code: i32,
+    pub status: ExitStatus,
     pub files: Vec<(String, Vec<u8>)>,
     /// A human rendering printed instead of the JSON document (`status` on a terminal).
     pub text: Option<String>,
 }
 
 impl Report {
-    pub fn new(document: Value) -> Self {
+    pub fn new(document: &impl Serialize) -> Self {
         Self {
-            document,
-            exit_code: exit::OK,
+            // Result documents are structs and string-keyed maps: always representable.
+            document: serde_json::to_value(document).expect("result documents serialize"),
+            status: ExitStatus::Ok,
             files: Vec::new(),
             text: None,
         }
     }
 
-    pub fn with_exit_code(mut self, code: i32) -> Self {
-        self.exit_code = code;
+    pub fn with_status(mut self, status: ExitStatus) -> Self {
+        self.status = status;
         self
     }
 
@@ -41,59 +46,158 @@ impl Report {
 
     /// The document for a command that failed as a whole.
     pub fn failure(command: &str, error: &Error) -> Self {
-        let document = json!({
-            "command": command,
-            "outcome": "error",
-            "error": {"kind": error.kind(), "message": error.to_string()},
-            "exit_code": error.exit_code(),
-        });
-        Self::new(document).with_exit_code(error.exit_code())
+        #[derive(Serialize)]
+        struct Failure<'a> {
+            command: &'a str,
+            outcome: Outcome,
+            error: ErrorReport,
+            exit_code: ExitStatus,
+        }
+        Self::new(&Failure {
+            command,
+            outcome: Outcome::Error,
+            error: error.into(),
+            exit_code: error.exit_status(),
+        })
+        .with_status(error.exit_status())
     }
 }
 
-/// Counts items by the value of `field` and picks the worst `exit_code` among them (see
-/// [`severity`](crate::error::severity)), for the batch commands.
-pub fn summarize(items: &[Value], field: &str) -> (serde_json::Map<String, Value>, i32) {
-    let mut counts = serde_json::Map::new();
-    let mut exit_code = exit::OK;
-    for item in items {
-        let name = item[field].as_str().unwrap_or("failed").to_string();
-        let entry = counts.entry(name).or_insert(json!(0));
-        *entry = json!(entry.as_u64().unwrap_or(0) + 1);
-        let code = item["exit_code"]
-            .as_i64()
-            .and_then(|c| i32::try_from(c).ok())
-            .unwrap_or(exit::OK);
-        if crate::error::severity(code) > crate::error::severity(exit_code) {
-            exit_code = code;
+/// Which Secret an item or a single-Secret result is about.
+#[derive(Debug, Clone, Serialize)]
+pub struct SecretIdentity {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+}
+
+impl From<&SourceSecret> for SecretIdentity {
+    fn from(secret: &SourceSecret) -> Self {
+        SecretIdentity {
+            namespace: secret.reference.namespace.clone(),
+            name: secret.reference.name.clone(),
+            uid: secret.uid.clone(),
         }
     }
-    (counts, exit_code)
 }
 
-/// The result of a batch command: counts by outcome, the worst exit code, every item, and
-/// the command's own `extra` fields.
-pub fn batch_report(command: &str, items: Vec<Value>, dry_run: bool, extra: Value) -> Report {
-    let (counts, exit_code) = summarize(&items, "outcome");
-    let outcome = match (exit_code, dry_run) {
-        (exit::OK, true) => "planned",
-        (exit::OK, false) => "done",
-        _ => "failed",
-    };
-    let mut document = json!({
-        "command": command,
-        "outcome": outcome,
-        "total": items.len(),
-        "counts": counts,
-        "exit_code": exit_code,
-        "dry_run": dry_run,
-    });
-    // Moved in, not passed to `json!`: that would copy every item (10,000 in a big batch).
-    document["items"] = Value::Array(items);
-    if let (Some(document), Some(extra)) = (document.as_object_mut(), extra.as_object()) {
-        document.extend(extra.clone());
+/// A step's result fields that name its outcome.
+pub trait HasOutcome {
+    fn outcome(&self) -> Outcome;
+}
+
+/// One Secret of a batch: who it is, and what became of it.
+#[derive(Debug, Serialize)]
+pub struct Item<T> {
+    #[serde(flatten)]
+    pub secret: SecretIdentity,
+    #[serde(flatten)]
+    pub result: ItemResult<T>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum ItemResult<T> {
+    Done(T),
+    Failed(FailedItem),
+}
+
+#[derive(Debug, Serialize)]
+pub struct FailedItem {
+    outcome: Outcome,
+    exit_code: ExitStatus,
+    error: ErrorReport,
+}
+
+impl<T> Item<T> {
+    /// One bad Secret never stops the others: its error becomes its item.
+    pub fn from_result(secret: SecretIdentity, result: Result<T>) -> Self {
+        let result = match result {
+            Ok(done) => ItemResult::Done(done),
+            Err(error) => {
+                tracing::warn!(secret = %format!("{}/{}", secret.namespace, secret.name), %error, "item failed");
+                ItemResult::Failed(FailedItem {
+                    outcome: Outcome::Failed,
+                    exit_code: error.exit_status(),
+                    error: (&error).into(),
+                })
+            }
+        };
+        Item { secret, result }
     }
-    Report::new(document).with_exit_code(exit_code)
+
+    fn status(&self) -> ExitStatus {
+        match &self.result {
+            ItemResult::Done(_) => ExitStatus::Ok,
+            ItemResult::Failed(failed) => failed.exit_code,
+        }
+    }
+
+    pub fn sort_key(&self) -> (&str, &str) {
+        (&self.secret.namespace, &self.secret.name)
+    }
+}
+
+impl<T: HasOutcome> HasOutcome for Item<T> {
+    fn outcome(&self) -> Outcome {
+        match &self.result {
+            ItemResult::Done(done) => done.outcome(),
+            ItemResult::Failed(_) => Outcome::Failed,
+        }
+    }
+}
+
+/// How many of each: outcomes of a batch, states of a plan.
+pub fn tally<K: Ord>(keys: impl IntoIterator<Item = K>) -> BTreeMap<K, usize> {
+    let mut counts = BTreeMap::new();
+    for key in keys {
+        *counts.entry(key).or_insert(0) += 1;
+    }
+    counts
+}
+
+/// The result of a batch command: counts by outcome, the worst exit status, every item,
+/// and the command's own `extra` fields.
+#[derive(Serialize)]
+struct Batch<'a, I, E> {
+    command: &'a str,
+    outcome: Outcome,
+    total: usize,
+    counts: BTreeMap<Outcome, usize>,
+    exit_code: ExitStatus,
+    dry_run: bool,
+    items: &'a [Item<I>],
+    #[serde(flatten)]
+    extra: E,
+}
+
+pub fn batch_report<I: HasOutcome + Serialize, E: Serialize>(
+    command: &str,
+    items: Vec<Item<I>>,
+    dry_run: bool,
+    extra: E,
+) -> Report {
+    let status = items
+        .iter()
+        .map(Item::status)
+        .max()
+        .unwrap_or(ExitStatus::Ok);
+    let outcome = match (status, dry_run) {
+        (ExitStatus::Ok, true) => Outcome::Planned,
+        (ExitStatus::Ok, false) => Outcome::Done,
+        _ => Outcome::Failed,
+    };
+    let batch = Batch {
+        command,
+        outcome,
+        total: items.len(),
+        counts: tally(items.iter().map(HasOutcome::outcome)),
+        exit_code: status,
+        dry_run,
+        items: &items,
+        extra,
+    };
+    Report::new(&batch).with_status(status)
 }
 
 pub fn print(report: &Report) {
@@ -150,13 +254,15 @@ fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     #[test]
     fn output_dir_holds_result_and_scalar_fields() {
         let dir = std::env::temp_dir().join(format!("secops-output-test-{}", std::process::id()));
         let report = Report::new(
-            json!({"command": "write-vault", "outcome": "written", "version": 3, "keys": ["a"]}),
+            &json!({"command": "write-vault", "outcome": "written", "version": 3, "keys": ["a"]}),
         )
         .with_file("items.json", b"[]".to_vec());
         write_output_dir(&dir, &report).unwrap();
@@ -182,5 +288,64 @@ mod tests {
             .count();
         assert_eq!(leftovers, 0);
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[derive(Serialize)]
+    struct Done {
+        outcome: Outcome,
+    }
+
+    impl HasOutcome for Done {
+        fn outcome(&self) -> Outcome {
+            self.outcome
+        }
+    }
+
+    #[test]
+    fn a_batch_counts_outcomes_and_exits_with_its_worst_item() {
+        let identity = |name: &str| SecretIdentity {
+            namespace: "ns".into(),
+            name: name.into(),
+            uid: format!("uid-{name}"),
+        };
+        let items = vec![
+            Item::from_result(
+                identity("a"),
+                Ok(Done {
+                    outcome: Outcome::Consumed,
+                }),
+            ),
+            Item::from_result(identity("b"), Err(Error::NotFound { what: "b".into() })),
+            Item::from_result(
+                identity("c"),
+                Err(Error::NotOwned {
+                    path: "p".into(),
+                    owner: "o".into(),
+                    claimant: "c".into(),
+                }),
+            ),
+        ];
+        let report = batch_report("handover", items, false, json!({"mode": "annotate"}));
+        assert_eq!(report.status, ExitStatus::Refused);
+        let document = &report.document;
+        assert_eq!(document["outcome"], "failed");
+        assert_eq!(document["exit_code"], 3);
+        assert_eq!(document["counts"], json!({"consumed": 1, "failed": 2}));
+        assert_eq!(document["mode"], "annotate");
+        assert_eq!(document["items"][0]["name"], "a");
+        assert_eq!(document["items"][0]["outcome"], "consumed");
+        assert_eq!(document["items"][1]["exit_code"], 4);
+        assert_eq!(document["items"][2]["error"]["kind"], "not-owned");
+    }
+
+    #[test]
+    fn a_failure_document_names_the_error_in_one_line() {
+        let report = Report::failure("status", &Error::Usage("bad --grace".into()));
+        assert_eq!(report.status, ExitStatus::Usage);
+        assert_eq!(
+            report.document,
+            json!({"command": "status", "outcome": "error", "exit_code": 2,
+                   "error": {"kind": "usage", "message": "bad --grace"}})
+        );
     }
 }

@@ -7,6 +7,11 @@ use backon::{ExponentialBuilder, Retryable as _};
 
 use crate::error::{Error, Result};
 
+/// How many times a step re-reads and re-decides after losing a conditional write (a Vault
+/// `cas` mismatch, a Kubernetes 409, a path deleted under it) before it gives up with
+/// [`Error::LostRace`], which Argo retries. The one limit for every such loop.
+pub const RACE_ATTEMPTS: usize = 5;
+
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {
     pub max_attempts: u32,
@@ -62,13 +67,10 @@ mod tests {
         let result: Result<()> = fast(3)
             .run(|| async {
                 calls.fetch_add(1, Ordering::SeqCst);
-                Err(Error::Temporary {
-                    action: "x".into(),
-                    detail: "503".into(),
-                })
+                Err(Error::temporary("x", "503"))
             })
             .await;
-        assert_eq!(result.unwrap_err().exit_code(), 75);
+        assert_eq!(result.unwrap_err().exit_status().code(), 75);
         assert_eq!(calls.load(Ordering::SeqCst), 3);
     }
 
@@ -81,7 +83,7 @@ mod tests {
                 Err(Error::Usage("bad".into()))
             })
             .await;
-        assert_eq!(result.unwrap_err().exit_code(), 2);
+        assert_eq!(result.unwrap_err().exit_status().code(), 2);
         assert_eq!(calls.load(Ordering::SeqCst), 1);
     }
 }

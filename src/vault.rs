@@ -2,7 +2,7 @@
 //! types. Every call is retried on temporary failures and classified in one place.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD;
@@ -15,11 +15,10 @@ use vaultrs::api::kv2::requests::{
 use vaultrs::client::{Client as _, VaultClient, VaultClientSettingsBuilder};
 use vaultrs::error::ClientError;
 
-use crate::cli::{AuthMethod, VaultArgs};
 use crate::domain::fingerprint::FingerprintKey;
 use crate::domain::names::FINGERPRINT_KEY_PATH;
-use crate::error::{Error, Result};
-use crate::retry::RetryPolicy;
+use crate::error::{transport_fault, Error, Result, TransportFault};
+use crate::retry::{RetryPolicy, RACE_ATTEMPTS};
 use crate::secret::{SecretBytes, SecretData};
 
 /// How secops logs in, with its credentials already read from files or the environment.
@@ -37,7 +36,7 @@ pub enum Login {
     },
 }
 
-/// Everything needed to reach Vault, validated before any connection is made.
+/// Everything needed to reach Vault, validated before any connection is made (by `cli`).
 pub struct VaultSettings {
     pub address: String,
     pub ca_cert: Option<PathBuf>,
@@ -45,107 +44,6 @@ pub struct VaultSettings {
     pub skip_verify: bool,
     pub timeout: Duration,
     pub login: Login,
-}
-
-/// Reads a credential file; a trailing newline would otherwise break the HTTP header.
-fn read_credential(path: &Path, what: &str) -> Result<SecretString> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        Error::Usage(format!(
-            "cannot read {what} file {}: {}",
-            path.display(),
-            e.kind()
-        ))
-    })?;
-    let trimmed = text.trim();
-    if trimmed.is_empty() {
-        return Err(Error::Usage(format!(
-            "{what} file {} is empty",
-            path.display()
-        )));
-    }
-    Ok(SecretString::from(trimmed.to_string()))
-}
-
-impl VaultSettings {
-    pub fn from_args(args: &VaultArgs, timeout: Duration) -> Result<Self> {
-        let address = args.vault_addr.clone().ok_or_else(|| {
-            Error::Usage("no Vault address: set --vault-addr or VAULT_ADDR".into())
-        })?;
-        match url::Url::parse(&address) {
-            Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {}
-            _ => {
-                return Err(Error::Usage(format!(
-                    "--vault-addr {address:?} is not an http(s) URL"
-                )))
-            }
-        }
-        if let Some(ca) = &args.vault_cacert {
-            if !ca.is_file() {
-                return Err(Error::Usage(format!(
-                    "--vault-cacert {}: no such file",
-                    ca.display()
-                )));
-            }
-        }
-        let env_token = std::env::var("VAULT_TOKEN")
-            .ok()
-            .map(|t| t.trim().to_string())
-            .filter(|t| !t.is_empty());
-        let has_token = env_token.is_some() || args.vault_token_file.is_some();
-        let method = args.vault_auth.unwrap_or(if has_token {
-            AuthMethod::Token
-        } else {
-            AuthMethod::Kubernetes
-        });
-        let login = match method {
-            AuthMethod::Token => match (&args.vault_token_file, env_token) {
-                (Some(file), _) => Login::Token(read_credential(file, "--vault-token-file")?),
-                (None, Some(token)) => Login::Token(SecretString::from(token)),
-                (None, None) => {
-                    return Err(Error::Usage(
-                        "token auth needs VAULT_TOKEN or --vault-token-file".into(),
-                    ))
-                }
-            },
-            AuthMethod::Kubernetes => Login::Kubernetes {
-                mount: args
-                    .vault_auth_mount
-                    .clone()
-                    .unwrap_or_else(|| "kubernetes".into()),
-                role: args.vault_role.clone().ok_or_else(|| {
-                    Error::Usage(
-                        "kubernetes auth needs --vault-role (or set VAULT_TOKEN for token auth)"
-                            .into(),
-                    )
-                })?,
-                jwt: read_credential(&args.vault_jwt_file, "--vault-jwt-file")?,
-            },
-            AuthMethod::Approle => Login::AppRole {
-                mount: args
-                    .vault_auth_mount
-                    .clone()
-                    .unwrap_or_else(|| "approle".into()),
-                role_id: args
-                    .vault_role_id
-                    .clone()
-                    .ok_or_else(|| Error::Usage("approle auth needs VAULT_ROLE_ID".into()))?,
-                secret_id: read_credential(
-                    args.vault_secret_id_file.as_deref().ok_or_else(|| {
-                        Error::Usage("approle auth needs --vault-secret-id-file".into())
-                    })?,
-                    "--vault-secret-id-file",
-                )?,
-            },
-        };
-        Ok(VaultSettings {
-            address,
-            ca_cert: args.vault_cacert.clone(),
-            namespace: args.vault_namespace.clone().filter(|n| !n.is_empty()),
-            skip_verify: args.vault_skip_verify,
-            timeout,
-            login,
-        })
-    }
 }
 
 /// One version of a KV v2 secret, values decoded back to raw bytes.
@@ -204,12 +102,21 @@ fn classify(error: ClientError, action: &str) -> Failure {
         ClientError::RestClientError {
             source: rustify::errors::ClientError::RequestError { source, .. },
         } => {
-            return fatal(match describe_transport(&source) {
-                Transport::Certificate(detail) => Error::Usage(format!("{action}: {detail}")),
-                Transport::Unreachable(detail) => Error::Temporary {
-                    action: action.into(),
-                    detail,
-                },
+            let chain = one_line(
+                &source
+                    .chain()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join(": "),
+            );
+            return fatal(match transport_fault(source.as_ref()) {
+                TransportFault::Certificate => Error::Usage(format!(
+                    "{action}: Vault's TLS certificate is not trusted (set --vault-cacert): {chain}"
+                )),
+                TransportFault::TimedOut => Error::temporary(action, "request timed out"),
+                TransportFault::Unreachable => {
+                    Error::temporary(action, format!("cannot reach Vault: {chain}"))
+                }
             });
         }
         ClientError::RestClientError {
@@ -248,7 +155,7 @@ fn classify(error: ClientError, action: &str) -> Failure {
             Failure::CasMismatch
         }
         404 => Failure::NotFound,
-        401 | 403 => fatal(Error::Refused {
+        401 | 403 => fatal(Error::Forbidden {
             action: action.into(),
             detail: message,
         }),
@@ -256,41 +163,14 @@ fn classify(error: ClientError, action: &str) -> Failure {
             action: action.into(),
             detail: format!("HTTP {code}: {message}"),
         }),
-        400 | 405 | 413 | 422 => fatal(Error::Usage(format!(
-            "{action}: Vault rejected the request: {message}"
-        ))),
+        400 | 405 | 413 | 422 => fatal(Error::Rejected {
+            action: action.into(),
+            detail: message,
+        }),
         _ => fatal(Error::Remote {
             action: action.into(),
             detail: format!("HTTP {code}: {message}"),
         }),
-    }
-}
-
-/// A transport failure: an untrusted certificate is a configuration error that no retry
-/// fixes; anything else (refused, reset, timed out) is temporary.
-enum Transport {
-    Certificate(String),
-    Unreachable(String),
-}
-
-fn describe_transport(source: &anyhow::Error) -> Transport {
-    let text = source
-        .chain()
-        .map(|e| e.to_string())
-        .collect::<Vec<_>>()
-        .join(": ");
-    if text.contains("timed out") || text.contains("timeout") {
-        Transport::Unreachable("request timed out".into())
-    } else if text.contains("certificate")
-        || text.contains("UnknownIssuer")
-        || text.contains("InvalidCertificate")
-    {
-        Transport::Certificate(format!(
-            "Vault's TLS certificate is not trusted (set --vault-cacert): {}",
-            one_line(&text)
-        ))
-    } else {
-        Transport::Unreachable(format!("cannot reach Vault: {}", one_line(&text)))
     }
 }
 
@@ -303,6 +183,21 @@ fn done(result: std::result::Result<(), ClientError>, action: &str) -> Result<()
             detail: "unexpected answer".into(),
         },
     })
+}
+
+/// The outcome of a read: 404 is an answer (absent), a check-and-set mismatch is not one
+/// a read can give.
+fn found<T>(result: std::result::Result<T, ClientError>, action: &str) -> Result<Option<T>> {
+    match result {
+        Ok(value) => Ok(Some(value)),
+        Err(e) => match classify(e, action) {
+            Failure::NotFound => Ok(None),
+            Failure::CasMismatch => Err(Error::Internal(format!(
+                "{action}: unexpected check-and-set answer"
+            ))),
+            Failure::Fatal(error) => Err(error),
+        },
+    }
 }
 
 fn one_line(text: &str) -> String {
@@ -443,7 +338,7 @@ impl Vault {
                     Login::Token(_) => unreachable!("token login needs no request"),
                 };
                 result.map_err(|e| match classify(e, &action) {
-                    Failure::Fatal(Error::Refused { action, detail }) => {
+                    Failure::Fatal(Error::Forbidden { action, detail }) => {
                         Error::Unauthenticated { action, detail }
                     }
                     Failure::Fatal(Error::Usage(detail)) => Error::Unauthenticated {
@@ -522,16 +417,10 @@ impl Vault {
                     .version(version)
                     .build()
                     .map_err(|e| Error::Internal(format!("{action}: {e}")))?;
-                match vaultrs::api::exec_with_result(&self.client, request).await {
-                    Ok(response) => Ok(Some(response)),
-                    Err(e) => match classify(e, &action) {
-                        Failure::NotFound => Ok(None),
-                        Failure::CasMismatch => Err(Error::Internal(format!(
-                            "{action}: unexpected check-and-set answer"
-                        ))),
-                        Failure::Fatal(error) => Err(error),
-                    },
-                }
+                found(
+                    vaultrs::api::exec_with_result(&self.client, request).await,
+                    &action,
+                )
             })
             .await?;
         let Some(response) = response else {
@@ -554,33 +443,29 @@ impl Vault {
         let action = format!("read Vault metadata {mount}/{path}");
         self.retry
             .run(|| async {
-                match vaultrs::kv2::read_metadata(&self.client, mount, path).await {
-                    Ok(meta) => {
-                        let mut live_versions: Vec<u64> = meta
-                            .versions
-                            .iter()
-                            .filter(|(_, v)| !v.destroyed && v.deletion_time.is_empty())
-                            .filter_map(|(k, _)| k.parse().ok())
-                            .collect();
-                        live_versions.sort_unstable();
-                        Ok(Some(VaultMetadata {
-                            current_version: meta.current_version,
-                            custom: meta
-                                .custom_metadata
-                                .unwrap_or_default()
-                                .into_iter()
-                                .collect(),
-                            live_versions,
-                        }))
-                    }
-                    Err(e) => match classify(e, &action) {
-                        Failure::NotFound => Ok(None),
-                        Failure::CasMismatch => Err(Error::Internal(format!(
-                            "{action}: unexpected check-and-set answer"
-                        ))),
-                        Failure::Fatal(error) => Err(error),
-                    },
-                }
+                let Some(meta) = found(
+                    vaultrs::kv2::read_metadata(&self.client, mount, path).await,
+                    &action,
+                )?
+                else {
+                    return Ok(None);
+                };
+                let mut live_versions: Vec<u64> = meta
+                    .versions
+                    .iter()
+                    .filter(|(_, v)| !v.destroyed && v.deletion_time.is_empty())
+                    .filter_map(|(k, _)| k.parse().ok())
+                    .collect();
+                live_versions.sort_unstable();
+                Ok(Some(VaultMetadata {
+                    current_version: meta.current_version,
+                    custom: meta
+                        .custom_metadata
+                        .unwrap_or_default()
+                        .into_iter()
+                        .collect(),
+                    live_versions,
+                }))
             })
             .await
     }
@@ -644,19 +529,15 @@ impl Vault {
     /// The fingerprint key, created with `cas=0` on first use; a racing creator's key wins
     /// and is read back, so every process agrees on one key.
     pub async fn fingerprint_key(&self, mount: &str) -> Result<FingerprintKey> {
-        for _ in 0..3 {
+        for _ in 0..RACE_ATTEMPTS {
             if let Some(key) = self.existing_fingerprint_key(mount).await? {
                 return Ok(key);
             }
-            let fresh = zeroize::Zeroizing::new({
-                let mut bytes = vec![0u8; FingerprintKey::LEN];
-                rand::fill(&mut bytes[..]);
-                bytes
-            });
+            let fresh = FingerprintKey::random();
             let mut data = SecretData::new();
             data.insert(
                 "key".into(),
-                SecretBytes::from_string(STANDARD.encode(&fresh)),
+                SecretBytes::from_string(STANDARD.encode(fresh.expose())),
             );
             if let CasWrite::Written { .. } =
                 self.write(mount, FINGERPRINT_KEY_PATH, &data, 0).await?
@@ -666,12 +547,11 @@ impl Vault {
                     path = FINGERPRINT_KEY_PATH,
                     "created the fingerprint key"
                 );
-                return Ok(FingerprintKey::new(fresh.to_vec()).expect("32 bytes"));
+                return Ok(fresh);
             }
         }
-        Err(Error::Temporary {
+        Err(Error::LostRace {
             action: "create the fingerprint key".into(),
-            detail: "lost the creation race repeatedly".into(),
         })
     }
 
@@ -680,16 +560,11 @@ impl Vault {
         let action = format!("list Vault {mount}/{folder}");
         self.retry
             .run(|| async {
-                match vaultrs::kv2::list(&self.client, mount, folder).await {
-                    Ok(keys) => Ok(keys),
-                    Err(e) => match classify(e, &action) {
-                        Failure::NotFound => Ok(Vec::new()),
-                        Failure::CasMismatch => Err(Error::Internal(format!(
-                            "{action}: unexpected check-and-set answer"
-                        ))),
-                        Failure::Fatal(error) => Err(error),
-                    },
-                }
+                Ok(found(
+                    vaultrs::kv2::list(&self.client, mount, folder).await,
+                    &action,
+                )?
+                .unwrap_or_default())
             })
             .await
     }
@@ -704,17 +579,13 @@ impl Vault {
                 let request = GeneratePasswordRequest {
                     name: policy.to_string(),
                 };
-                vaultrs::api::exec_with_result(&self.client, request)
-                    .await
-                    .map_err(|e| match classify(e, &action) {
-                        Failure::NotFound => Error::NotFound {
-                            what: format!("Vault password policy {policy:?}"),
-                        },
-                        Failure::CasMismatch => {
-                            Error::Internal(format!("{action}: unexpected check-and-set answer"))
-                        }
-                        Failure::Fatal(error) => error,
-                    })
+                found(
+                    vaultrs::api::exec_with_result(&self.client, request).await,
+                    &action,
+                )?
+                .ok_or_else(|| Error::NotFound {
+                    what: format!("Vault password policy {policy:?}"),
+                })
             })
             .await?;
         Ok(SecretBytes::from_string(generated.password))

@@ -1,46 +1,49 @@
 //! `handover`: discover, write and mark every pending bootstrap Secret in scope, with
-//! bounded concurrency; one bad Secret never stops the others.
+//! bounded concurrency; one bad Secret never stops the others (`docs/contract.md` §6.3).
 
 use std::sync::OnceLock;
 
 use futures::stream::{self, StreamExt as _};
-use serde_json::{json, Value};
+use serde::Serialize;
 
-use super::steps::{announce_handover, mark, write_to_vault};
+use super::handover_protocol::{announce_handover, mark, write_to_vault};
 use super::Context;
-use crate::cli::{ConsumeMode, ScopeArgs};
-use crate::domain::bootstrap::SourceSecret;
-use crate::domain::fingerprint::FingerprintKey;
-use crate::domain::names;
+use crate::domain::bootstrap::{combine, ConsumeMode, SourceSecret};
+use crate::domain::fingerprint::{Fingerprint, FingerprintKey};
+use crate::domain::names::Class;
+use crate::domain::outcome::Outcome;
 use crate::domain::shard::Shard;
+use crate::domain::Scope;
 use crate::error::{Error, Result};
-use crate::output::{batch_report, Report};
+use crate::output::{batch_report, HasOutcome, Item, Report, SecretIdentity};
 
-pub fn bootstrap_selector(extra: Option<&str>) -> String {
-    let base = format!("{}={}", names::CLASS_LABEL, names::CLASS_BOOTSTRAP);
-    match extra.map(str::trim).filter(|s| !s.is_empty()) {
-        Some(extra) => format!("{base},{extra}"),
-        None => base,
-    }
+pub struct Plan {
+    pub scope: Scope,
+    pub concurrency: usize,
+    pub shard: Option<Shard>,
+    pub mode: ConsumeMode,
+    pub selector: Option<String>,
 }
 
-/// Every bootstrap Secret in scope, in a stable order.
-pub async fn discover(
-    ctx: &Context,
-    scope: &ScopeArgs,
-    selector: Option<&str>,
-) -> Result<Vec<SourceSecret>> {
-    let selector = bootstrap_selector(selector);
-    let mut secrets = Vec::new();
-    for namespace in ctx.namespaces(scope) {
-        secrets.extend(
-            ctx.kube()?
-                .list_secrets(namespace.as_deref(), &selector)
-                .await?,
-        );
+/// What became of one Secret. A Secret found already consumed reports only its version.
+#[derive(Debug, Serialize)]
+pub struct HandedOver {
+    outcome: Outcome,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    written: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mount: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    path: Option<String>,
+    version: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fingerprint: Option<Fingerprint>,
+}
+
+impl HasOutcome for HandedOver {
+    fn outcome(&self) -> Outcome {
+        self.outcome
     }
-    secrets.sort_by(|a, b| a.reference.cmp(&b.reference));
-    Ok(secrets)
 }
 
 async fn hand_over_one(
@@ -48,60 +51,38 @@ async fn hand_over_one(
     key: Option<&FingerprintKey>,
     secret: SourceSecret,
     mode: ConsumeMode,
-) -> Value {
-    let mut item = json!({
-        "namespace": secret.reference.namespace,
-        "name": secret.reference.name,
-        "uid": secret.uid,
-    });
-    let result: Result<Value> = async {
-        if secret.is_consumed() {
-            let version: Option<u64> = secret
-                .annotations
-                .get(names::VAULT_VERSION)
-                .and_then(|v| v.parse().ok());
-            return Ok(json!({"outcome": "already-consumed", "version": version}));
-        }
-        let target = secret.target(&ctx.settings.kv_mount, &ctx.settings.allowed, None)?;
-        let key = key.ok_or_else(|| {
-            Error::Internal("the fingerprint key is read before pending work".into())
-        })?;
-        let handed = write_to_vault(ctx, key, &secret, target).await?;
-        let (reference, uid) = (secret.reference.clone(), secret.uid.clone());
-        let marked = match mark(ctx, key, secret, &handed, mode).await {
-            Ok(marked) => marked,
-            Err(error) => {
-                // Marking will be retried; say now that Vault already holds the data.
-                announce_handover(ctx, &reference, &uid, &handed).await?;
-                return Err(error);
-            }
-        };
-        let outcome = match (handed.outcome, marked.outcome) {
-            (_, "planned") | ("planned", _) => "planned",
-            (_, "already-consumed") => "already-consumed",
-            _ => "consumed",
-        };
-        Ok(json!({
-            "outcome": outcome,
-            "written": handed.outcome == "written",
-            "mount": handed.target.mount,
-            "path": handed.target.path,
-            "version": marked.version,
-            "fingerprint": handed.fingerprint,
-        }))
+) -> Result<HandedOver> {
+    if secret.is_consumed() {
+        return Ok(HandedOver {
+            outcome: Outcome::AlreadyConsumed,
+            written: None,
+            mount: None,
+            path: None,
+            version: secret.recorded_version(),
+            fingerprint: None,
+        });
     }
-    .await;
-    let fields = match result {
-        Ok(fields) => fields,
+    let target = secret.target(&ctx.settings.kv_mount, &ctx.settings.allowed, None)?;
+    let key = key
+        .ok_or_else(|| Error::Internal("the fingerprint key is read before pending work".into()))?;
+    let handed = write_to_vault(ctx, key, &secret, target).await?;
+    let (reference, uid) = (secret.reference.clone(), secret.uid.clone());
+    let marked = match mark(ctx, key, secret, &handed, mode).await {
+        Ok(marked) => marked,
         Err(error) => {
-            tracing::warn!(secret = %format!("{}/{}", item["namespace"].as_str().unwrap_or(""), item["name"].as_str().unwrap_or("")), %error, "handover failed");
-            json!({"outcome": "failed", "exit_code": error.exit_code(), "error": {"kind": error.kind(), "message": error.to_string()}})
+            // Marking will be retried; say now that Vault already holds the data.
+            announce_handover(ctx, &reference, &uid, &handed).await?;
+            return Err(error);
         }
     };
-    if let (Some(item), Value::Object(fields)) = (item.as_object_mut(), fields) {
-        item.extend(fields);
-    }
-    item
+    Ok(HandedOver {
+        outcome: combine(handed.outcome, marked.outcome),
+        written: Some(handed.outcome == Outcome::Written),
+        mount: Some(handed.target.mount),
+        path: Some(handed.target.path),
+        version: Some(marked.version),
+        fingerprint: Some(handed.fingerprint),
+    })
 }
 
 /// Where the page walk stands: the namespaces still to list (`None`: all of them) and,
@@ -149,22 +130,20 @@ impl PageWalk<'_> {
     }
 }
 
-pub async fn run(
-    scope: &ScopeArgs,
-    concurrency: u32,
-    shard: Option<&str>,
+#[derive(Serialize)]
+struct Extra {
     mode: ConsumeMode,
-    selector: Option<&str>,
-    ctx: &Context,
-) -> Result<Report> {
-    let shard = shard.map(Shard::parse).transpose()?;
+    shard: Option<String>,
+}
+
+pub async fn run(plan: &Plan, ctx: &Context) -> Result<Report> {
     // One key read per process, and none at all without pending work.
     let key = OnceLock::new();
     let walk = PageWalk {
         ctx,
-        selector: bootstrap_selector(selector),
-        shard,
-        namespaces: ctx.namespaces(scope).into_iter(),
+        selector: Class::Bootstrap.selector(plan.selector.as_deref()),
+        shard: plan.shard,
+        namespaces: ctx.namespaces(&plan.scope)?.into_iter(),
         resume: None,
         key: &key,
     };
@@ -175,28 +154,29 @@ pub async fn run(
         let page = walk.next_page().await?;
         Some((page, walk))
     });
-    let mut items: Vec<Value> = pages
+    let mut items: Vec<Item<HandedOver>> = pages
         .flat_map(|page| {
-            let secrets = match page {
-                Ok(secrets) => secrets,
-                Err(error) => {
-                    failure = Some(error);
-                    Vec::new()
-                }
-            };
+            let secrets = page.unwrap_or_else(|error| {
+                failure = Some(error);
+                Vec::new()
+            });
             stream::iter(secrets)
         })
-        .map(|secret| hand_over_one(ctx, key.get(), secret, mode))
-        .buffer_unordered(concurrency as usize)
+        .map(|secret| async {
+            let identity = SecretIdentity::from(&secret);
+            let result = hand_over_one(ctx, key.get(), secret, plan.mode).await;
+            Item::from_result(identity, result)
+        })
+        .buffer_unordered(plan.concurrency)
         .collect()
         .await;
     if let Some(error) = failure {
         return Err(error); // after the Secrets already started have finished
     }
-    items.sort_by(|a, b| {
-        (a["namespace"].as_str(), a["name"].as_str())
-            .cmp(&(b["namespace"].as_str(), b["name"].as_str()))
-    });
-    let extra = json!({"mode": mode, "shard": shard.map(|s| s.to_string())});
+    items.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+    let extra = Extra {
+        mode: plan.mode,
+        shard: plan.shard.map(|s| s.to_string()),
+    };
     Ok(batch_report("handover", items, ctx.settings.dry_run, extra))
 }

@@ -1,67 +1,69 @@
 //! `mark-consumed`: render ONE handed-over bootstrap Secret inert, only after Vault is
-//! shown to hold exactly its data.
+//! shown to hold exactly its data (`docs/contract.md` §6.2).
 
-use serde_json::json;
+use serde::Serialize;
 
-use super::steps::{mark, Handed};
+use super::handover_protocol::{mark, Handed};
 use super::Context;
-use crate::cli::ConsumeMode;
-use crate::domain::bootstrap::{check_consumable, ConsumeCheck};
+use crate::domain::bootstrap::{check_consumable, ConsumeCheck, ConsumeMode};
 use crate::domain::names;
+use crate::domain::outcome::Outcome;
 use crate::domain::provenance::{decode_key_list, Provenance};
 use crate::domain::SecretRef;
 use crate::error::{Error, Result};
-use crate::output::Report;
+use crate::output::{Report, SecretIdentity};
 
-pub async fn run(
-    secret: &str,
-    expect_uid: Option<&str>,
+pub struct Plan {
+    pub secret: SecretRef,
+    pub expect_uid: Option<String>,
+    pub mode: ConsumeMode,
+}
+
+#[derive(Serialize)]
+struct Marked<'a> {
+    command: &'static str,
+    outcome: Outcome,
+    #[serde(flatten)]
+    secret: SecretIdentity,
     mode: ConsumeMode,
-    ctx: &Context,
-) -> Result<Report> {
-    let reference = SecretRef::parse(secret)?;
-    let source = match ctx.kube()?.get_secret(&reference).await? {
-        Some(source) => source,
-        // A deleted Secret was consumed by `--mode delete` (or never existed: the caller named it).
-        None => {
-            return Err(Error::NotFound {
-                what: format!("Secret {reference}"),
-            })
-        }
-    };
-    source.require_uid(expect_uid)?;
-    let uid = source.uid.clone();
-    let report = |outcome: &str,
-                  mount: &str,
-                  path: &str,
-                  version: Option<u64>,
-                  fingerprint: Option<String>| {
-        Report::new(json!({
-            "command": "mark-consumed",
-            "outcome": outcome,
-            "namespace": reference.namespace,
-            "name": reference.name,
-            "uid": uid,
-            "mode": mode,
-            "mount": mount,
-            "path": path,
-            "version": version,
-            "fingerprint": fingerprint,
-            "dry_run": ctx.settings.dry_run,
-        }))
-    };
+    mount: &'a str,
+    path: &'a str,
+    version: Option<u64>,
+    fingerprint: Option<String>,
+    dry_run: bool,
+}
+
+pub async fn run(plan: &Plan, ctx: &Context) -> Result<Report> {
+    let reference = &plan.secret;
+    // A deleted Secret was consumed by `--mode delete` (or never existed: the caller named it).
+    let source = ctx
+        .kube()?
+        .get_secret(reference)
+        .await?
+        .ok_or_else(|| Error::NotFound {
+            what: format!("Secret {reference}"),
+        })?;
+    source.require_uid(plan.expect_uid.as_deref())?;
+    let identity = SecretIdentity::from(&source);
     let target = source.target(&ctx.settings.kv_mount, &ctx.settings.allowed, None)?;
+    let report = |outcome, version, fingerprint| {
+        Report::new(&Marked {
+            command: "mark-consumed",
+            outcome,
+            secret: identity.clone(),
+            mode: plan.mode,
+            mount: &target.mount,
+            path: &target.path,
+            version,
+            fingerprint,
+            dry_run: ctx.settings.dry_run,
+        })
+    };
     if source.is_consumed() {
-        let version = source
-            .annotations
-            .get(names::VAULT_VERSION)
-            .and_then(|v| v.parse().ok());
         let fingerprint = source.annotations.get(names::FINGERPRINT).cloned();
         return Ok(report(
-            "already-consumed",
-            &target.mount,
-            &target.path,
-            version,
+            Outcome::AlreadyConsumed,
+            source.recorded_version(),
             fingerprint,
         ));
     }
@@ -75,12 +77,12 @@ pub async fn run(
             ConsumeCheck::NotHandedOver => {
                 return Err(Error::NotHandedOver {
                     secret: reference.to_string(),
-                    path: format!("{}/{}", target.mount, target.path),
+                    path: target.to_string(),
                 })
             }
             ConsumeCheck::Conflict { owner } => {
                 return Err(Error::NotOwned {
-                    path: format!("{}/{}", target.mount, target.path),
+                    path: target.to_string(),
                     owner,
                     claimant: source.bootstrap_origin().to_string(),
                 })
@@ -109,17 +111,15 @@ pub async fn run(
     };
     let fingerprint = key.fingerprint(&source.data);
     let handed = Handed {
-        outcome: "unchanged",
+        outcome: Outcome::Unchanged,
         target: target.clone(),
         version,
         vault_fingerprint: Some(vault_fingerprint),
         fingerprint: fingerprint.clone(),
     };
-    let marked = mark(ctx, &key, source, &handed, mode).await?;
+    let marked = mark(ctx, &key, source, &handed, plan.mode).await?;
     Ok(report(
         marked.outcome,
-        &target.mount,
-        &target.path,
         Some(marked.version),
         Some(fingerprint.to_string()),
     ))

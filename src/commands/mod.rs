@@ -1,24 +1,48 @@
-//! One module per step command; each exposes `run(args, &Context) -> Result<Report>`.
+//! One module per step command, each `run(&Plan, &Context) -> Result<Report>` over a plan
+//! that `cli` validated before any client was built.
 
 pub mod handover;
+pub mod handover_protocol;
 pub mod mark_consumed;
 pub mod push_secret;
 pub mod read_bootstrap;
 pub mod rotate;
 pub mod status;
-pub mod steps;
 pub mod write_vault;
 
-use crate::cli::{Cli, Command, ScopeArgs};
+use crate::domain::bootstrap::SourceSecret;
 use crate::domain::fingerprint::FingerprintKey;
+use crate::domain::names::Class;
 use crate::domain::path::AllowedPaths;
+use crate::domain::Scope;
 use crate::error::{Error, Result};
-use crate::kube::Kube;
+use crate::kube::{Kube, KubeSettings};
 use crate::output::Report;
 use crate::retry::RetryPolicy;
 use crate::vault::{Vault, VaultSettings};
 
-/// Settings every command shares, validated before any connection.
+/// What to run, with every argument already typed and checked.
+pub enum CommandPlan {
+    ReadBootstrap(read_bootstrap::Plan),
+    WriteVault(write_vault::Plan),
+    MarkConsumed(mark_consumed::Plan),
+    Handover(handover::Plan),
+    Rotate(rotate::Plan),
+    PushSecret(push_secret::Plan),
+    Status(status::Plan),
+}
+
+impl CommandPlan {
+    /// A rotation without consumers runs where no cluster configuration exists.
+    pub fn needs_kube(&self) -> bool {
+        match self {
+            CommandPlan::Rotate(plan) => !plan.consumers.is_empty(),
+            _ => true,
+        }
+    }
+}
+
+/// Settings every command shares.
 pub struct Settings {
     pub kv_mount: String,
     pub allowed: AllowedPaths,
@@ -28,13 +52,28 @@ pub struct Settings {
 /// The connected clients and settings a command runs with.
 pub struct Context {
     pub vault: Vault,
-    /// Absent when the command needs no Kubernetes access (a rotation without consumers),
-    /// so that it runs where no cluster configuration exists.
-    pub kube: Option<Kube>,
+    kube: Option<Kube>,
     pub settings: Settings,
 }
 
 impl Context {
+    pub async fn connect(
+        vault: &VaultSettings,
+        kube: Option<&KubeSettings>,
+        settings: Settings,
+        retry: RetryPolicy,
+    ) -> Result<Context> {
+        let kube = match kube {
+            Some(kube) => Some(Kube::connect(kube, retry).await?),
+            None => None,
+        };
+        Ok(Context {
+            vault: Vault::connect(vault, retry).await?,
+            kube,
+            settings,
+        })
+    }
+
     /// The fingerprint key. A dry run never creates it: without one it fingerprints with a
     /// throwaway key, so its decisions hold but its fingerprints match nothing stored.
     pub async fn fingerprint_key(&self) -> Result<FingerprintKey> {
@@ -51,9 +90,7 @@ impl Context {
         tracing::warn!(
             "dry run without a fingerprint key in Vault: fingerprints use a throwaway key"
         );
-        let mut bytes = vec![0u8; FingerprintKey::LEN];
-        rand::fill(&mut bytes[..]);
-        Ok(FingerprintKey::new(bytes).expect("32 bytes"))
+        Ok(FingerprintKey::random())
     }
 
     pub fn kube(&self) -> Result<&Kube> {
@@ -62,120 +99,48 @@ impl Context {
         })
     }
 
-    /// Namespaces in scope: the given ones, every one (`None`), or the context's default.
-    pub fn namespaces(&self, scope: &ScopeArgs) -> Vec<Option<String>> {
-        if scope.all_namespaces {
-            return vec![None];
+    /// Namespaces to list: the scope's, or the Kubernetes context's default.
+    pub fn namespaces(&self, scope: &Scope) -> Result<Vec<Option<String>>> {
+        Ok(scope.namespaces(self.kube()?.default_namespace()))
+    }
+
+    /// Every Secret of a class in scope, in a stable order.
+    pub async fn list_class(
+        &self,
+        class: Class,
+        scope: &Scope,
+        selector: Option<&str>,
+    ) -> Result<Vec<SourceSecret>> {
+        let selector = class.selector(selector);
+        let mut secrets = Vec::new();
+        for namespace in self.namespaces(scope)? {
+            secrets.extend(
+                self.kube()?
+                    .list_secrets(namespace.as_deref(), &selector)
+                    .await?,
+            );
         }
-        let mut namespaces: Vec<String> = scope
-            .namespaces
-            .iter()
-            .map(|n| n.trim().to_string())
-            .filter(|n| !n.is_empty())
-            .collect();
-        if namespaces.is_empty() {
-            let default = self
-                .kube
-                .as_ref()
-                .map(Kube::default_namespace)
-                .unwrap_or("default");
-            namespaces.push(default.to_string());
-        }
-        namespaces.sort();
-        namespaces.dedup();
-        namespaces.into_iter().map(Some).collect()
+        secrets.sort_by(|a, b| a.reference.cmp(&b.reference));
+        Ok(secrets)
     }
 }
 
-fn validate_scope(scope: &ScopeArgs) -> Result<()> {
-    for namespace in &scope.namespaces {
-        if !crate::domain::is_dns_subdomain(namespace.trim()) {
-            return Err(Error::Usage(format!(
-                "--namespace {namespace:?} is not a valid namespace name"
-            )));
-        }
-    }
-    Ok(())
-}
-
-/// Parses and validates everything, connects, then runs the command.
-pub async fn run(cli: Cli) -> Result<Report> {
-    let settings = Settings {
-        kv_mount: cli.policy.kv_mount.clone(),
-        allowed: AllowedPaths::new(cli.policy.allowed_paths.clone())?
-            .with_mounts(cli.policy.allowed_mounts.clone())?,
-        dry_run: cli.policy.dry_run,
-    };
-    crate::domain::path::validate_mount(&settings.kv_mount)
-        .map_err(|reason| Error::Usage(format!("--kv-mount: {reason}")))?;
-    match &cli.command {
-        Command::ReadBootstrap { scope, .. }
-        | Command::Handover { scope, .. }
-        | Command::PushSecret { scope, .. }
-        | Command::Status { scope, .. } => validate_scope(scope)?,
-        _ => {}
-    }
-    let retry = RetryPolicy::new(cli.retry.max_attempts);
-    let vault_settings = VaultSettings::from_args(&cli.vault, cli.retry.timeout)?;
-    let needs_kube = match &cli.command {
-        Command::Rotate(args) => args
-            .refresh
-            .iter()
-            .chain(&args.restart)
-            .any(|t| !t.trim().is_empty()),
-        _ => true,
-    };
-    let kube = match needs_kube {
-        true => Some(Kube::connect(&cli.kube, cli.retry.timeout, retry).await?),
-        false => None,
-    };
-    let vault = Vault::connect(&vault_settings, retry).await?;
-    let context = Context {
-        vault,
-        kube,
-        settings,
-    };
-    match cli.command {
-        Command::ReadBootstrap {
-            scope,
-            selector,
-            shards,
-        } => read_bootstrap::run(&scope, selector.as_deref(), shards, &context).await,
-        Command::WriteVault { secret, expect_uid } => {
-            write_vault::run(&secret, expect_uid.as_deref(), &context).await
-        }
-        Command::MarkConsumed {
-            secret,
-            expect_uid,
-            mode,
-        } => mark_consumed::run(&secret, expect_uid.as_deref(), mode, &context).await,
-        Command::Handover {
-            scope,
-            concurrency,
-            shard,
-            mode,
-            selector,
-        } => {
-            handover::run(
-                &scope,
-                concurrency,
-                shard.as_deref(),
-                mode,
-                selector.as_deref(),
-                &context,
-            )
-            .await
-        }
-        Command::Rotate(args) => rotate::run(&args, &context).await,
-        Command::PushSecret {
-            secret,
-            path,
-            scope,
-        } => push_secret::run(secret.as_deref(), path.as_deref(), &scope, &context).await,
-        Command::Status {
-            scope,
-            grace,
-            output,
-        } => status::run(&scope, grace, output, &context).await,
+/// Connects, then runs the command.
+pub async fn run(invocation: crate::cli::Invocation) -> Result<Report> {
+    let context = Context::connect(
+        &invocation.vault,
+        invocation.kube.as_ref(),
+        invocation.settings,
+        invocation.retry,
+    )
+    .await?;
+    match &invocation.command {
+        CommandPlan::ReadBootstrap(plan) => read_bootstrap::run(plan, &context).await,
+        CommandPlan::WriteVault(plan) => write_vault::run(plan, &context).await,
+        CommandPlan::MarkConsumed(plan) => mark_consumed::run(plan, &context).await,
+        CommandPlan::Handover(plan) => handover::run(plan, &context).await,
+        CommandPlan::Rotate(plan) => rotate::run(plan, &context).await,
+        CommandPlan::PushSecret(plan) => push_secret::run(plan, &context).await,
+        CommandPlan::Status(plan) => status::run(plan, &context).await,
     }
 }

@@ -1,78 +1,82 @@
 //! `push-secret`: publish an operator-generated (internal) Secret into Vault, owned by that
-//! Secret, so ExternalSecrets elsewhere can read it (PushSecret semantics, RFC 5a).
+//! Secret, so ExternalSecrets elsewhere can read it (PushSecret semantics, RFC 5a;
+//! `docs/contract.md` §6.5).
 
 use std::collections::BTreeMap;
 
 use futures::stream::{self, StreamExt as _};
-use serde_json::{json, Value};
+use serde::Serialize;
 
-use super::steps::now_rfc3339;
 use super::Context;
-use crate::cli::ScopeArgs;
+use crate::clock::now_rfc3339;
 use crate::domain::bootstrap::{SourceSecret, Target};
 use crate::domain::fingerprint::{Fingerprint, FingerprintKey};
-use crate::domain::names;
-use crate::domain::provenance::{Origin, OwnershipRecord, Provenance};
-use crate::domain::SecretRef;
+use crate::domain::names::{self, Class};
+use crate::domain::outcome::Outcome;
+use crate::domain::provenance::{Ownership, OwnershipRecord, Provenance};
+use crate::domain::push::{judge, judge_unowned, PushStep};
+use crate::domain::{Scope, SecretRef};
 use crate::error::{Error, Result};
 use crate::kube::{Conditional, SecretPatch};
 use crate::logging::audit;
-use crate::output::{batch_report, Report};
+use crate::output::{batch_report, HasOutcome, Item, Report, SecretIdentity};
+use crate::retry::RACE_ATTEMPTS;
 use crate::vault::{base64_keys, CasWrite};
 
 const CONCURRENCY: usize = 8;
-const RACE_ATTEMPTS: usize = 5;
 
-fn internal_selector() -> String {
-    format!("{}={}", names::CLASS_LABEL, names::CLASS_INTERNAL)
+pub enum Plan {
+    /// One Secret, optionally to a path other than its annotation's.
+    One {
+        secret: SecretRef,
+        path: Option<String>,
+    },
+    /// Every internal Secret in scope, each to its annotated path.
+    Batch { scope: Scope },
 }
 
-/// What the path holds for this source, and what to do about it.
-enum Decision {
-    /// Vault holds this data already; `claim` carries the metadata of an unowned path to
-    /// record ownership in.
-    Unchanged {
-        version: u64,
-        claim: Option<BTreeMap<String, String>>,
-    },
-    Write {
-        cas: u64,
-        custom: BTreeMap<String, String>,
-    },
+#[derive(Debug, Serialize)]
+pub struct Pushed {
+    outcome: Outcome,
+    mount: String,
+    path: String,
+    version: u64,
+    fingerprint: Fingerprint,
 }
 
+impl HasOutcome for Pushed {
+    fn outcome(&self) -> Outcome {
+        self.outcome
+    }
+}
+
+#[derive(Serialize)]
+struct PushDocument {
+    command: &'static str,
+    #[serde(flatten)]
+    item: Item<Pushed>,
+    dry_run: bool,
+}
+
+/// What the path holds for this source, and what to do about it; the table is
+/// [`crate::domain::push`], this gathers its facts. `custom` is the metadata to merge into.
 async fn decide(
     ctx: &Context,
     key: &FingerprintKey,
     source: &SourceSecret,
     target: &Target,
     fingerprint: &Fingerprint,
-) -> Result<Decision> {
-    let origin = Origin::Push(source.reference.clone());
+) -> Result<(PushStep, BTreeMap<String, String>)> {
     let Some(metadata) = ctx.vault.read_metadata(&target.mount, &target.path).await? else {
-        return Ok(Decision::Write {
-            cas: 0,
-            custom: BTreeMap::new(),
-        });
+        return Ok((
+            judge(None, Ownership::Unowned, fingerprint),
+            BTreeMap::new(),
+        ));
     };
-    match Provenance::from_metadata(&metadata.custom) {
-        Some(p) if p.is_owned_by(&origin, &source.uid) => match p.origin_fingerprint {
-            Some(recorded) if &recorded == fingerprint => Ok(Decision::Unchanged {
-                version: p.origin_version,
-                claim: None,
-            }),
-            _ => Ok(Decision::Write {
-                cas: metadata.current_version,
-                custom: metadata.custom,
-            }),
-        },
-        Some(p) => Err(Error::NotOwned {
-            path: format!("{}/{}", target.mount, target.path),
-            owner: format!("{} (uid {})", p.origin, p.origin_uid),
-            claimant: origin.to_string(),
-        }),
-        None => {
-            // Unowned: the same data is claimed without a new version.
+    let provenance = Provenance::from_metadata(&metadata.custom);
+    let ownership = Ownership::of(provenance.as_ref(), &source.push_origin(), &source.uid);
+    let step = match judge(Some(metadata.current_version), ownership, fingerprint) {
+        PushStep::CompareData { current_version } => {
             let held = ctx
                 .vault
                 .read(
@@ -82,20 +86,16 @@ async fn decide(
                     &base64_keys(&source.data),
                 )
                 .await?;
-            match held {
-                Some(held) if key.fingerprint(&held.data) == *fingerprint => {
-                    Ok(Decision::Unchanged {
-                        version: held.version,
-                        claim: Some(metadata.custom),
-                    })
-                }
-                _ => Ok(Decision::Write {
-                    cas: metadata.current_version,
-                    custom: metadata.custom,
-                }),
-            }
+            let held = held.map(|held| (held.version, key.fingerprint(&held.data)));
+            judge_unowned(
+                current_version,
+                held.as_ref().map(|(version, held)| (*version, held)),
+                fingerprint,
+            )
         }
-    }
+        step => step,
+    };
+    Ok((step, metadata.custom))
 }
 
 async fn record_ownership(
@@ -106,10 +106,9 @@ async fn record_ownership(
     fingerprint: &Fingerprint,
     mut custom: BTreeMap<String, String>,
 ) -> Result<()> {
-    let origin = Origin::Push(source.reference.clone());
     let at = now_rfc3339();
     OwnershipRecord {
-        origin: &origin,
+        origin: &source.push_origin(),
         uid: &source.uid,
         version,
         fingerprint,
@@ -151,37 +150,24 @@ async fn annotate_source(
             ]),
             strip_data: false,
         };
+        let gone = || Error::NotFound {
+            what: format!("Secret {}", source.reference),
+        };
         match kube.patch_secret(&source.reference, &patch).await? {
             Conditional::Applied { .. } => return Ok(()),
-            Conditional::Gone => {
-                return Err(Error::NotFound {
-                    what: format!("Secret {}", source.reference),
-                })
-            }
+            Conditional::Gone => return Err(gone()),
             Conditional::Conflict => {
-                let uid = source.uid.clone();
-                source = match kube.get_secret(&source.reference).await? {
-                    Some(fresh)
-                        if fresh.uid == uid && key.fingerprint(&fresh.data) == *fingerprint =>
-                    {
-                        fresh
-                    }
-                    Some(_) => {
-                        tracing::warn!(secret = %source.reference, "the source changed during the push; the next push publishes it");
-                        return Ok(());
-                    }
-                    None => {
-                        return Err(Error::NotFound {
-                            what: format!("Secret {}", source.reference),
-                        })
-                    }
-                };
+                let fresh = kube.get_secret(&source.reference).await?.ok_or_else(gone)?;
+                if fresh.uid != source.uid || key.fingerprint(&fresh.data) != *fingerprint {
+                    tracing::warn!(secret = %source.reference, "the source changed during the push; the next push publishes it");
+                    return Ok(());
+                }
+                source = fresh;
             }
         }
     }
-    Err(Error::Temporary {
+    Err(Error::LostRace {
         action: format!("annotate {}", source.reference),
-        detail: "lost the optimistic-lock race repeatedly".into(),
     })
 }
 
@@ -190,46 +176,53 @@ async fn push_one(
     key: &FingerprintKey,
     source: SourceSecret,
     path: Option<&str>,
-) -> Result<Value> {
-    if source.labels.get(names::CLASS_LABEL).map(String::as_str) != Some(names::CLASS_INTERNAL) {
+) -> Result<Pushed> {
+    if source.class() != Some(Class::Internal) {
         return Err(Error::InvalidSource {
             secret: source.reference.to_string(),
-            reason: format!("not labelled {}", internal_selector()),
+            reason: format!("not labelled {}", Class::Internal.selector(None)),
         });
     }
     let target = source.target(&ctx.settings.kv_mount, &ctx.settings.allowed, path)?;
     source.require_data()?;
     let fingerprint = key.fingerprint(&source.data);
-    let result = |outcome: &str, version: u64| {
-        json!({
-            "namespace": source.reference.namespace,
-            "name": source.reference.name,
-            "uid": source.uid,
-            "outcome": outcome,
-            "mount": target.mount,
-            "path": target.path,
-            "version": version,
-            "fingerprint": fingerprint,
-        })
+    let pushed = |outcome, version| Pushed {
+        outcome,
+        mount: target.mount.clone(),
+        path: target.path.clone(),
+        version,
+        fingerprint: fingerprint.clone(),
     };
     for _ in 0..RACE_ATTEMPTS {
-        let (cas, custom) = match decide(ctx, key, &source, &target, &fingerprint).await? {
-            Decision::Unchanged { version, claim } => {
-                if ctx.settings.dry_run {
-                    return Ok(result("unchanged", version));
-                }
+        let (step, custom) = decide(ctx, key, &source, &target, &fingerprint).await?;
+        let cas = match step {
+            PushStep::Unchanged { version, .. } if ctx.settings.dry_run => {
+                return Ok(pushed(Outcome::Unchanged, version));
+            }
+            PushStep::Unchanged { version, claim } => {
                 // Claim unowned identical data, and finish a push whose annotation was lost.
-                if let Some(custom) = claim {
+                if claim {
                     record_ownership(ctx, &source, &target, version, &fingerprint, custom).await?;
                 }
-                let document = result("unchanged", version);
                 annotate_source(ctx, key, source, version, &fingerprint).await?;
-                return Ok(document);
+                return Ok(pushed(Outcome::Unchanged, version));
             }
-            Decision::Write { cas, custom } => (cas, custom),
+            PushStep::Conflict { owner } => {
+                return Err(Error::NotOwned {
+                    path: target.to_string(),
+                    owner,
+                    claimant: source.push_origin().to_string(),
+                })
+            }
+            PushStep::Write { cas } => cas,
+            PushStep::CompareData { .. } => {
+                return Err(Error::Internal(
+                    "the push table answers CompareData only before the data is read".into(),
+                ))
+            }
         };
         if ctx.settings.dry_run {
-            return Ok(result("planned", cas));
+            return Ok(pushed(Outcome::Planned, cas));
         }
         let CasWrite::Written { version } = ctx
             .vault
@@ -241,88 +234,62 @@ async fn push_one(
         record_ownership(ctx, &source, &target, version, &fingerprint, custom).await?;
         audit(
             "push",
-            &format!("{}/{}", target.mount, target.path),
-            "pushed",
+            &target,
+            Outcome::Pushed,
             Some(version),
             Some(&fingerprint),
         );
-        let message = format!(
-            "pushed to Vault {}/{} version {version}",
-            target.mount, target.path
-        );
+        let message = format!("pushed to Vault {target} version {version}");
         ctx.kube()?
             .record_event(&source.reference, &source.uid, "Pushed", &message, false)
             .await;
-        let document = result("pushed", version);
         annotate_source(ctx, key, source, version, &fingerprint).await?;
-        return Ok(document);
+        return Ok(pushed(Outcome::Pushed, version));
     }
-    Err(Error::Temporary {
+    Err(Error::LostRace {
         action: format!("push {}", source.reference),
-        detail: "the Vault path kept changing under us".into(),
     })
 }
 
-pub async fn run(
-    secret: Option<&str>,
-    path: Option<&str>,
-    scope: &ScopeArgs,
-    ctx: &Context,
-) -> Result<Report> {
-    let kube = ctx.kube()?;
-    if let Some(secret) = secret {
-        let reference = SecretRef::parse(secret)?;
-        let source = kube
-            .get_secret(&reference)
-            .await?
-            .ok_or_else(|| Error::NotFound {
-                what: format!("Secret {reference} (the push source is gone)"),
-            })?;
-        let key = ctx.fingerprint_key().await?;
-        let mut document = push_one(ctx, &key, source, path).await?;
-        document["command"] = json!("push-secret");
-        document["dry_run"] = json!(ctx.settings.dry_run);
-        return Ok(Report::new(document));
-    }
-    if path.is_some() {
-        return Err(Error::Usage(
-            "--path needs --secret: a batch push takes each path from its Secret's annotation"
-                .into(),
-        ));
-    }
-    let mut sources = Vec::new();
-    for namespace in ctx.namespaces(scope) {
-        sources.extend(
-            kube.list_secrets(namespace.as_deref(), &internal_selector())
-                .await?,
-        );
-    }
-    sources.sort_by(|a, b| a.reference.cmp(&b.reference));
-    let key = ctx.fingerprint_key().await?;
-    let items: Vec<Value> = stream::iter(sources)
-        .map(|source| {
-            let key = &key;
-            async move {
-                let identity = json!({"namespace": source.reference.namespace, "name": source.reference.name, "uid": source.uid});
-                match push_one(ctx, key, source, None).await {
-                    Ok(item) => item,
-                    Err(error) => {
-                        let mut item = identity;
-                        item["outcome"] = json!("failed");
-                        item["exit_code"] = json!(error.exit_code());
-                        item["error"] = json!({"kind": error.kind(), "message": error.to_string()});
-                        item
+pub async fn run(plan: &Plan, ctx: &Context) -> Result<Report> {
+    match plan {
+        Plan::One { secret, path } => {
+            let source = ctx
+                .kube()?
+                .get_secret(secret)
+                .await?
+                .ok_or_else(|| Error::NotFound {
+                    what: format!("Secret {secret} (the push source is gone)"),
+                })?;
+            let key = ctx.fingerprint_key().await?;
+            let identity = SecretIdentity::from(&source);
+            let pushed = push_one(ctx, &key, source, path.as_deref()).await?;
+            Ok(Report::new(&PushDocument {
+                command: "push-secret",
+                item: Item::from_result(identity, Ok(pushed)),
+                dry_run: ctx.settings.dry_run,
+            }))
+        }
+        Plan::Batch { scope } => {
+            let sources = ctx.list_class(Class::Internal, scope, None).await?;
+            let key = ctx.fingerprint_key().await?;
+            let items: Vec<Item<Pushed>> = stream::iter(sources)
+                .map(|source| {
+                    let key = &key;
+                    async move {
+                        let identity = SecretIdentity::from(&source);
+                        Item::from_result(identity, push_one(ctx, key, source, None).await)
                     }
-                }
-            }
-        })
-        .buffered(CONCURRENCY)
-        .collect()
-        .await;
-    Ok(batch_report(
-        "push-secret",
-        items,
-        ctx.settings.dry_run,
-        json!({}),
-    ))
+                })
+                .buffered(CONCURRENCY)
+                .collect()
+                .await;
+            Ok(batch_report(
+                "push-secret",
+                items,
+                ctx.settings.dry_run,
+                serde_json::Map::new(),
+            ))
+        }
+    }
 }

@@ -2,21 +2,65 @@
 //! `items.json` (actionable items, or shard descriptors) for Argo `withParam`.
 
 use futures::stream::{self, StreamExt as _};
-use serde_json::{json, Value};
+use serde::Serialize;
 
-use super::handover::discover;
 use super::Context;
-use crate::cli::ScopeArgs;
 use crate::domain::bootstrap::{classify, consumed_state, BootstrapState, SourceSecret, VaultView};
 use crate::domain::fingerprint::{Fingerprint, FingerprintKey};
-use crate::domain::provenance::Provenance;
+use crate::domain::names::Class;
+use crate::domain::outcome::Outcome;
+use crate::domain::provenance::{Ownership, Provenance};
 use crate::domain::shard::Shard;
+use crate::domain::Scope;
 use crate::error::Result;
-use crate::output::{summarize, Report};
+use crate::output::{tally, Report};
 use crate::vault::base64_keys;
+
+pub struct Plan {
+    pub scope: Scope,
+    pub selector: Option<String>,
+    /// Shard descriptors instead of one item per Secret.
+    pub shards: Option<u32>,
+}
 
 /// Reads at once while classifying; each needs one or two Vault reads.
 const READ_CONCURRENCY: usize = 16;
+
+/// One Secret of the plan, as Argo's `withParam` hands it to the steps.
+#[derive(Debug, Clone, Serialize)]
+struct PlanItem {
+    namespace: String,
+    name: String,
+    uid: String,
+    #[serde(rename = "resourceVersion")]
+    resource_version: String,
+    keys: Vec<String>,
+    fingerprint: Option<Fingerprint>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mount: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    path: Option<String>,
+    state: BootstrapState,
+    reason: String,
+}
+
+#[derive(Serialize)]
+struct ShardItem {
+    shard: String,
+    index: u32,
+    count: u32,
+    items: usize,
+}
+
+#[derive(Serialize)]
+struct PlanDocument<'a> {
+    command: &'static str,
+    outcome: Outcome,
+    total: usize,
+    actionable: usize,
+    counts: std::collections::BTreeMap<BootstrapState, usize>,
+    items: &'a [PlanItem],
+}
 
 /// `current`: the key and the fingerprint of the Secret's data under it, when a key exists.
 async fn vault_view(
@@ -29,14 +73,13 @@ async fn vault_view(
     let Some(metadata) = ctx.vault.read_metadata(mount, path).await? else {
         return Ok(VaultView::Missing);
     };
-    match Provenance::from_metadata(&metadata.custom) {
-        Some(p) if p.is_owned_by(&secret.bootstrap_origin(), &secret.uid) => {
-            Ok(VaultView::Owned { provenance: p })
-        }
-        Some(p) => Ok(VaultView::OwnedByOther {
-            owner: format!("{} (uid {})", p.origin, p.origin_uid),
+    let provenance = Provenance::from_metadata(&metadata.custom);
+    match Ownership::of(provenance.as_ref(), &secret.bootstrap_origin(), &secret.uid) {
+        Ownership::Ours(p) => Ok(VaultView::Owned {
+            provenance: p.clone(),
         }),
-        None => {
+        Ownership::Theirs { owner } => Ok(VaultView::OwnedByOther { owner }),
+        Ownership::Unowned => {
             let Some((key, fingerprint)) = current else {
                 return Ok(VaultView::Unowned {
                     data_matches: false,
@@ -56,16 +99,8 @@ async fn classify_one(
     ctx: &Context,
     key: Option<&FingerprintKey>,
     secret: &SourceSecret,
-) -> Result<(Value, BootstrapState)> {
+) -> Result<PlanItem> {
     let fingerprint = key.map(|k| k.fingerprint(&secret.data));
-    let mut item = json!({
-        "namespace": secret.reference.namespace,
-        "name": secret.reference.name,
-        "uid": secret.uid,
-        "resourceVersion": secret.resource_version,
-        "keys": secret.data.keys(),
-        "fingerprint": fingerprint,
-    });
     let target = secret.target(&ctx.settings.kv_mount, &ctx.settings.allowed, None);
     let (state, reason) = match &target {
         Err(error) => (BootstrapState::Invalid, error.to_string()),
@@ -86,61 +121,65 @@ async fn classify_one(
             classify(&view, fingerprint.as_ref())
         }
     };
-    if let Ok(target) = &target {
-        item["mount"] = json!(target.mount);
-        item["path"] = json!(target.path);
-    }
-    item["state"] = json!(state);
-    item["reason"] = json!(reason);
-    Ok((item, state))
+    let (mount, path) = match target {
+        Ok(target) => (Some(target.mount), Some(target.path)),
+        Err(_) => (None, None),
+    };
+    Ok(PlanItem {
+        namespace: secret.reference.namespace.clone(),
+        name: secret.reference.name.clone(),
+        uid: secret.uid.clone(),
+        resource_version: secret.resource_version.clone(),
+        keys: secret.data.keys(),
+        fingerprint,
+        mount,
+        path,
+        state,
+        reason,
+    })
 }
 
-pub async fn run(
-    scope: &ScopeArgs,
-    selector: Option<&str>,
-    shards: Option<u32>,
-    ctx: &Context,
-) -> Result<Report> {
-    let secrets = discover(ctx, scope, selector).await?;
+pub async fn run(plan: &Plan, ctx: &Context) -> Result<Report> {
+    let secrets = ctx
+        .list_class(Class::Bootstrap, &plan.scope, plan.selector.as_deref())
+        .await?;
     // Read-only: without a key, nothing has been fingerprinted yet, and none is created here.
     let key = ctx
         .vault
         .existing_fingerprint_key(&ctx.settings.kv_mount)
         .await?;
-    let classified: Vec<Result<(Value, BootstrapState)>> = stream::iter(&secrets)
+    let items: Vec<PlanItem> = stream::iter(&secrets)
         .map(|s| classify_one(ctx, key.as_ref(), s))
         .buffered(READ_CONCURRENCY)
-        .collect()
-        .await;
-    let classified: Vec<(Value, BootstrapState)> = classified.into_iter().collect::<Result<_>>()?;
-    let actionable: Vec<&Value> = classified
-        .iter()
-        .filter(|(_, state)| state.is_actionable())
-        .map(|(item, _)| item)
-        .collect();
-    let items: Vec<Value> = classified.iter().map(|(item, _)| item.clone()).collect();
-    let (counts, _) = summarize(&items, "state");
-    let plan: Value = match shards.filter(|n| *n > 0) {
-        Some(count) => Value::Array(
-            (0..count)
+        .collect::<Vec<Result<PlanItem>>>()
+        .await
+        .into_iter()
+        .collect::<Result<_>>()?;
+    let actionable: Vec<&PlanItem> = items.iter().filter(|i| i.state.is_actionable()).collect();
+    let withparam = match plan.shards {
+        Some(count) => serde_json::to_vec(
+            &(0..count)
                 .map(|index| {
-                    let members = actionable.iter().filter(|i| Shard { index, count }.contains(i["uid"].as_str().unwrap_or(""))).count();
-                    json!({"shard": format!("{index}/{count}"), "index": index, "count": count, "items": members})
+                    let shard = Shard { index, count };
+                    ShardItem {
+                        shard: shard.to_string(),
+                        index,
+                        count,
+                        items: actionable.iter().filter(|i| shard.contains(&i.uid)).count(),
+                    }
                 })
-                .collect(),
+                .collect::<Vec<_>>(),
         ),
-        None => Value::Array(actionable.iter().map(|i| (*i).clone()).collect()),
+        None => serde_json::to_vec(&actionable),
+    }
+    .expect("plan items serialize");
+    let document = PlanDocument {
+        command: "read-bootstrap",
+        outcome: Outcome::Planned,
+        total: items.len(),
+        actionable: actionable.len(),
+        counts: tally(items.iter().map(|i| i.state)),
+        items: &items,
     };
-    let document = json!({
-        "command": "read-bootstrap",
-        "outcome": "planned",
-        "total": classified.len(),
-        "actionable": actionable.len(),
-        "counts": counts,
-        "items": items,
-    });
-    Ok(Report::new(document).with_file(
-        "items.json",
-        serde_json::to_vec(&plan).expect("JSON values serialize"),
-    ))
+    Ok(Report::new(&document).with_file("items.json", withparam))
 }

@@ -4,122 +4,59 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde::Serialize;
 
-use super::steps::now_rfc3339;
 use super::Context;
-use crate::cli::{Generator, RotateArgs};
-use crate::domain::consumers::{parse_refresh, parse_restart, Consumer};
+use crate::clock::now_rfc3339;
+use crate::domain::consumers::Consumer;
 use crate::domain::fingerprint::{Fingerprint, FingerprintKey};
-use crate::domain::generate::{random_base64, random_hex, PasswordSpec};
-use crate::domain::names::{meta, RESERVED_PREFIX};
-use crate::domain::path::validate_path;
+use crate::domain::generate::Recipe;
+use crate::domain::names::meta;
+use crate::domain::outcome::Outcome;
 use crate::domain::provenance::{decode_key_list, encode_key_list, Origin, Provenance};
 use crate::domain::rotation::{
-    decide, record_path, validate_rotation_id, versions_to_destroy, RotationRecord, RotationStep,
+    decide, record_path, versions_to_destroy, RotationRecord, RotationStep,
 };
-use crate::error::{exit, severity, Error, Result};
+use crate::error::{Error, ErrorReport, ExitStatus, Result};
 use crate::logging::audit;
 use crate::output::Report;
 use crate::secret::SecretBytes;
 use crate::vault::{base64_keys, CasWrite, VaultMetadata};
 
-/// How a new value is made.
-enum Recipe {
-    Password(PasswordSpec),
-    Hex(usize),
-    Base64(usize),
-    VaultPolicy(String),
+/// A rotation, complete: everything is checked before the first remote call.
+pub struct Plan {
+    pub path: String,
+    /// Deduplicated, in the order given.
+    pub keys: Vec<String>,
+    pub rotation_id: String,
+    pub recipe: Recipe,
+    pub consumers: Vec<Consumer>,
+    /// Destroy versions older than the newest N after the write.
+    pub keep_versions: Option<u32>,
+    /// Take over a path without secops provenance.
+    pub adopt: bool,
+    /// How long another run's unfinished claim on the id is honoured.
+    pub claim_lease_seconds: i64,
 }
 
-/// The validated request: everything is checked before the first remote call.
-struct Plan {
-    path: String,
-    keys: Vec<String>,
-    rotation_id: String,
-    recipe: Recipe,
-    consumers: Vec<Consumer>,
-}
-
-const DEFAULT_LENGTH: u32 = 32;
 /// Polls of a fresh claim held by a concurrent run before giving up with a temporary failure.
 const WAIT_POLLS: u32 = 40;
 const WAIT_INTERVAL: Duration = Duration::from_millis(250);
-const STEP_LIMIT: u32 = WAIT_POLLS + 10;
-
-fn plan(args: &RotateArgs) -> Result<Plan> {
-    validate_path(&args.path).map_err(|reason| Error::Usage(format!("--path: {reason}")))?;
-    if args.path == RESERVED_PREFIX || args.path.starts_with(&format!("{RESERVED_PREFIX}/")) {
-        return Err(Error::Refused {
-            action: format!("rotate {}", args.path),
-            detail: "the secops/ prefix holds secops's own state".into(),
-        });
-    }
-    validate_rotation_id(&args.rotation_id)?;
-    let mut keys = Vec::new();
-    for key in &args.keys {
-        let valid = !key.is_empty()
-            && key.len() <= 253
-            && key
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-        if !valid {
-            return Err(Error::Usage(format!(
-                "--key {key:?}: use letters, digits, '-', '_', '.'"
-            )));
-        }
-        if !keys.contains(key) {
-            keys.push(key.clone());
-        }
-    }
-    let length = args.length.unwrap_or(DEFAULT_LENGTH) as usize;
-    let recipe = match args.generator {
-        Generator::Password => Recipe::Password(PasswordSpec::new(
-            length,
-            args.charset.as_deref(),
-            &args.symbols,
-            args.allow_lookalikes,
-        )?),
-        Generator::Hex => Recipe::Hex(length),
-        Generator::Base64 => Recipe::Base64(length),
-        Generator::VaultPolicy => {
-            Recipe::VaultPolicy(args.policy.clone().ok_or_else(|| {
-                Error::Usage("--generator vault-policy needs --policy NAME".into())
-            })?)
-        }
-    };
-    let mut consumers: Vec<Consumer> = args
-        .refresh
-        .iter()
-        .map(|r| parse_refresh(r))
-        .collect::<Result<_>>()?;
-    consumers.extend(
-        args.restart
-            .iter()
-            .map(|r| parse_restart(r))
-            .collect::<Result<Vec<_>>>()?,
-    );
-    Ok(Plan {
-        path: args.path.clone(),
-        keys,
-        rotation_id: args.rotation_id.clone(),
-        recipe,
-        consumers,
-    })
-}
+const STEP_LIMIT: u32 = WAIT_POLLS + crate::retry::RACE_ATTEMPTS as u32;
 
 async fn generate(ctx: &Context, recipe: &Recipe) -> Result<SecretBytes> {
-    match recipe {
-        Recipe::Password(spec) => spec.generate(),
-        Recipe::Hex(bytes) => random_hex(*bytes),
-        Recipe::Base64(bytes) => random_base64(*bytes),
-        Recipe::VaultPolicy(policy) => ctx.vault.generate_password(policy).await,
+    match (recipe.generate_locally(), recipe) {
+        (Some(value), _) => value,
+        (None, Recipe::VaultPolicy(policy)) => ctx.vault.generate_password(policy).await,
+        (None, _) => Err(Error::Internal(
+            "only Vault password policies are generated remotely".into(),
+        )),
     }
 }
 
 /// Rotation needs secops provenance (or `--adopt`), and never touches a pushed path: the
 /// pushing operator is its authority.
-fn check_authority(plan: &Plan, metadata: &VaultMetadata, adopt: bool) -> Result<()> {
+fn check_authority(plan: &Plan, metadata: &VaultMetadata) -> Result<()> {
     let path = plan.path.clone();
     match Provenance::from_metadata(&metadata.custom) {
         Some(Provenance {
@@ -131,67 +68,98 @@ fn check_authority(plan: &Plan, metadata: &VaultMetadata, adopt: bool) -> Result
             claimant: "rotate".into(),
         }),
         Some(_) => Ok(()),
-        None if adopt || metadata.custom.contains_key(meta::ADOPTED_AT) => Ok(()),
-        None => Err(Error::Refused {
-            action: format!("rotate {path}"),
-            detail: "the path has no secops provenance; pass --adopt to take it over".into(),
-        }),
+        None if plan.adopt || metadata.custom.contains_key(meta::ADOPTED_AT) => Ok(()),
+        None => Err(Error::NotAdopted { path }),
     }
 }
 
 /// What the rotation ended in, before consumers.
 struct Rotated {
-    outcome: &'static str,
+    outcome: Outcome,
     version: u64,
     fingerprint: Option<Fingerprint>,
     destroyed: Vec<u64>,
 }
 
-pub async fn run(args: &RotateArgs, ctx: &Context) -> Result<Report> {
-    let plan = plan(args)?;
-    let mount = ctx.settings.kv_mount.clone();
+/// What became of one consumer.
+#[derive(Serialize)]
+struct Refreshed {
+    target: String,
+    outcome: Outcome,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<ErrorReport>,
+}
+
+#[derive(Serialize)]
+struct RotateDocument<'a> {
+    command: &'static str,
+    outcome: Outcome,
+    mount: &'a str,
+    path: &'a str,
+    rotation_id: &'a str,
+    keys: &'a [String],
+    version: u64,
+    fingerprint: Option<Fingerprint>,
+    destroyed_versions: Vec<u64>,
+    consumers: Vec<Refreshed>,
+    exit_code: ExitStatus,
+    dry_run: bool,
+}
+
+pub async fn run(plan: &Plan, ctx: &Context) -> Result<Report> {
+    let mount = ctx.settings.kv_mount.as_str();
     let key = if ctx.settings.dry_run {
-        ctx.vault.existing_fingerprint_key(&mount).await?
+        ctx.vault.existing_fingerprint_key(mount).await?
     } else {
-        Some(ctx.vault.fingerprint_key(&mount).await?)
+        Some(ctx.vault.fingerprint_key(mount).await?)
     };
-    let rotated = rotate(ctx, &plan, &mount, key.as_ref(), args).await?;
-    let mut consumer_results = Vec::new();
-    let mut exit_code = exit::OK;
-    if rotated.outcome != "planned" {
+    let rotated = rotate(ctx, plan, mount, key.as_ref()).await?;
+    let mut consumers = Vec::new();
+    let mut status = ExitStatus::Ok;
+    if rotated.outcome != Outcome::Planned {
         for consumer in &plan.consumers {
-            let result = ctx.kube()?.refresh_consumer(consumer).await;
-            let code = result
-                .as_ref()
-                .map(|_| exit::OK)
-                .unwrap_or_else(Error::exit_code);
-            if severity(code) > severity(exit_code) {
-                exit_code = code;
-            }
-            consumer_results.push(match result {
+            let target = consumer.to_string();
+            consumers.push(match ctx.kube()?.refresh_consumer(consumer).await {
                 Ok(()) => {
-                    audit("refresh-consumer", &consumer.to_string(), "refreshed", Some(rotated.version), None);
-                    json!({"target": consumer.to_string(), "outcome": "refreshed"})
+                    audit(
+                        "refresh-consumer",
+                        consumer,
+                        Outcome::Refreshed,
+                        Some(rotated.version),
+                        None,
+                    );
+                    Refreshed {
+                        target,
+                        outcome: Outcome::Refreshed,
+                        error: None,
+                    }
                 }
-                Err(error) => json!({"target": consumer.to_string(), "outcome": "failed", "error": {"kind": error.kind(), "message": error.to_string()}}),
+                Err(error) => {
+                    status = status.max(error.exit_status());
+                    Refreshed {
+                        target,
+                        outcome: Outcome::Failed,
+                        error: Some((&error).into()),
+                    }
+                }
             });
         }
     }
-    Ok(Report::new(json!({
-        "command": "rotate",
-        "outcome": rotated.outcome,
-        "mount": mount,
-        "path": plan.path,
-        "rotation_id": plan.rotation_id,
-        "keys": plan.keys,
-        "version": rotated.version,
-        "fingerprint": rotated.fingerprint,
-        "destroyed_versions": rotated.destroyed,
-        "consumers": Value::Array(consumer_results),
-        "exit_code": exit_code,
-        "dry_run": ctx.settings.dry_run,
-    }))
-    .with_exit_code(exit_code))
+    let document = RotateDocument {
+        command: "rotate",
+        outcome: rotated.outcome,
+        mount,
+        path: &plan.path,
+        rotation_id: &plan.rotation_id,
+        keys: &plan.keys,
+        version: rotated.version,
+        fingerprint: rotated.fingerprint,
+        destroyed_versions: rotated.destroyed,
+        consumers,
+        exit_code: status,
+        dry_run: ctx.settings.dry_run,
+    };
+    Ok(Report::new(&document).with_status(status))
 }
 
 async fn rotate(
@@ -199,7 +167,6 @@ async fn rotate(
     plan: &Plan,
     mount: &str,
     key: Option<&FingerprintKey>,
-    args: &RotateArgs,
 ) -> Result<Rotated> {
     let record_at = record_path(&plan.path, &plan.rotation_id);
     let no_base64 = BTreeSet::new();
@@ -216,15 +183,19 @@ async fn rotate(
             .ok_or_else(|| Error::NotFound {
                 what: format!("Vault secret {mount}/{}", plan.path),
             })?;
-        check_authority(plan, &metadata, args.adopt)?;
+        check_authority(plan, &metadata)?;
         let base64 = decode_key_list(&metadata.custom);
-        let now = jiff::Timestamp::now().as_second();
-        let lease = args.claim_lease.as_secs() as i64;
+        let now = crate::clock::now().as_second();
         // The claim to take over (or rebase), if any; `None` claims afresh.
-        let previous = match decide(record.as_ref(), metadata.current_version, now, lease) {
+        let previous = match decide(
+            record.as_ref(),
+            metadata.current_version,
+            now,
+            plan.claim_lease_seconds,
+        ) {
             RotationStep::AlreadyRotated { version } => {
                 return Ok(Rotated {
-                    outcome: "already-rotated",
+                    outcome: Outcome::AlreadyRotated,
                     version,
                     fingerprint: None,
                     destroyed: Vec::new(),
@@ -259,7 +230,6 @@ async fn rotate(
                         version,
                         &written_base64,
                         &metadata,
-                        args,
                     )
                     .await;
                 }
@@ -273,15 +243,15 @@ async fn rotate(
             )),
         };
         if let Some(done) =
-            claim_and_write(ctx, plan, mount, key, &record_at, previous, &metadata, args).await?
+            claim_and_write(ctx, plan, mount, key, &record_at, previous, &metadata).await?
         {
             return Ok(done);
         }
     }
-    Err(Error::Temporary {
-        action: format!("rotate {} ({})", plan.path, plan.rotation_id),
-        detail: "another run holds this rotation id and has not finished".into(),
-    })
+    Err(Error::temporary(
+        format!("rotate {} ({})", plan.path, plan.rotation_id),
+        "another run holds this rotation id and has not finished",
+    ))
 }
 
 /// Claims the id (or takes it over), then writes with `cas` = the version read. `None` when
@@ -295,7 +265,6 @@ async fn claim_and_write(
     record_at: &str,
     previous: Option<(RotationRecord, u64)>,
     metadata: &VaultMetadata,
-    args: &RotateArgs,
 ) -> Result<Option<Rotated>> {
     let base64 = decode_key_list(&metadata.custom);
     let current = ctx
@@ -307,7 +276,7 @@ async fn claim_and_write(
         })?;
     if ctx.settings.dry_run {
         return Ok(Some(Rotated {
-            outcome: "planned",
+            outcome: Outcome::Planned,
             version: current.version,
             fingerprint: None,
             destroyed: Vec::new(),
@@ -327,7 +296,7 @@ async fn claim_and_write(
     let claim = RotationRecord {
         base_version: current.version,
         intents,
-        claimed_at: jiff::Timestamp::now().as_second(),
+        claimed_at: crate::clock::now().as_second(),
         version: None,
     };
     let CasWrite::Written {
@@ -355,7 +324,6 @@ async fn claim_and_write(
         version,
         &base64_keys(&data),
         metadata,
-        args,
     )
     .await?;
     rotated.fingerprint = Some(fingerprint);
@@ -373,7 +341,6 @@ async fn finish(
     version: u64,
     written_base64: &BTreeSet<String>,
     metadata: &VaultMetadata,
-    args: &RotateArgs,
 ) -> Result<Rotated> {
     let done = RotationRecord {
         version: Some(version),
@@ -400,22 +367,17 @@ async fn finish(
     } else {
         custom.insert(meta::BASE64_KEYS.into(), encode_key_list(written_base64));
     }
-    if args.adopt
+    if plan.adopt
         && Provenance::from_metadata(&metadata.custom).is_none()
         && !custom.contains_key(meta::ADOPTED_AT)
     {
         custom.insert(meta::ADOPTED_AT.into(), now_rfc3339());
     }
     ctx.vault.write_metadata(mount, &plan.path, &custom).await?;
-    audit(
-        "rotate",
-        &format!("{mount}/{}", plan.path),
-        "rotated",
-        Some(version),
-        None,
-    );
+    let target = format!("{mount}/{}", plan.path);
+    audit("rotate", &target, Outcome::Rotated, Some(version), None);
     let mut destroyed = Vec::new();
-    if let Some(keep) = args.keep_versions.filter(|k| *k > 0) {
+    if let Some(keep) = plan.keep_versions {
         if let Some(fresh) = ctx.vault.read_metadata(mount, &plan.path).await? {
             destroyed = versions_to_destroy(&fresh.live_versions, version, keep);
             if !destroyed.is_empty() {
@@ -424,8 +386,8 @@ async fn finish(
                     .await?;
                 audit(
                     "destroy-versions",
-                    &format!("{mount}/{}", plan.path),
-                    "destroyed",
+                    &target,
+                    Outcome::Destroyed,
                     Some(version),
                     None,
                 );
@@ -433,7 +395,7 @@ async fn finish(
         }
     }
     Ok(Rotated {
-        outcome: "rotated",
+        outcome: Outcome::Rotated,
         version,
         fingerprint: None,
         destroyed,

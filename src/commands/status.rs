@@ -1,50 +1,93 @@
 //! `status`: one row per managed secret with its authority, phase and Vault version, and any
-//! broken invariant (RFC section 3.3); exit 3 when one is found, so a CronWorkflow can alert.
+//! broken invariant (RFC section 3.3; `docs/contract.md` §6.6); exit 3 when one is found, so
+//! a CronWorkflow can alert.
 
 use std::collections::BTreeSet;
 use std::io::IsTerminal as _;
-use std::time::Duration;
 
 use futures::stream::{self, StreamExt as _};
-use serde_json::{json, Value};
+use serde::Serialize;
 
-use super::handover::bootstrap_selector;
 use super::Context;
-use crate::cli::{ScopeArgs, StatusFormat};
 use crate::domain::authority::{
-    assess_bootstrap, assess_internal, assess_orphan, Assessment, VaultFacts,
+    assess_bootstrap, assess_internal, assess_orphan, Assessment, Authority, Phase, VaultFacts,
+    Violation,
 };
 use crate::domain::bootstrap::SourceSecret;
-use crate::domain::names::{self, meta, RESERVED_PREFIX};
+use crate::domain::names::{is_reserved, meta, Class};
+use crate::domain::outcome::Outcome;
 use crate::domain::provenance::{Origin, Provenance};
-use crate::error::{exit, Result};
+use crate::domain::Scope;
+use crate::error::{ExitStatus, Result};
 use crate::output::Report;
 use crate::vault::VaultMetadata;
 
+pub struct Plan {
+    pub scope: Scope,
+    /// How long two authorities may coexist before it is a violation.
+    pub grace_seconds: i64,
+    /// `None`: a table on a terminal, else JSON.
+    pub table: Option<bool>,
+}
+
 const READ_CONCURRENCY: usize = 16;
 
-fn row(
-    kind: &str,
+/// Where a row came from: a labelled Secret, or a Vault path whose origin was not found.
+#[derive(Debug, Clone, Copy, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum RowKind {
+    Bootstrap,
+    Internal,
+    Vault,
+}
+
+#[derive(Debug, Serialize)]
+struct Row {
+    kind: RowKind,
     secret: Option<String>,
-    mount: &str,
-    path: &str,
-    metadata: Option<&VaultMetadata>,
-    assessment: Assessment,
-) -> Value {
-    let custom = metadata.map(|m| &m.custom);
-    let get = |key: &str| custom.and_then(|c| c.get(key)).cloned();
-    json!({
-        "kind": kind,
-        "secret": secret,
-        "mount": mount,
-        "path": path,
-        "authority": assessment.authority,
-        "phase": assessment.phase,
-        "vault_version": metadata.map(|m| m.current_version),
-        "last_handover": get(meta::HANDOVER_AT),
-        "last_rotation": get(meta::ROTATED_AT),
-        "violations": assessment.violations,
-    })
+    mount: String,
+    path: String,
+    authority: Authority,
+    phase: Phase,
+    vault_version: Option<u64>,
+    last_handover: Option<String>,
+    last_rotation: Option<String>,
+    violations: Vec<Violation>,
+}
+
+impl Row {
+    fn new(
+        kind: RowKind,
+        secret: String,
+        mount: &str,
+        path: &str,
+        metadata: Option<&VaultMetadata>,
+        assessment: Assessment,
+    ) -> Row {
+        let get = |key: &str| metadata.and_then(|m| m.custom.get(key)).cloned();
+        Row {
+            kind,
+            secret: Some(secret),
+            mount: mount.to_string(),
+            path: path.to_string(),
+            authority: assessment.authority,
+            phase: assessment.phase,
+            vault_version: metadata.map(|m| m.current_version),
+            last_handover: get(meta::HANDOVER_AT),
+            last_rotation: get(meta::ROTATED_AT),
+            violations: assessment.violations,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct StatusDocument {
+    command: &'static str,
+    outcome: Outcome,
+    total: usize,
+    violations: usize,
+    rows: Vec<Row>,
+    exit_code: ExitStatus,
 }
 
 /// Every path under the mount that carries secops provenance, skipping secops's own state.
@@ -54,7 +97,7 @@ async fn provenance_paths(ctx: &Context, mount: &str) -> Result<Vec<(String, Vau
     while let Some(folder) = folders.pop() {
         for key in ctx.vault.list(mount, &folder).await? {
             let full = format!("{folder}{key}");
-            if full == format!("{RESERVED_PREFIX}/") {
+            if is_reserved(full.trim_end_matches('/')) {
                 continue;
             }
             if full.ends_with('/') {
@@ -84,7 +127,15 @@ async fn provenance_paths(ctx: &Context, mount: &str) -> Result<Vec<(String, Vau
         .collect())
 }
 
-fn render_table(rows: &[Value]) -> String {
+/// The kebab-case name a unit enum serializes as.
+fn name_of(value: impl Serialize) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default()
+}
+
+fn render_table(rows: &[Row]) -> String {
     let header = [
         "SECRET",
         "VAULT PATH",
@@ -92,29 +143,22 @@ fn render_table(rows: &[Value]) -> String {
         "PHASE",
         "VERSION",
         "VIOLATIONS",
-    ];
+    ]
+    .map(String::from);
     let cells: Vec<[String; 6]> = rows
         .iter()
         .map(|r| {
-            let violations: Vec<String> = r["violations"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|v| v["kind"].as_str().unwrap_or("").to_string())
-                .collect();
+            let violations: Vec<String> = r.violations.iter().map(|v| name_of(v.kind)).collect();
             [
-                r["secret"].as_str().unwrap_or("-").to_string(),
-                match (
-                    r["mount"].as_str(),
-                    r["path"].as_str().filter(|p| !p.is_empty()),
-                ) {
-                    (Some(mount), Some(path)) => format!("{mount}/{path}"),
-                    _ => "-".to_string(), // no valid path: say so, not "secret/"
+                r.secret.clone().unwrap_or_else(|| "-".into()),
+                if r.path.is_empty() {
+                    "-".to_string() // no valid path: say so, not "secret/"
+                } else {
+                    format!("{}/{}", r.mount, r.path)
                 },
-                r["authority"].as_str().unwrap_or("").to_string(),
-                r["phase"].as_str().unwrap_or("").to_string(),
-                r["vault_version"]
-                    .as_u64()
+                name_of(r.authority),
+                r.phase.to_string(),
+                r.vault_version
                     .map(|v| v.to_string())
                     .unwrap_or_else(|| "-".into()),
                 if violations.is_empty() {
@@ -135,7 +179,7 @@ fn render_table(rows: &[Value]) -> String {
                 .unwrap_or(0)
         })
         .collect();
-    let line = |values: Vec<&str>| {
+    let line = |values: &[String; 6]| {
         values
             .iter()
             .zip(&widths)
@@ -146,69 +190,39 @@ fn render_table(rows: &[Value]) -> String {
             .to_string()
             + "\n"
     };
-    let mut out = line(header.to_vec());
+    let mut out = line(&header);
     for c in &cells {
-        out.push_str(&line(c.iter().map(String::as_str).collect()));
+        out.push_str(&line(c));
     }
     out
 }
 
-pub async fn run(
-    scope: &ScopeArgs,
-    grace: Duration,
-    output: Option<StatusFormat>,
-    ctx: &Context,
-) -> Result<Report> {
+pub async fn run(plan: &Plan, ctx: &Context) -> Result<Report> {
     let kube = ctx.kube()?;
     let mount = ctx.settings.kv_mount.clone();
-    let namespaces = ctx.namespaces(scope);
-    let mut bootstrap: Vec<SourceSecret> = Vec::new();
-    let mut internal: Vec<SourceSecret> = Vec::new();
-    let internal_selector = format!("{}={}", names::CLASS_LABEL, names::CLASS_INTERNAL);
-    for namespace in &namespaces {
-        bootstrap.extend(
-            kube.list_secrets(namespace.as_deref(), &bootstrap_selector(None))
-                .await?,
-        );
-        internal.extend(
-            kube.list_secrets(namespace.as_deref(), &internal_selector)
-                .await?,
-        );
-    }
+    let bootstrap = ctx.list_class(Class::Bootstrap, &plan.scope, None).await?;
+    let internal = ctx.list_class(Class::Internal, &plan.scope, None).await?;
     let key = ctx.vault.existing_fingerprint_key(&mount).await?;
-    let now = jiff::Timestamp::now().as_second();
-    let grace = grace.as_secs() as i64;
-    let sources: Vec<(&str, &SourceSecret)> = bootstrap
+    let now = crate::clock::now().as_second();
+    let sources: Vec<(RowKind, &SourceSecret)> = bootstrap
         .iter()
-        .map(|s| ("bootstrap", s))
-        .chain(internal.iter().map(|s| ("internal", s)))
+        .map(|s| (RowKind::Bootstrap, s))
+        .chain(internal.iter().map(|s| (RowKind::Internal, s)))
         .collect();
-    let seen: BTreeSet<(String, String)> = sources
-        .iter()
-        .map(|(_, s)| (s.reference.namespace.clone(), s.reference.name.clone()))
-        .collect();
-    let mut rows: Vec<Value> = stream::iter(sources)
-        .map(|(kind, secret)| {
+    let seen: BTreeSet<&crate::domain::SecretRef> =
+        sources.iter().map(|(_, s)| &s.reference).collect();
+    let mut rows: Vec<Row> = stream::iter(&sources)
+        .map(|&(kind, secret)| {
             let key = key.as_ref();
-            let mount = mount.clone();
+            let mount = mount.as_str();
             async move {
                 let current = key.map(|k| k.fingerprint(&secret.data));
-                let target = match secret.target(&mount, &ctx.settings.allowed, None) {
+                let name = secret.reference.to_string();
+                let target = match secret.target(mount, &ctx.settings.allowed, None) {
                     Ok(target) => target,
                     Err(error) => {
-                        let assessment = Assessment {
-                            authority: crate::domain::authority::Authority::Git,
-                            phase: format!("invalid: {error}"),
-                            violations: Vec::new(),
-                        };
-                        return Ok(row(
-                            kind,
-                            Some(secret.reference.to_string()),
-                            &mount,
-                            "",
-                            None,
-                            assessment,
-                        ));
+                        let assessment = Assessment::invalid(error.to_string());
+                        return Ok(Row::new(kind, name, mount, "", None, assessment));
                     }
                 };
                 let metadata = ctx.vault.read_metadata(&target.mount, &target.path).await?;
@@ -225,14 +239,18 @@ pub async fn run(
                         current_version: m.current_version,
                     });
                 let assessment = match kind {
-                    "bootstrap" => {
-                        assess_bootstrap(secret, facts.as_ref(), current.as_ref(), now, grace)
-                    }
+                    RowKind::Bootstrap => assess_bootstrap(
+                        secret,
+                        facts.as_ref(),
+                        current.as_ref(),
+                        now,
+                        plan.grace_seconds,
+                    ),
                     _ => assess_internal(secret, facts.as_ref(), current.as_ref()),
                 };
-                Ok(row(
+                Ok(Row::new(
                     kind,
-                    Some(secret.reference.to_string()),
+                    name,
                     &target.mount,
                     &target.path,
                     metadata.as_ref(),
@@ -241,71 +259,58 @@ pub async fn run(
             }
         })
         .buffered(READ_CONCURRENCY)
-        .collect::<Vec<Result<Value>>>()
+        .collect::<Vec<Result<Row>>>()
         .await
         .into_iter()
         .collect::<Result<_>>()?;
-    let in_scope = |namespace: &str| {
-        namespaces
-            .iter()
-            .any(|n| n.as_deref().is_none_or(|n| n == namespace))
-    };
     for (path, metadata) in provenance_paths(ctx, &mount).await? {
         let Some(provenance) = Provenance::from_metadata(&metadata.custom) else {
             continue;
         };
         let reference = match &provenance.origin {
-            Origin::Bootstrap(r) | Origin::Push(r) => r.clone(),
+            Origin::Bootstrap(r) | Origin::Push(r) => r,
             Origin::Other(_) => continue,
         };
-        if !in_scope(&reference.namespace)
-            || seen.contains(&(reference.namespace.clone(), reference.name.clone()))
+        if !plan
+            .scope
+            .contains(&reference.namespace, kube.default_namespace())
+            || seen.contains(reference)
         {
             continue;
         }
         // Listed by label above only if still labelled; look the origin up by name too.
-        if kube.get_secret(&reference).await?.is_some() {
+        if kube.get_secret(reference).await?.is_some() {
             continue;
         }
         let assessment = assess_orphan(&provenance, &metadata.custom, metadata.current_version);
-        rows.push(row(
-            "vault",
-            Some(reference.to_string()),
+        rows.push(Row::new(
+            RowKind::Vault,
+            reference.to_string(),
             &mount,
             &path,
             Some(&metadata),
             assessment,
         ));
     }
-    let violations: usize = rows
-        .iter()
-        .map(|r| r["violations"].as_array().map_or(0, Vec::len))
-        .sum();
-    let exit_code = if violations > 0 {
-        exit::REFUSED
+    let violations: usize = rows.iter().map(|r| r.violations.len()).sum();
+    let (outcome, status) = if violations > 0 {
+        (Outcome::Violations, ExitStatus::Refused)
     } else {
-        exit::OK
+        (Outcome::Clean, ExitStatus::Ok)
     };
-    let document = json!({
-        "command": "status",
-        "outcome": if violations > 0 { "violations" } else { "clean" },
-        "total": rows.len(),
-        "violations": violations,
-        "rows": rows,
-        "exit_code": exit_code,
-    });
-    let as_table = match output {
-        Some(format) => format == StatusFormat::Table,
-        None => std::io::stdout().is_terminal(),
+    let as_table = plan
+        .table
+        .unwrap_or_else(|| std::io::stdout().is_terminal());
+    let text = as_table.then(|| render_table(&rows));
+    let document = StatusDocument {
+        command: "status",
+        outcome,
+        total: rows.len(),
+        violations,
+        rows,
+        exit_code: status,
     };
-    let mut report = Report::new(document).with_exit_code(exit_code);
-    if as_table {
-        report.text = Some(render_table(
-            report.document["rows"]
-                .as_array()
-                .map(Vec::as_slice)
-                .unwrap_or(&[]),
-        ));
-    }
+    let mut report = Report::new(&document).with_status(status);
+    report.text = text;
     Ok(report)
 }

@@ -2,13 +2,14 @@
 //! are broken (`status`). Pure: the command gathers the facts, this judges them.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 
-use super::bootstrap::SourceSecret;
+use super::bootstrap::{ConsumeMode, SourceSecret};
 use super::fingerprint::Fingerprint;
 use super::names::{self, meta};
-use super::provenance::Provenance;
+use super::provenance::{Ownership, Provenance};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -41,12 +42,69 @@ pub struct Violation {
     pub detail: String,
 }
 
+/// Where a managed secret stands in its life (RFC section 3's phases).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Phase {
+    /// A bootstrap Secret not handed over yet.
+    Pending,
+    /// In Vault, not yet marked consumed.
+    HandedOver,
+    Consumed,
+    /// Consumed with `--mode delete`: the origin is gone by design.
+    ConsumedDeleted,
+    /// Vault names an origin that no longer exists.
+    OriginGone,
+    /// Handed over or pushed, then rotated this many times in Vault.
+    Rotated(u64),
+    Pushed,
+    /// Pushed, and the source has changed since: the next push publishes it.
+    PushPending,
+    NotPushed,
+    /// The Secret cannot be managed as it is; the reason says why.
+    Invalid(String),
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Phase::Pending => f.write_str("pending"),
+            Phase::HandedOver => f.write_str("handed-over"),
+            Phase::Consumed => f.write_str("consumed"),
+            Phase::ConsumedDeleted => f.write_str("consumed (deleted)"),
+            Phase::OriginGone => f.write_str("origin gone"),
+            Phase::Rotated(1) => f.write_str("rotated 1 time"),
+            Phase::Rotated(n) => write!(f, "rotated {n} times"),
+            Phase::Pushed => f.write_str("pushed"),
+            Phase::PushPending => f.write_str("push-pending (source changed)"),
+            Phase::NotPushed => f.write_str("not-pushed"),
+            Phase::Invalid(reason) => write!(f, "invalid: {reason}"),
+        }
+    }
+}
+
+impl Serialize for Phase {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
 /// The judgement of one managed secret.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Assessment {
     pub authority: Authority,
-    pub phase: String,
+    pub phase: Phase,
     pub violations: Vec<Violation>,
+}
+
+impl Assessment {
+    /// A Secret whose target cannot be read from its annotations: nothing to judge in Vault.
+    pub fn invalid(reason: String) -> Self {
+        Assessment {
+            authority: Authority::Git,
+            phase: Phase::Invalid(reason),
+            violations: Vec::new(),
+        }
+    }
 }
 
 /// What Vault holds at a Secret's target path.
@@ -63,11 +121,21 @@ fn violation(kind: ViolationKind, detail: impl Into<String>) -> Violation {
     }
 }
 
-fn phase_after_handover(origin_version: u64, current_version: u64, base: &str) -> String {
+fn phase_after_handover(origin_version: u64, current_version: u64, base: Phase) -> Phase {
     match current_version.saturating_sub(origin_version) {
-        0 => base.to_string(),
-        1 => "rotated 1 time".to_string(),
-        n => format!("rotated {n} times"),
+        0 => base,
+        n => Phase::Rotated(n),
+    }
+}
+
+fn ours<'a>(
+    vault: Option<&VaultFacts<'a>>,
+    origin: &super::provenance::Origin,
+    uid: &str,
+) -> Option<&'a Provenance> {
+    match Ownership::of(vault.and_then(|v| v.provenance), origin, uid) {
+        Ownership::Ours(p) => Some(p),
+        Ownership::Theirs { .. } | Ownership::Unowned => None,
     }
 }
 
@@ -81,7 +149,7 @@ pub fn assess_bootstrap(
     grace_seconds: i64,
 ) -> Assessment {
     let origin = secret.bootstrap_origin();
-    let owned = vault.and_then(|v| v.provenance.filter(|p| p.is_owned_by(&origin, &secret.uid)));
+    let owned = ours(vault, &origin, &secret.uid);
     let mut violations = Vec::new();
     if secret.is_consumed() {
         let recorded = secret
@@ -96,11 +164,7 @@ pub fn assess_bootstrap(
                 ));
             }
         }
-        let mode = secret
-            .annotations
-            .get(names::CONSUMED_MODE)
-            .map(String::as_str);
-        if mode == Some("strip") && !secret.data.is_empty() {
+        if secret.consumed_mode() == Some(ConsumeMode::Strip) && !secret.data.is_empty() {
             violations.push(violation(
                 ViolationKind::NotStripped,
                 "consumed with --mode strip, but data is present again",
@@ -110,14 +174,14 @@ pub fn assess_bootstrap(
             Some(p) => phase_after_handover(
                 p.origin_version,
                 vault.map(|v| v.current_version).unwrap_or(0),
-                "consumed",
+                Phase::Consumed,
             ),
             None => {
                 violations.push(violation(
                     ViolationKind::VaultMissing,
                     "consumed, but Vault holds no handover for it",
                 ));
-                "consumed".to_string()
+                Phase::Consumed
             }
         };
         return Assessment {
@@ -129,7 +193,7 @@ pub fn assess_bootstrap(
     let Some(provenance) = owned else {
         return Assessment {
             authority: Authority::Git,
-            phase: "pending".into(),
+            phase: Phase::Pending,
             violations,
         };
     };
@@ -152,7 +216,7 @@ pub fn assess_bootstrap(
     }
     Assessment {
         authority: Authority::Vault,
-        phase: "handed-over".into(),
+        phase: Phase::HandedOver,
         violations,
     }
 }
@@ -163,29 +227,21 @@ pub fn assess_internal(
     vault: Option<&VaultFacts>,
     current: Option<&Fingerprint>,
 ) -> Assessment {
-    let origin = super::provenance::Origin::Push(secret.reference.clone());
-    match vault.and_then(|v| {
-        v.provenance
-            .filter(|p| p.is_owned_by(&origin, &secret.uid))
-            .map(|p| (p, v))
-    }) {
-        Some((p, _)) if p.origin_fingerprint.as_ref() == current || current.is_none() => {
-            Assessment {
-                authority: Authority::Vault,
-                phase: "pushed".into(),
+    let phase = match ours(vault, &secret.push_origin(), &secret.uid) {
+        Some(p) if current.is_none() || p.origin_fingerprint.as_ref() == current => Phase::Pushed,
+        Some(_) => Phase::PushPending,
+        None => {
+            return Assessment {
+                authority: Authority::Operator,
+                phase: Phase::NotPushed,
                 violations: Vec::new(),
             }
         }
-        Some(_) => Assessment {
-            authority: Authority::Vault,
-            phase: "push-pending (source changed)".into(),
-            violations: Vec::new(),
-        },
-        None => Assessment {
-            authority: Authority::Operator,
-            phase: "not-pushed".into(),
-            violations: Vec::new(),
-        },
+    };
+    Assessment {
+        authority: Authority::Vault,
+        phase,
+        violations: Vec::new(),
     }
 }
 
@@ -196,7 +252,8 @@ pub fn assess_orphan(
     custom: &BTreeMap<String, String>,
     current_version: u64,
 ) -> Assessment {
-    let deleted_by_design = custom.get(meta::CONSUMED_MODE).map(String::as_str) == Some("delete");
+    let deleted_by_design =
+        custom.get(meta::CONSUMED_MODE).map(String::as_str) == Some(ConsumeMode::Delete.as_str());
     let mut violations = Vec::new();
     if !deleted_by_design {
         violations.push(violation(
@@ -205,9 +262,9 @@ pub fn assess_orphan(
         ));
     }
     let base = if deleted_by_design {
-        "consumed (deleted)"
+        Phase::ConsumedDeleted
     } else {
-        "origin gone"
+        Phase::OriginGone
     };
     Assessment {
         authority: Authority::Vault,
@@ -272,8 +329,8 @@ mod tests {
     fn pending_is_git_authority_without_violation() {
         let a = assess_bootstrap(&secret(&[], &[], true), None, Some(&fp('a')), 0, 3600);
         assert_eq!(
-            (a.authority, a.phase.as_str(), kinds(&a)),
-            (Authority::Git, "pending", vec![])
+            (a.authority, a.phase.clone(), kinds(&a)),
+            (Authority::Git, Phase::Pending, vec![])
         );
     }
 
@@ -329,8 +386,8 @@ mod tests {
             0,
         );
         assert_eq!(
-            (clean.phase.as_str(), kinds(&clean)),
-            ("rotated 3 times", vec![])
+            (clean.phase.to_string(), kinds(&clean)),
+            ("rotated 3 times".to_string(), vec![])
         );
         let drifted = assess_bootstrap(
             &secret(&consumed, &[(names::FINGERPRINT, fp('a').as_str())], true),

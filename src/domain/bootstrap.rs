@@ -1,13 +1,16 @@
-//! Bootstrap Secrets and the handover decisions of the contract's section 6.
+//! Bootstrap Secrets and the handover decisions of `docs/contract.md` §6.1–6.3.
 
 use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
 
 use serde::Serialize;
 
 use super::fingerprint::Fingerprint;
-use super::names;
+use super::names::{self, Class};
+use super::outcome::Outcome;
 use super::path::{validate_mount, validate_path, AllowedPaths};
-use super::provenance::{Origin, Provenance};
+use super::provenance::{Origin, Ownership, Provenance};
 use super::SecretRef;
 use crate::error::{Error, Result};
 use crate::secret::SecretData;
@@ -31,13 +34,84 @@ pub struct Target {
     pub path: String,
 }
 
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.mount, self.path)
+    }
+}
+
+/// How `mark-consumed` renders a handed-over Secret inert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConsumeMode {
+    /// Label and annotate only (safe under GitOps self-heal).
+    Annotate,
+    /// Also empty `data`, keeping the Secret as a tombstone.
+    Strip,
+    /// Delete the Secret (uid precondition).
+    Delete,
+}
+
+impl ConsumeMode {
+    pub const NAMES: [&'static str; 3] = ["annotate", "strip", "delete"];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConsumeMode::Annotate => "annotate",
+            ConsumeMode::Strip => "strip",
+            ConsumeMode::Delete => "delete",
+        }
+    }
+}
+
+impl FromStr for ConsumeMode {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "annotate" => Ok(ConsumeMode::Annotate),
+            "strip" => Ok(ConsumeMode::Strip),
+            "delete" => Ok(ConsumeMode::Delete),
+            _ => Err(format!("{text:?} is not one of annotate, strip, delete")),
+        }
+    }
+}
+
+impl fmt::Display for ConsumeMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl SourceSecret {
     pub fn is_consumed(&self) -> bool {
         self.labels.get(names::STATE_LABEL).map(String::as_str) == Some(names::STATE_CONSUMED)
     }
 
+    pub fn class(&self) -> Option<Class> {
+        match self.labels.get(names::CLASS_LABEL).map(String::as_str) {
+            Some(value) if value == Class::Bootstrap.label_value() => Some(Class::Bootstrap),
+            Some(value) if value == Class::Internal.label_value() => Some(Class::Internal),
+            _ => None,
+        }
+    }
+
+    /// How the Secret was made inert, as recorded when it was consumed.
+    pub fn consumed_mode(&self) -> Option<ConsumeMode> {
+        self.annotations.get(names::CONSUMED_MODE)?.parse().ok()
+    }
+
+    /// The Vault version recorded on the Secret when it was consumed or pushed.
+    pub fn recorded_version(&self) -> Option<u64> {
+        self.annotations.get(names::VAULT_VERSION)?.parse().ok()
+    }
+
     pub fn bootstrap_origin(&self) -> Origin {
         Origin::Bootstrap(self.reference.clone())
+    }
+
+    pub fn push_origin(&self) -> Origin {
+        Origin::Push(self.reference.clone())
     }
 
     /// Reads the target from the annotations and checks it against the path policy.
@@ -124,14 +198,12 @@ pub enum ExistingPath {
 }
 
 pub fn judge_existing(provenance: Option<&Provenance>, origin: &Origin, uid: &str) -> ExistingPath {
-    match provenance {
-        Some(p) if p.is_owned_by(origin, uid) => ExistingPath::AlreadyHandedOver {
+    match Ownership::of(provenance, origin, uid) {
+        Ownership::Ours(p) => ExistingPath::AlreadyHandedOver {
             version: p.origin_version,
         },
-        Some(p) => ExistingPath::Conflict {
-            owner: format!("{} (uid {})", p.origin, p.origin_uid),
-        },
-        None => ExistingPath::CompareData,
+        Ownership::Theirs { owner } => ExistingPath::Conflict { owner },
+        Ownership::Unowned => ExistingPath::CompareData,
     }
 }
 
@@ -154,20 +226,27 @@ pub fn check_consumable(
     origin: &Origin,
     uid: &str,
 ) -> ConsumeCheck {
-    match provenance {
-        Some(p) if p.is_owned_by(origin, uid) => ConsumeCheck::Verify {
+    match Ownership::of(provenance, origin, uid) {
+        Ownership::Ours(p) => ConsumeCheck::Verify {
             version: p.origin_version,
             recorded: p.origin_fingerprint.clone(),
         },
-        Some(p) => ConsumeCheck::Conflict {
-            owner: format!("{} (uid {})", p.origin, p.origin_uid),
-        },
-        None => ConsumeCheck::NotHandedOver,
+        Ownership::Theirs { owner } => ConsumeCheck::Conflict { owner },
+        Ownership::Unowned => ConsumeCheck::NotHandedOver,
+    }
+}
+
+/// One Secret's handover outcome, from what its write step and its marking ended in.
+pub fn combine(write: Outcome, mark: Outcome) -> Outcome {
+    match (write, mark) {
+        (Outcome::Planned, _) | (_, Outcome::Planned) => Outcome::Planned,
+        (_, Outcome::AlreadyConsumed) => Outcome::AlreadyConsumed,
+        _ => Outcome::Consumed,
     }
 }
 
 /// The state of a bootstrap Secret in a plan (`read-bootstrap`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum BootstrapState {
     Pending,
@@ -296,7 +375,8 @@ mod tests {
             mounted
                 .target("secret", &allowed, None)
                 .unwrap_err()
-                .exit_code(),
+                .exit_status()
+                .code(),
             3,
             "another mount needs --allowed-mount"
         );
@@ -326,7 +406,10 @@ mod tests {
         ];
         for (s, code) in cases {
             assert_eq!(
-                s.target("secret", &allowed, None).unwrap_err().exit_code(),
+                s.target("secret", &allowed, None)
+                    .unwrap_err()
+                    .exit_status()
+                    .code(),
                 code,
                 "{:?}",
                 s.annotations
@@ -359,6 +442,26 @@ mod tests {
                 ExistingPath::Conflict { .. }
             ));
         }
+    }
+
+    #[test]
+    fn a_handover_is_planned_already_consumed_or_consumed() {
+        use Outcome::*;
+        assert_eq!(combine(Planned, Planned), Planned);
+        assert_eq!(combine(Written, Planned), Planned);
+        assert_eq!(combine(Planned, Consumed), Planned);
+        assert_eq!(combine(Unchanged, AlreadyConsumed), AlreadyConsumed);
+        assert_eq!(combine(Written, AlreadyConsumed), AlreadyConsumed);
+        assert_eq!(combine(Written, Consumed), Consumed);
+        assert_eq!(combine(Unchanged, Consumed), Consumed);
+    }
+
+    #[test]
+    fn consume_modes_parse_their_names_only() {
+        for name in ConsumeMode::NAMES {
+            assert_eq!(name.parse::<ConsumeMode>().unwrap().as_str(), name);
+        }
+        assert!("Strip".parse::<ConsumeMode>().is_err());
     }
 
     #[test]

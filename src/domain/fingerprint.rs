@@ -27,6 +27,13 @@ impl FingerprintKey {
         (bytes.len() >= Self::LEN).then(|| Self(Zeroizing::new(bytes)))
     }
 
+    /// A fresh key from the OS CSPRNG.
+    pub fn random() -> Self {
+        let mut bytes = Zeroizing::new(vec![0u8; Self::LEN]);
+        rand::fill(&mut bytes[..]);
+        Self(bytes)
+    }
+
     pub fn expose(&self) -> &[u8] {
         &self.0
     }

@@ -10,6 +10,59 @@ use zeroize::Zeroizing;
 use crate::error::{Error, Result};
 use crate::secret::SecretBytes;
 
+/// How `rotate --generator` makes a new value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Generator {
+    Password,
+    Hex,
+    Base64,
+    /// One of Vault's password policies generates it.
+    VaultPolicy,
+}
+
+impl Generator {
+    pub const NAMES: [&'static str; 4] = ["password", "hex", "base64", "vault-policy"];
+}
+
+impl std::str::FromStr for Generator {
+    type Err = String;
+
+    fn from_str(text: &str) -> std::result::Result<Self, String> {
+        match text {
+            "password" => Ok(Generator::Password),
+            "hex" => Ok(Generator::Hex),
+            "base64" => Ok(Generator::Base64),
+            "vault-policy" => Ok(Generator::VaultPolicy),
+            _ => Err(format!(
+                "{text:?} is not one of {}",
+                Generator::NAMES.join(", ")
+            )),
+        }
+    }
+}
+
+/// A generator with its parameters checked: what to make, and how long.
+#[derive(Debug, Clone)]
+pub enum Recipe {
+    Password(PasswordSpec),
+    Hex(usize),
+    Base64(usize),
+    /// The name of a Vault password policy; Vault makes the value.
+    VaultPolicy(String),
+}
+
+impl Recipe {
+    /// Makes a value locally; `None` for a recipe only Vault can carry out.
+    pub fn generate_locally(&self) -> Option<Result<SecretBytes>> {
+        match self {
+            Recipe::Password(spec) => Some(spec.generate()),
+            Recipe::Hex(bytes) => Some(random_hex(*bytes)),
+            Recipe::Base64(bytes) => Some(random_base64(*bytes)),
+            Recipe::VaultPolicy(_) => None,
+        }
+    }
+}
+
 /// Characters that are easy to misread; left out unless asked for.
 pub const LOOKALIKES: &str = "0O1lI|`'\"";
 pub const DEFAULT_SYMBOLS: &str = "!#%+-.:=@^_~";

@@ -7,14 +7,41 @@ pub mod consumers;
 pub mod fingerprint;
 pub mod generate;
 pub mod names;
+pub mod outcome;
 pub mod path;
 pub mod provenance;
+pub mod push;
 pub mod rotation;
 pub mod shard;
 
 use std::fmt;
 
 use crate::error::{Error, Result};
+
+/// The namespaces a batch command covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    AllNamespaces,
+    /// Sorted and deduplicated; empty means the Kubernetes context's default namespace.
+    Namespaces(Vec<String>),
+}
+
+impl Scope {
+    /// The namespaces to list: `None` stands for all of them.
+    pub fn namespaces(&self, default: &str) -> Vec<Option<String>> {
+        match self {
+            Scope::AllNamespaces => vec![None],
+            Scope::Namespaces(names) if names.is_empty() => vec![Some(default.to_string())],
+            Scope::Namespaces(names) => names.iter().cloned().map(Some).collect(),
+        }
+    }
+
+    pub fn contains(&self, namespace: &str, default: &str) -> bool {
+        self.namespaces(default)
+            .iter()
+            .any(|n| n.as_deref().is_none_or(|n| n == namespace))
+    }
+}
 
 /// `NS/NAME` of a Kubernetes Secret.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -73,7 +100,11 @@ mod tests {
             SecretRef::new("team-a", "db")
         );
         for bad in ["db", "team-a/", "/db", "Team/db", "a/b/c", "a/../b", "a/\0"] {
-            assert_eq!(SecretRef::parse(bad).unwrap_err().exit_code(), 2, "{bad:?}");
+            assert_eq!(
+                SecretRef::parse(bad).unwrap_err().exit_status().code(),
+                2,
+                "{bad:?}"
+            );
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result};
 
-use super::names::RESERVED_PREFIX;
+use super::names::is_reserved;
 
 const MAX_PATH_LEN: usize = 512;
 
@@ -95,7 +95,7 @@ impl AllowedPaths {
     /// True when some template, with `{namespace}` filled in, matches the path. Paths in
     /// secops's own reserved prefix never match.
     pub fn allows(&self, namespace: &str, path: &str) -> bool {
-        if path == RESERVED_PREFIX || path.starts_with(&format!("{RESERVED_PREFIX}/")) {
+        if is_reserved(path) {
             return false;
         }
         let path: Vec<&str> = path.split('/').collect();

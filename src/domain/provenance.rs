@@ -71,6 +71,32 @@ impl Provenance {
     pub fn is_owned_by(&self, origin: &Origin, uid: &str) -> bool {
         self.origin == *origin && self.origin_uid == uid
     }
+
+    /// The owner, as named in refusals and reports.
+    pub fn owner(&self) -> String {
+        format!("{} (uid {})", self.origin, self.origin_uid)
+    }
+}
+
+/// Whose a Vault path is, from a claimant's point of view.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Ownership<'a> {
+    /// Provenance names the claimant (origin and uid).
+    Ours(&'a Provenance),
+    /// Provenance names someone else.
+    Theirs { owner: String },
+    /// No secops provenance at all (absent path, or data written by something else).
+    Unowned,
+}
+
+impl<'a> Ownership<'a> {
+    pub fn of(provenance: Option<&'a Provenance>, origin: &Origin, uid: &str) -> Self {
+        match provenance {
+            Some(p) if p.is_owned_by(origin, uid) => Ownership::Ours(p),
+            Some(p) => Ownership::Theirs { owner: p.owner() },
+            None => Ownership::Unowned,
+        }
+    }
 }
 
 /// The metadata a handover or push records, merged over what the path already carries
@@ -153,5 +179,16 @@ mod tests {
         assert!(!p.is_owned_by(&Origin::Push(SecretRef::new("a", "b")), "uid-1"));
         assert_eq!(p.origin_version, 3);
         assert!(Provenance::from_metadata(&BTreeMap::new()).is_none());
+        assert_eq!(
+            Ownership::of(Some(&p), &origin, "uid-1"),
+            Ownership::Ours(&p)
+        );
+        assert_eq!(
+            Ownership::of(Some(&p), &origin, "uid-2"),
+            Ownership::Theirs {
+                owner: "bootstrap:a/b (uid uid-1)".into()
+            }
+        );
+        assert_eq!(Ownership::of(None, &origin, "uid-1"), Ownership::Unowned);
     }
 }

@@ -82,7 +82,11 @@ mod tests {
     fn shard_syntax() {
         assert_eq!(Shard::parse("1/4").unwrap(), Shard { index: 1, count: 4 });
         for bad in ["4/4", "0/0", "x/2", "1", "-1/2", "1/2000"] {
-            assert_eq!(Shard::parse(bad).unwrap_err().exit_code(), 2, "{bad}");
+            assert_eq!(
+                Shard::parse(bad).unwrap_err().exit_status().code(),
+                2,
+                "{bad}"
+            );
         }
     }
 }

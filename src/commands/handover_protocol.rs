@@ -1,18 +1,21 @@
-//! The handover mechanics shared by `write-vault`, `mark-consumed` and `handover`: the
-//! Vault write with its section-6 rules, and the conditional marking of the Secret.
+//! The handover protocol shared by `write-vault`, `mark-consumed` and `handover`: the Vault
+//! write with its rules (`docs/contract.md` §6.1), and the conditional marking of the
+//! Secret (§6.2).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::Context;
-use crate::cli::ConsumeMode;
-use crate::domain::bootstrap::{judge_existing, ExistingPath, SourceSecret, Target};
+use crate::clock::now_rfc3339;
+use crate::domain::bootstrap::{judge_existing, ConsumeMode, ExistingPath, SourceSecret, Target};
 use crate::domain::fingerprint::{Fingerprint, FingerprintKey};
 use crate::domain::names::{self, meta};
+use crate::domain::outcome::Outcome;
 use crate::domain::provenance::{OwnershipRecord, Provenance};
 use crate::domain::SecretRef;
 use crate::error::{Error, Result};
 use crate::kube::{Conditional, SecretPatch};
 use crate::logging::{actor, audit};
+use crate::retry::RACE_ATTEMPTS;
 use crate::vault::{base64_keys, CasWrite};
 
 /// Posts the `HandedOver` Event for a write this run made. The write step leaves this to
@@ -23,12 +26,12 @@ pub async fn announce_handover(
     uid: &str,
     handed: &Handed,
 ) -> Result<()> {
-    if handed.outcome != "written" {
+    if handed.outcome != Outcome::Written {
         return Ok(());
     }
     let message = format!(
-        "handed over to Vault {}/{} version {}",
-        handed.target.mount, handed.target.path, handed.version
+        "handed over to Vault {} version {}",
+        handed.target, handed.version
     );
     ctx.kube()?
         .record_event(reference, uid, "HandedOver", &message, false)
@@ -36,20 +39,10 @@ pub async fn announce_handover(
     Ok(())
 }
 
-/// How many times a lost optimistic-lock race is re-read and re-decided before giving up
-/// with a temporary failure.
-const RACE_ATTEMPTS: usize = 5;
-
-pub fn now_rfc3339() -> String {
-    jiff::Timestamp::now()
-        .strftime("%Y-%m-%dT%H:%M:%SZ")
-        .to_string()
-}
-
 /// What Vault holds for a bootstrap Secret after the write step.
 #[derive(Debug)]
 pub struct Handed {
-    pub outcome: &'static str,
+    pub outcome: Outcome,
     pub target: Target,
     /// The version the handover created.
     pub version: u64,
@@ -97,17 +90,17 @@ pub async fn write_to_vault(
                 .await?;
                 audit(
                     "handover-write",
-                    &format!("{}/{}", target.mount, target.path),
-                    "written",
+                    &target,
+                    Outcome::Written,
                     Some(version),
                     Some(&fingerprint),
                 );
-                return Ok(handed("written", version, Some(fingerprint.clone())));
+                return Ok(handed(Outcome::Written, version, Some(fingerprint.clone())));
             }
         }
         let Some(metadata) = ctx.vault.read_metadata(&target.mount, &target.path).await? else {
             if ctx.settings.dry_run {
-                return Ok(handed("planned", 0, None));
+                return Ok(handed(Outcome::Planned, 0, None));
             }
             continue; // deleted between our write and our read: try again
         };
@@ -115,11 +108,11 @@ pub async fn write_to_vault(
         match judge_existing(provenance.as_ref(), &origin, &secret.uid) {
             ExistingPath::AlreadyHandedOver { version } => {
                 let recorded = provenance.and_then(|p| p.origin_fingerprint);
-                return Ok(handed("unchanged", version, recorded));
+                return Ok(handed(Outcome::Unchanged, version, recorded));
             }
             ExistingPath::Conflict { owner } => {
                 return Err(Error::NotOwned {
-                    path: format!("{}/{}", target.mount, target.path),
+                    path: target.to_string(),
                     owner,
                     claimant: origin.to_string(),
                 });
@@ -132,14 +125,14 @@ pub async fn write_to_vault(
                 let Some(current) = current else { continue };
                 if key.fingerprint(&current.data) != fingerprint {
                     return Err(Error::NotOwned {
-                        path: format!("{}/{}", target.mount, target.path),
+                        path: target.to_string(),
                         owner: "data with no secops provenance".into(),
                         claimant: origin.to_string(),
                     });
                 }
                 if ctx.settings.dry_run {
                     return Ok(handed(
-                        "planned",
+                        Outcome::Planned,
                         current.version,
                         Some(fingerprint.clone()),
                     ));
@@ -156,22 +149,21 @@ pub async fn write_to_vault(
                 .await?;
                 audit(
                     "handover-finish",
-                    &format!("{}/{}", target.mount, target.path),
-                    "unchanged",
+                    &target,
+                    Outcome::Unchanged,
                     Some(current.version),
                     Some(&fingerprint),
                 );
                 return Ok(handed(
-                    "unchanged",
+                    Outcome::Unchanged,
                     current.version,
                     Some(fingerprint.clone()),
                 ));
             }
         }
     }
-    Err(Error::Temporary {
+    Err(Error::LostRace {
         action: format!("hand over {}", secret.reference),
-        detail: "the Vault path kept changing under us".into(),
     })
 }
 
@@ -224,10 +216,11 @@ async fn record_deletion(ctx: &Context, target: &Target) -> Result<()> {
         .await?
         .map(|m| m.custom)
         .unwrap_or_default();
-    if custom.get(meta::CONSUMED_MODE).map(String::as_str) == Some("delete") {
+    let delete = ConsumeMode::Delete.as_str();
+    if custom.get(meta::CONSUMED_MODE).map(String::as_str) == Some(delete) {
         return Ok(());
     }
-    custom.insert(meta::CONSUMED_MODE.into(), "delete".into());
+    custom.insert(meta::CONSUMED_MODE.into(), delete.into());
     ctx.vault
         .write_metadata(&target.mount, &target.path, &custom)
         .await
@@ -236,7 +229,7 @@ async fn record_deletion(ctx: &Context, target: &Target) -> Result<()> {
 /// What marking ended in.
 #[derive(Debug)]
 pub struct Marked {
-    pub outcome: &'static str,
+    pub outcome: Outcome,
     pub version: u64,
 }
 
@@ -274,14 +267,14 @@ pub async fn mark(
     handed: &Handed,
     mode: ConsumeMode,
 ) -> Result<Marked> {
-    let target = format!("{}", secret.reference);
+    let target = secret.reference.to_string();
     let original_uid = secret.uid.clone();
     // The data is what the write step fingerprinted, until a lost race makes us re-read it.
     let mut current = handed.fingerprint.clone();
     for _ in 0..RACE_ATTEMPTS {
         if secret.is_consumed() {
             return Ok(Marked {
-                outcome: "already-consumed",
+                outcome: Outcome::AlreadyConsumed,
                 version: handed.version,
             });
         }
@@ -291,8 +284,8 @@ pub async fn mark(
             .is_some_and(|v| *v != current)
         {
             let message = format!(
-                "data differs from Vault {}/{} version {}: Vault stays authoritative",
-                handed.target.mount, handed.target.path, handed.version
+                "data differs from Vault {} version {}: Vault stays authoritative",
+                handed.target, handed.version
             );
             ctx.kube()?
                 .record_event(&secret.reference, &secret.uid, "Drifted", &message, true)
@@ -300,7 +293,7 @@ pub async fn mark(
             audit(
                 "mark-consumed",
                 &target,
-                "drifted",
+                Outcome::Drifted,
                 Some(handed.version),
                 None,
             );
@@ -311,7 +304,7 @@ pub async fn mark(
         }
         if ctx.settings.dry_run {
             return Ok(Marked {
-                outcome: "planned",
+                outcome: Outcome::Planned,
                 version: handed.version,
             });
         }
@@ -336,33 +329,30 @@ pub async fn mark(
                 audit(
                     "mark-consumed",
                     &target,
-                    "consumed",
+                    Outcome::Consumed,
                     Some(handed.version),
                     Some(&current),
                 );
-                let written = if handed.outcome == "written" {
+                let written = if handed.outcome == Outcome::Written {
                     "handed over and "
                 } else {
                     ""
                 };
                 let message = format!(
-                    "{written}consumed ({}): Vault {}/{} version {} is the authority",
-                    mode.as_str(),
-                    handed.target.mount,
-                    handed.target.path,
-                    handed.version
+                    "{written}consumed ({mode}): Vault {} version {} is the authority",
+                    handed.target, handed.version
                 );
                 ctx.kube()?
                     .record_event(&secret.reference, &secret.uid, "Consumed", &message, false)
                     .await;
                 return Ok(Marked {
-                    outcome: "consumed",
+                    outcome: Outcome::Consumed,
                     version: handed.version,
                 });
             }
             Conditional::Gone if mode == ConsumeMode::Delete => {
                 return Ok(Marked {
-                    outcome: "already-consumed",
+                    outcome: Outcome::AlreadyConsumed,
                     version: handed.version,
                 })
             }
@@ -383,7 +373,7 @@ pub async fn mark(
                     }
                     None if mode == ConsumeMode::Delete => {
                         return Ok(Marked {
-                            outcome: "already-consumed",
+                            outcome: Outcome::AlreadyConsumed,
                             version: handed.version,
                         })
                     }
@@ -397,8 +387,7 @@ pub async fn mark(
             }
         }
     }
-    Err(Error::Temporary {
+    Err(Error::LostRace {
         action: format!("mark {target} consumed"),
-        detail: "lost the optimistic-lock race repeatedly".into(),
     })
 }
