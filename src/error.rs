@@ -56,8 +56,13 @@ pub enum Error {
 
     /// Vault or the API server refused the request as malformed (400/422): not the user's
     /// flags, but nothing a retry fixes either.
-    #[error("{action}: rejected: {detail}")]
-    Rejected { action: String, detail: String },
+    #[error("{action}: {by} rejected the request: {detail}")]
+    Rejected {
+        action: String,
+        /// "Vault" or "the API server".
+        by: &'static str,
+        detail: String,
+    },
 
     #[error("{action}: temporary failure: {detail}")]
     Temporary { action: String, detail: String },
@@ -77,7 +82,7 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// The exit statuses of the contract, declared from best to worst: when several secrets end
+/// The exit statuses of `docs/contract.md` §5, declared from best to worst: when several secrets end
 /// differently in one run, the run exits with the greatest. A temporary failure ranks above
 /// refusals so that Argo retries the run: the secrets already done are cheap no-ops on the
 /// retry, and a permanent refusal still surfaces on the last attempt.
@@ -274,6 +279,7 @@ mod tests {
         assert_eq!(
             code(Error::Rejected {
                 action: "a".into(),
+                by: "Vault",
                 detail: "d".into()
             }),
             2

@@ -133,6 +133,7 @@ fn classify(error: kube::Error, action: &str) -> Failure {
                 }),
                 400 | 422 => fatal(Error::Rejected {
                     action: action.into(),
+                    by: "the API server",
                     detail: message,
                 }),
                 code => fatal(Error::Remote {

@@ -165,6 +165,7 @@ fn classify(error: ClientError, action: &str) -> Failure {
         }),
         400 | 405 | 413 | 422 => fatal(Error::Rejected {
             action: action.into(),
+            by: "Vault",
             detail: message,
         }),
         _ => fatal(Error::Remote {

@@ -52,7 +52,7 @@ pub struct Handed {
     pub fingerprint: Fingerprint,
 }
 
-/// The handover write (section 6, `write-vault`): create with `cas=0`; on a refusal,
+/// The handover write (`docs/contract.md` §6.1): create with `cas=0`; on a refusal,
 /// recognise a finished or half-finished handover, or refuse a conflict.
 pub async fn write_to_vault(
     ctx: &Context,

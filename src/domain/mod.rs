@@ -1,5 +1,5 @@
 //! The I/O-free core: names of the contract, fingerprints, path policy, provenance and the
-//! decision tables of section 6. Commands ask it what to do and carry the answer out.
+//! decision tables of `docs/contract.md` §6. Commands ask it what to do and carry the answer out.
 
 pub mod authority;
 pub mod bootstrap;

@@ -1,4 +1,4 @@
-//! Labels, annotations and Vault metadata keys fixed by the contract (sections 2 and 3).
+//! Labels, annotations and Vault metadata keys fixed by `docs/contract.md` §2 and §3.
 
 pub const CLASS_LABEL: &str = "secops.dev/class";
 pub const STATE_LABEL: &str = "secops.dev/state";

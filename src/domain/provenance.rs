@@ -1,5 +1,5 @@
-//! Provenance: who owns a Vault path, recorded in its KV v2 `custom_metadata` (contract,
-//! section 3).
+//! Provenance: who owns a Vault path, recorded in its KV v2 `custom_metadata` (`docs/contract.md`
+//! §3).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;

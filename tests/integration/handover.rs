@@ -1,4 +1,4 @@
-//! Bootstrap handover (contract sections 2-6): read-bootstrap, write-vault, mark-consumed
+//! Bootstrap handover (docs/contract.md §2–§6.3): read-bootstrap, write-vault, mark-consumed
 //! and handover, against OpenBao and the emulator, with a canary scan of every output.
 
 use base64::engine::general_purpose::STANDARD;

@@ -1,4 +1,4 @@
-//! `push-secret` (contract section 6): ownership, compare-before-write, batch mode.
+//! `push-secret` (docs/contract.md §6.5): ownership, compare-before-write, batch mode.
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;

