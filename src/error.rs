@@ -164,6 +164,36 @@ impl Error {
         }
     }
 
+    /// What an HTTP error status from Vault or the API server means for secops. `server`
+    /// names who answered. 404 and 409 are answers each adapter decides on first.
+    pub fn from_status(code: u16, action: &str, server: &'static str, message: String) -> Self {
+        let action = action.to_string();
+        match code {
+            401 => Error::Unauthenticated {
+                action,
+                detail: message,
+            },
+            403 => Error::Forbidden {
+                action,
+                detail: message,
+            },
+            // 412: a standby or a replica not yet consistent; 429 and 5xx: overloaded or sealed.
+            412 | 429 | 500..=599 => Error::Temporary {
+                action,
+                detail: format!("HTTP {code}: {message}"),
+            },
+            400 | 405 | 413 | 422 => Error::Rejected {
+                action,
+                by: server,
+                detail: message,
+            },
+            _ => Error::Remote {
+                action,
+                detail: format!("HTTP {code}: {message}"),
+            },
+        }
+    }
+
     pub fn temporary(action: impl Into<String>, detail: impl Into<String>) -> Self {
         Error::Temporary {
             action: action.into(),
@@ -270,6 +300,19 @@ mod tests {
         ] {
             assert!(!permanent.is_transient(), "{permanent}");
         }
+    }
+
+    #[test]
+    fn http_statuses_map_to_the_contract() {
+        let code = |status| {
+            Error::from_status(status, "a", "Vault", "m".into())
+                .exit_status()
+                .code()
+        };
+        assert_eq!(
+            [401, 403, 412, 429, 503, 400, 422, 418].map(code),
+            [2, 3, 75, 75, 75, 2, 2, 1]
+        );
     }
 
     #[test]

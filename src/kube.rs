@@ -119,27 +119,7 @@ fn classify(error: kube::Error, action: &str) -> Failure {
             match status.code {
                 404 => Failure::NotFound,
                 409 => Failure::Conflict,
-                401 => fatal(Error::Unauthenticated {
-                    action: action.into(),
-                    detail: message,
-                }),
-                403 => fatal(Error::Forbidden {
-                    action: action.into(),
-                    detail: message,
-                }),
-                429 | 500..=599 => fatal(Error::Temporary {
-                    action: action.into(),
-                    detail: format!("HTTP {}: {message}", status.code),
-                }),
-                400 | 422 => fatal(Error::Rejected {
-                    action: action.into(),
-                    by: "the API server",
-                    detail: message,
-                }),
-                code => fatal(Error::Remote {
-                    action: action.into(),
-                    detail: format!("HTTP {code}: {message}"),
-                }),
+                code => fatal(Error::from_status(code, action, "the API server", message)),
             }
         }
         kube::Error::HyperError(e) => fatal(Error::Temporary {

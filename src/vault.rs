@@ -155,23 +155,7 @@ fn classify(error: ClientError, action: &str) -> Failure {
             Failure::CasMismatch
         }
         404 => Failure::NotFound,
-        401 | 403 => fatal(Error::Forbidden {
-            action: action.into(),
-            detail: message,
-        }),
-        412 | 429 | 500..=599 => fatal(Error::Temporary {
-            action: action.into(),
-            detail: format!("HTTP {code}: {message}"),
-        }),
-        400 | 405 | 413 | 422 => fatal(Error::Rejected {
-            action: action.into(),
-            by: "Vault",
-            detail: message,
-        }),
-        _ => fatal(Error::Remote {
-            action: action.into(),
-            detail: format!("HTTP {code}: {message}"),
-        }),
+        _ => fatal(Error::from_status(code, action, "Vault", message)),
     }
 }
 
