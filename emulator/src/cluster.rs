@@ -393,8 +393,9 @@ impl Cluster {
             user: record.user.clone(),
             code: 0,
         };
-        // Everyone may ask what they themselves may do (the API server's system:basic-user).
-        let self_review = rt.plural == "selfsubjectaccessreviews";
+        // Everyone may ask who they are and what they may do (the API server's
+        // system:basic-user role).
+        let self_review = matches!(rt.plural, "selfsubjectreviews" | "selfsubjectaccessreviews");
         if let (Caller::User(user), false) = (&caller, self_review) {
             let attrs = Attributes {
                 verb,
@@ -432,6 +433,7 @@ impl Cluster {
             ("create", None, None) if rt.plural == "tokenreviews" => {
                 (201, self.token_review(body()?))
             }
+            ("create", None, None) if rt.plural == "selfsubjectreviews" => (201, who_am_i(&caller)),
             ("create", None, None) if self_review => (201, self.access_review(&caller, body()?)?),
             ("create", None, None) => (201, self.create(rt, &namespace, body()?)?),
             ("create", Some(name), Some("token")) if rt.plural == "serviceaccounts" => {
@@ -837,6 +839,23 @@ impl Default for Cluster {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// A SelfSubjectReview (`kubectl auth whoami`): the user the request authenticated as.
+fn who_am_i(caller: &Caller) -> Value {
+    let groups = match caller {
+        Caller::Admin => vec![
+            "system:masters".to_string(),
+            "system:authenticated".to_string(),
+        ],
+        Caller::User(user) => user.groups.clone(),
+    };
+    json!({
+        "apiVersion": "authentication.k8s.io/v1",
+        "kind": "SelfSubjectReview",
+        "metadata": {"creationTimestamp": null},
+        "status": {"userInfo": {"username": caller.username(), "groups": groups}},
+    })
 }
 
 /// The request's object, from JSON or from Kubernetes protobuf.

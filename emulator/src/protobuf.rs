@@ -81,6 +81,10 @@ pub fn decode(body: &[u8]) -> ApiResult<Value> {
             role_binding(binding.metadata, binding.subjects, binding.role_ref)
         }
         ("authentication.k8s.io/v1", "TokenRequest") => token_request(typed(&raw, &kind)?),
+        ("authentication.k8s.io/v1", "SelfSubjectReview") => {
+            let review: authn::SelfSubjectReview = typed(&raw, &kind)?;
+            json!({"metadata": object_meta(review.metadata)})
+        }
         ("authorization.k8s.io/v1", "SelfSubjectAccessReview") => {
             self_subject_access_review(typed(&raw, &kind)?)
         }

@@ -81,6 +81,13 @@ pub const RESOURCES: &[ResourceType] = &[
         false,
     ),
     resource(
+        "authentication.k8s.io",
+        "v1",
+        "selfsubjectreviews",
+        "SelfSubjectReview",
+        false,
+    ),
+    resource(
         "authorization.k8s.io",
         "v1",
         "selfsubjectaccessreviews",
@@ -90,7 +97,11 @@ pub const RESOURCES: &[ResourceType] = &[
 ];
 
 /// Resources that are only ever created and answered, never stored.
-pub const VIRTUAL: &[&str] = &["tokenreviews", "selfsubjectaccessreviews"];
+pub const VIRTUAL: &[&str] = &[
+    "tokenreviews",
+    "selfsubjectreviews",
+    "selfsubjectaccessreviews",
+];
 
 impl ResourceType {
     pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static ResourceType> {
