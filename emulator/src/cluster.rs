@@ -5,13 +5,16 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use serde_json::{json, Map, Value};
 
+use crate::controller;
 use crate::faults::{FaultAction, Faults};
-use crate::rbac::{self, Attributes};
+use crate::protobuf;
+use crate::rbac::{self, Attributes, UserInfo};
 use crate::resources::{self, ResourceType, VIRTUAL};
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::status::{ApiError, ApiResult};
 use crate::store::{self, Store};
 use crate::tokens::{self, ServiceAccountIdentity, TokenAuthority};
+use crate::watch::{self, Watch};
 
 /// A request as the handler needs it, already read off the wire.
 pub struct ApiRequest {
@@ -32,6 +35,14 @@ impl ApiRequest {
     }
 }
 
+/// Who a request asks to act as (`Impersonate-User`, `Impersonate-Group` headers), as
+/// `kubectl --as=... --as-group=...` sends it.
+#[derive(Debug, Clone, Default)]
+pub struct Impersonation {
+    pub user: Option<String>,
+    pub groups: Vec<String>,
+}
+
 /// One served request, for tests that count calls.
 #[derive(Debug, Clone)]
 pub struct RequestRecord {
@@ -45,14 +56,15 @@ pub struct RequestRecord {
 
 enum Caller {
     Admin,
-    ServiceAccount(ServiceAccountIdentity),
+    /// Anyone else: a service account's token, or an impersonated user; RBAC decides.
+    User(UserInfo),
 }
 
 impl Caller {
     fn username(&self) -> String {
         match self {
             Caller::Admin => "kubernetes-admin".to_string(),
-            Caller::ServiceAccount(sa) => sa.username(),
+            Caller::User(user) => user.name.clone(),
         }
     }
 }
@@ -133,6 +145,8 @@ pub struct Outcome {
     pub body: Value,
     /// A fault that the server must act out around this response.
     pub fault: Option<FaultAction>,
+    /// An accepted watch: the server streams its events instead of `body`.
+    pub watch: Option<Watch>,
 }
 
 pub fn now_rfc3339() -> String {
@@ -218,7 +232,58 @@ impl Cluster {
         if token == self.admin_token {
             return Some(Caller::Admin);
         }
-        self.review(token).map(Caller::ServiceAccount)
+        self.review(token)
+            .map(|sa| Caller::User(UserInfo::from(&sa)))
+    }
+
+    /// Acts as the impersonated user when the caller may impersonate: the admin always, others
+    /// when RBAC grants `impersonate` on that user (or service account) and each group.
+    fn impersonate(&self, caller: Caller, wanted: &Impersonation) -> ApiResult<Caller> {
+        let Some(target) = wanted.user.as_deref() else {
+            if !wanted.groups.is_empty() {
+                return Err(ApiError::bad_request(
+                    "requested impersonation of groups without impersonating a user",
+                ));
+            }
+            return Ok(caller);
+        };
+        let service_account = target
+            .strip_prefix("system:serviceaccount:")
+            .and_then(|rest| rest.split_once(':'));
+        if let Caller::User(user) = &caller {
+            let (resource, namespace, name) = match service_account {
+                Some((ns, name)) => ("serviceaccounts", Some(ns), name),
+                None => ("users", None, target),
+            };
+            let wants = std::iter::once((resource, namespace, name))
+                .chain(wanted.groups.iter().map(|g| ("groups", None, g.as_str())));
+            for (resource, namespace, name) in wants {
+                let attrs = Attributes {
+                    verb: "impersonate",
+                    group: "",
+                    resource: resource.to_string(),
+                    namespace,
+                    name: Some(name),
+                };
+                if !rbac::allows(&self.store, user, &attrs) {
+                    return Err(ApiError::forbidden_impersonation(&user.name, name));
+                }
+            }
+        }
+        let mut user = match service_account {
+            Some((ns, name)) if wanted.groups.is_empty() => UserInfo::service_account(ns, name),
+            _ => UserInfo {
+                name: target.to_string(),
+                groups: wanted.groups.clone(),
+            },
+        };
+        if !user.groups.iter().any(|g| g == "system:authenticated") {
+            user.groups.push("system:authenticated".to_string());
+        }
+        if user.groups.iter().any(|g| g == "system:masters") {
+            return Ok(Caller::Admin);
+        }
+        Ok(Caller::User(user))
     }
 
     /// A token is good while it verifies and its service account still exists with that uid.
@@ -231,6 +296,11 @@ impl Cluster {
     }
 
     pub fn handle(&mut self, request: &ApiRequest) -> Outcome {
+        self.handle_as(request, &Impersonation::default())
+    }
+
+    /// Handles a request that may ask to act as someone else.
+    pub fn handle_as(&mut self, request: &ApiRequest, impersonation: &Impersonation) -> Outcome {
         let mut record = RequestRecord {
             verb: String::new(),
             resource: String::new(),
@@ -239,7 +309,8 @@ impl Cluster {
             user: String::new(),
             code: 0,
         };
-        let (result, fault) = match self.dispatch(request, &mut record) {
+        let mut watch = None;
+        let (result, fault) = match self.dispatch(request, impersonation, &mut record, &mut watch) {
             Ok((code, body, fault)) => (Ok((code, body)), fault),
             Err(error) => (Err(error), None),
         };
@@ -249,13 +320,20 @@ impl Cluster {
         };
         record.code = code;
         self.log.push(record);
-        Outcome { code, body, fault }
+        Outcome {
+            code,
+            body,
+            fault,
+            watch,
+        }
     }
 
     fn dispatch(
         &mut self,
         request: &ApiRequest,
+        impersonation: &Impersonation,
         record: &mut RequestRecord,
+        watch: &mut Option<Watch>,
     ) -> ApiResult<(u16, Value, Option<FaultAction>)> {
         let route = route(&request.path)?;
         if let Route::Version = route {
@@ -264,6 +342,7 @@ impl Cluster {
         let caller = self
             .authenticate(request.bearer.as_deref())
             .ok_or_else(ApiError::unauthorized)?;
+        let caller = self.impersonate(caller, impersonation)?;
         record.user = caller.username();
         let (rt, namespace, name, subresource) = match route {
             Route::Version => unreachable!("answered above"),
@@ -314,7 +393,10 @@ impl Cluster {
             user: record.user.clone(),
             code: 0,
         };
-        if let Caller::ServiceAccount(sa) = &caller {
+        // Everyone may ask who they are and what they may do (the API server's
+        // system:basic-user role).
+        let self_review = matches!(rt.plural, "selfsubjectreviews" | "selfsubjectaccessreviews");
+        if let (Caller::User(user), false) = (&caller, self_review) {
             let attrs = Attributes {
                 verb,
                 group: rt.group,
@@ -322,9 +404,9 @@ impl Cluster {
                 namespace: namespace.as_deref(),
                 name: name.as_deref(),
             };
-            if !rbac::allows(&self.store, sa, &attrs) {
+            if !rbac::allows(&self.store, user, &attrs) {
                 return Err(ApiError::forbidden(
-                    &sa.username(),
+                    &user.name,
                     verb,
                     &resource,
                     namespace.as_deref(),
@@ -339,21 +421,20 @@ impl Cluster {
             }
             _ => {}
         }
-        if request
-            .content_type
-            .starts_with("application/vnd.kubernetes.protobuf")
-        {
-            return Err(ApiError::unsupported_media_type(&request.content_type));
-        }
         let namespace = namespace.unwrap_or_default();
-        let body = || parse_body(&request.body);
+        let body = || request_body(request);
         let (code, object) = match (verb, name.as_deref(), subresource.as_deref()) {
-            ("watch", _, _) => return Err(ApiError::method_not_allowed("watch")),
+            ("watch", None, None) => {
+                *watch = Some(self.watch(rt, &namespace, request)?);
+                (200, Value::Null)
+            }
             ("list", None, _) => (200, self.list(rt, &namespace, request)?),
             ("get", Some(name), None) => (200, self.store.get(rt, &namespace, name)?.clone()),
             ("create", None, None) if rt.plural == "tokenreviews" => {
                 (201, self.token_review(body()?))
             }
+            ("create", None, None) if rt.plural == "selfsubjectreviews" => (201, who_am_i(&caller)),
+            ("create", None, None) if self_review => (201, self.access_review(&caller, body()?)?),
             ("create", None, None) => (201, self.create(rt, &namespace, body()?)?),
             ("create", Some(name), Some("token")) if rt.plural == "serviceaccounts" => {
                 (201, self.token_request(&namespace, name, body()?)?)
@@ -364,7 +445,11 @@ impl Cluster {
                 self.patch(rt, &namespace, name, &request.content_type, &request.body)?,
             ),
             ("delete", Some(name), None) => {
-                (200, self.delete(rt, &namespace, name, &request.body)?)
+                let options = match request.body.is_empty() {
+                    true => Value::Null,
+                    false => body()?,
+                };
+                (200, self.delete(rt, &namespace, name, &options)?)
             }
             _ => {
                 return Err(ApiError::not_found(
@@ -418,6 +503,56 @@ impl Cluster {
         }))
     }
 
+    /// Starts a watch: from `resourceVersion` when given, else with the current objects as
+    /// ADDED events first, as the API server does.
+    fn watch(
+        &self,
+        rt: &'static ResourceType,
+        namespace: &str,
+        request: &ApiRequest,
+    ) -> ApiResult<Watch> {
+        let labels = LabelSelector::parse(request.param("labelSelector").unwrap_or(""))?;
+        let fields = FieldSelector::parse(request.param("fieldSelector").unwrap_or(""))?;
+        let timeout = match request.param("timeoutSeconds") {
+            Some(t) => std::time::Duration::from_secs(
+                t.parse()
+                    .map_err(|_| ApiError::bad_request(format!("invalid timeoutSeconds {t:?}")))?,
+            ),
+            None => watch::DEFAULT_TIMEOUT,
+        };
+        let send_initial = request.param("sendInitialEvents") == Some("true");
+        let scope = (!namespace.is_empty()).then_some(namespace);
+        let (since, initial) = match request.param("resourceVersion").filter(|rv| *rv != "0") {
+            Some(rv) if !rv.is_empty() && !send_initial => {
+                let since = rv.parse::<u64>().map_err(|_| {
+                    ApiError::bad_request(format!("invalid resourceVersion {rv:?}"))
+                })?;
+                (since, Vec::new())
+            }
+            _ => {
+                let current = self
+                    .store
+                    .iter(rt, scope, None)
+                    .map(|(_, object)| object)
+                    .filter(|o| labels.matches(o["metadata"].get("labels")) && fields.matches(o))
+                    .cloned()
+                    .collect();
+                (self.store.revision(), current)
+            }
+        };
+        Ok(Watch {
+            rt,
+            namespace: scope.map(str::to_string),
+            labels,
+            fields,
+            since,
+            initial,
+            initial_bookmark: send_initial && request.param("allowWatchBookmarks") == Some("true"),
+            timeout,
+            changes: self.store.subscribe(),
+        })
+    }
+
     fn create(
         &mut self,
         rt: &'static ResourceType,
@@ -447,7 +582,10 @@ impl Cluster {
             }
         }
         self.check_scope(rt, namespace, &mut object)?;
-        let object = normalize(rt, object)?;
+        let mut object = normalize(rt, object)?;
+        if rt.plural == "deployments" {
+            controller::reconcile_deployment(&mut object, None);
+        }
         self.store
             .create(rt, namespace, object, tokens::random_id(), now_rfc3339())
     }
@@ -465,7 +603,11 @@ impl Cluster {
             ));
         }
         self.check_scope(rt, namespace, &mut object)?;
-        let object = normalize(rt, object)?;
+        let mut object = normalize(rt, object)?;
+        if rt.plural == "deployments" {
+            let previous = self.store.get(rt, namespace, name)?;
+            controller::reconcile_deployment(&mut object, Some(previous));
+        }
         self.store.update(rt, namespace, object)
     }
 
@@ -541,11 +683,10 @@ impl Cluster {
         rt: &'static ResourceType,
         namespace: &str,
         name: &str,
-        body: &[u8],
+        options: &Value,
     ) -> ApiResult<Value> {
         let current = self.store.get(rt, namespace, name)?;
-        if !body.is_empty() {
-            let options = parse_body(body)?;
+        {
             let preconditions = &options["preconditions"];
             for (field, actual) in [
                 ("uid", current["metadata"]["uid"].as_str()),
@@ -600,6 +741,60 @@ impl Cluster {
         }))
     }
 
+    /// A SelfSubjectAccessReview (`kubectl auth can-i`), answered by RBAC for the caller.
+    fn access_review(&self, caller: &Caller, mut review: Value) -> ApiResult<Value> {
+        let spec = &review["spec"];
+        let resource = spec["resourceAttributes"].as_object();
+        let non_resource = spec["nonResourceAttributes"].as_object();
+        if resource.is_some() == non_resource.is_some() {
+            return Err(ApiError::invalid(
+                "SelfSubjectAccessReview",
+                "",
+                "spec: Invalid value: exactly one of nonResourceAttributes or resourceAttributes must be specified",
+            ));
+        }
+        let text = |map: Option<&Map<String, Value>>, key: &str| {
+            map.and_then(|m| m.get(key))
+                .and_then(Value::as_str)
+                .filter(|v| !v.is_empty())
+                .map(str::to_string)
+        };
+        let decision = match caller {
+            Caller::Admin => Some(String::new()),
+            Caller::User(user) if resource.is_some() => {
+                let resource_name = text(resource, "resource").unwrap_or_default();
+                let (verb, group) = (text(resource, "verb"), text(resource, "group"));
+                let (namespace, name) = (text(resource, "namespace"), text(resource, "name"));
+                let attrs = Attributes {
+                    verb: verb.as_deref().unwrap_or(""),
+                    group: group.as_deref().unwrap_or(""),
+                    resource: match text(resource, "subresource") {
+                        Some(sub) => format!("{resource_name}/{sub}"),
+                        None => resource_name,
+                    },
+                    namespace: namespace.as_deref(),
+                    name: name.as_deref(),
+                };
+                rbac::review(&self.store, user, &attrs)
+            }
+            Caller::User(user) => rbac::review_non_resource(
+                &self.store,
+                user,
+                &text(non_resource, "verb").unwrap_or_default(),
+                &text(non_resource, "path").unwrap_or_default(),
+            ),
+        };
+        let mut status = json!({"allowed": decision.is_some()});
+        if let Some(reason) = decision.filter(|r| !r.is_empty()) {
+            status["reason"] = Value::String(reason);
+        }
+        review["apiVersion"] = json!("authorization.k8s.io/v1");
+        review["kind"] = json!("SelfSubjectAccessReview");
+        review["metadata"] = json!({"creationTimestamp": null});
+        review["status"] = status;
+        Ok(review)
+    }
+
     fn token_review(&self, review: Value) -> Value {
         let token = review["spec"]["token"].as_str().unwrap_or("");
         let requested: Vec<String> = review["spec"]["audiences"]
@@ -643,6 +838,32 @@ impl Cluster {
 impl Default for Cluster {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// A SelfSubjectReview (`kubectl auth whoami`): the user the request authenticated as.
+fn who_am_i(caller: &Caller) -> Value {
+    let groups = match caller {
+        Caller::Admin => vec![
+            "system:masters".to_string(),
+            "system:authenticated".to_string(),
+        ],
+        Caller::User(user) => user.groups.clone(),
+    };
+    json!({
+        "apiVersion": "authentication.k8s.io/v1",
+        "kind": "SelfSubjectReview",
+        "metadata": {"creationTimestamp": null},
+        "status": {"userInfo": {"username": caller.username(), "groups": groups}},
+    })
+}
+
+/// The request's object, from JSON or from Kubernetes protobuf.
+fn request_body(request: &ApiRequest) -> ApiResult<Value> {
+    if protobuf::is_protobuf(&request.content_type) {
+        protobuf::decode(&request.body)
+    } else {
+        parse_body(&request.body)
     }
 }
 

@@ -2,12 +2,15 @@
 //!
 //! It serves the JSON REST API for the resources secops touches, with the conventions the
 //! real API server keeps (resourceVersion, conflicts, `Status` bodies, patches, selectors,
-//! TokenRequest/TokenReview, RBAC), so that kubectl, kube-rs and OpenBao's kubernetes auth
+//! TokenRequest/TokenReview, RBAC, watches, impersonation, SelfSubjectAccessReview), so
+//! that kubectl (whose typed commands send protobuf), kube-rs and OpenBao's kubernetes auth
 //! can all talk to it. [`Emulator::start`] runs it on a free loopback port in a thread of its
 //! own; dropping the handle stops it.
 
 mod cluster;
+mod controller;
 mod faults;
+mod protobuf;
 mod rbac;
 mod resources;
 mod selector;
@@ -15,12 +18,13 @@ mod server;
 mod status;
 mod store;
 mod tokens;
+mod watch;
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-pub use cluster::{ApiRequest, Cluster, Outcome, RequestRecord};
+pub use cluster::{ApiRequest, Cluster, Impersonation, Outcome, RequestRecord};
 pub use faults::{FaultAction, FaultRule};
 pub use status::ApiError;
 pub use tokens::{API_AUDIENCES, ISSUER};

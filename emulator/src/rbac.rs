@@ -1,4 +1,4 @@
-//! RBAC authorization for service-account users, evaluated from the stored Role,
+//! RBAC authorization for every user but the admin, evaluated from the stored Role,
 //! ClusterRole, RoleBinding and ClusterRoleBinding objects as the API server does.
 
 use serde_json::Value;
@@ -6,6 +6,33 @@ use serde_json::Value;
 use crate::resources::ResourceType;
 use crate::store::Store;
 use crate::tokens::ServiceAccountIdentity;
+
+/// An authenticated user as RBAC sees it: a name and groups.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserInfo {
+    pub name: String,
+    pub groups: Vec<String>,
+}
+
+impl UserInfo {
+    /// A service account's user, with the groups the API server gives it.
+    pub fn service_account(namespace: &str, name: &str) -> Self {
+        Self {
+            name: format!("system:serviceaccount:{namespace}:{name}"),
+            groups: vec![
+                "system:serviceaccounts".to_string(),
+                format!("system:serviceaccounts:{namespace}"),
+                "system:authenticated".to_string(),
+            ],
+        }
+    }
+}
+
+impl From<&ServiceAccountIdentity> for UserInfo {
+    fn from(sa: &ServiceAccountIdentity) -> Self {
+        Self::service_account(&sa.namespace, &sa.name)
+    }
+}
 
 /// What a request wants to do, in RBAC's terms.
 pub struct Attributes<'a> {
@@ -41,24 +68,24 @@ fn rule_allows(rule: &Value, attrs: &Attributes) -> bool {
         && names_ok
 }
 
-fn binds(binding: &Value, who: &ServiceAccountIdentity, binding_namespace: &str) -> bool {
-    let groups = [
-        "system:authenticated".to_string(),
-        "system:serviceaccounts".to_string(),
-        format!("system:serviceaccounts:{}", who.namespace),
-    ];
-    binding["subjects"].as_array().is_some_and(|subjects| {
-        subjects.iter().any(|s| match s["kind"].as_str() {
-            Some("ServiceAccount") => {
-                s["name"] == who.name.as_str()
-                    && s["namespace"].as_str().unwrap_or(binding_namespace) == who.namespace
+/// The subject of a binding that names this user, if any, as RBAC's reasons spell it.
+fn bound_subject(binding: &Value, who: &UserInfo, binding_namespace: &str) -> Option<String> {
+    binding["subjects"].as_array()?.iter().find_map(|s| {
+        let name = s["name"].as_str()?;
+        match s["kind"].as_str()? {
+            "ServiceAccount" => {
+                let namespace = s["namespace"].as_str().unwrap_or(binding_namespace);
+                (who.name == format!("system:serviceaccount:{namespace}:{name}"))
+                    .then(|| format!("ServiceAccount \"{name}/{namespace}\""))
             }
-            Some("User") => s["name"].as_str() == Some(who.username().as_str()),
-            Some("Group") => s["name"]
-                .as_str()
-                .is_some_and(|g| groups.iter().any(|x| x == g)),
-            _ => false,
-        })
+            "User" => (who.name == name).then(|| format!("User \"{name}\"")),
+            "Group" => who
+                .groups
+                .iter()
+                .any(|g| g == name)
+                .then(|| format!("Group \"{name}\"")),
+            _ => None,
+        }
     })
 }
 
@@ -75,27 +102,103 @@ fn role_rules<'a>(store: &'a Store, role_ref: &Value, binding_namespace: &str) -
 }
 
 /// True when some binding in scope grants a rule that covers the request.
-pub fn allows(store: &Store, who: &ServiceAccountIdentity, attrs: &Attributes) -> bool {
+pub fn allows(store: &Store, who: &UserInfo, attrs: &Attributes) -> bool {
+    review(store, who, attrs).is_some()
+}
+
+/// Which binding grants a rule that `covers`, as the API server's RBAC reason says it:
+/// `RBAC: allowed by RoleBinding "b/ns" of Role "r" to ServiceAccount "sa/ns"`.
+fn grant(
+    store: &Store,
+    who: &UserInfo,
+    covers: impl Fn(&Value) -> bool,
+    namespace: Option<&str>,
+) -> Option<String> {
+    let reason = |binding: &Value, binding_kind: &str, ns: &str, subject: String| {
+        let name = binding["metadata"]["name"].as_str().unwrap_or("");
+        let shown = if ns.is_empty() {
+            name.to_string()
+        } else {
+            format!("{name}/{ns}")
+        };
+        let role = &binding["roleRef"];
+        format!(
+            "RBAC: allowed by {binding_kind} \"{shown}\" of {} \"{}\" to {subject}",
+            role["kind"].as_str().unwrap_or(""),
+            role["name"].as_str().unwrap_or("")
+        )
+    };
     let cluster_wide = store
         .iter(rbac("clusterrolebindings"), None, None)
-        .filter(|(_, b)| binds(b, who, ""))
-        .any(|(_, b)| {
+        .find_map(|(_, b)| {
+            let subject = bound_subject(b, who, "")?;
             role_rules(store, &b["roleRef"], "")
                 .iter()
-                .any(|r| rule_allows(r, attrs))
+                .any(&covers)
+                .then(|| reason(b, "ClusterRoleBinding", "", subject))
         });
-    if cluster_wide {
-        return true;
+    if cluster_wide.is_some() {
+        return cluster_wide;
     }
-    let Some(namespace) = attrs.namespace else {
-        return false;
-    };
+    let namespace = namespace?;
     store
         .iter(rbac("rolebindings"), Some(namespace), None)
-        .filter(|(_, b)| binds(b, who, namespace))
-        .any(|(_, b)| {
+        .find_map(|(_, b)| {
+            let subject = bound_subject(b, who, namespace)?;
             role_rules(store, &b["roleRef"], namespace)
                 .iter()
-                .any(|r| rule_allows(r, attrs))
+                .any(&covers)
+                .then(|| reason(b, "RoleBinding", namespace, subject))
         })
+}
+
+/// The answer to an access review: whether RBAC allows, and which binding did.
+pub fn review(store: &Store, who: &UserInfo, attrs: &Attributes) -> Option<String> {
+    grant(store, who, |rule| rule_allows(rule, attrs), attrs.namespace)
+}
+
+/// The paths every authenticated user may read on a real cluster (the `system:discovery`
+/// and `system:public-info-viewer` roles); the emulator serves them to any caller.
+const DISCOVERY: &[&str] = &[
+    "/api",
+    "/api/*",
+    "/apis",
+    "/apis/*",
+    "/version",
+    "/version/",
+    "/healthz",
+    "/livez",
+    "/readyz",
+    "/openapi",
+    "/openapi/*",
+];
+
+fn url_matches(pattern: &str, path: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => path.starts_with(prefix),
+        None => pattern == path,
+    }
+}
+
+/// An access review of a non-resource URL (`kubectl auth can-i get /healthz`).
+pub fn review_non_resource(
+    store: &Store,
+    who: &UserInfo,
+    verb: &str,
+    path: &str,
+) -> Option<String> {
+    if verb == "get" && DISCOVERY.iter().any(|p| url_matches(p, path)) {
+        return Some(
+            "the emulator serves discovery and health paths to every authenticated user".into(),
+        );
+    }
+    let covers = |rule: &Value| {
+        listed(&rule["verbs"], verb)
+            && rule["nonResourceURLs"].as_array().is_some_and(|urls| {
+                urls.iter()
+                    .filter_map(Value::as_str)
+                    .any(|u| url_matches(u, path))
+            })
+    };
+    grant(store, who, covers, None)
 }

@@ -80,10 +80,28 @@ pub const RESOURCES: &[ResourceType] = &[
         "TokenReview",
         false,
     ),
+    resource(
+        "authentication.k8s.io",
+        "v1",
+        "selfsubjectreviews",
+        "SelfSubjectReview",
+        false,
+    ),
+    resource(
+        "authorization.k8s.io",
+        "v1",
+        "selfsubjectaccessreviews",
+        "SelfSubjectAccessReview",
+        false,
+    ),
 ];
 
 /// Resources that are only ever created and answered, never stored.
-pub const VIRTUAL: &[&str] = &["tokenreviews"];
+pub const VIRTUAL: &[&str] = &[
+    "tokenreviews",
+    "selfsubjectreviews",
+    "selfsubjectaccessreviews",
+];
 
 impl ResourceType {
     pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static ResourceType> {
@@ -105,11 +123,28 @@ impl ResourceType {
         format!("{}/{}", self.group, self.plural)
     }
 
+    /// The abbreviations kubectl resolves through discovery (`kubectl get deploy`).
+    fn short_names(&self) -> &'static [&'static str] {
+        match self.plural {
+            "configmaps" => &["cm"],
+            "serviceaccounts" => &["sa"],
+            "events" => &["ev"],
+            "namespaces" => &["ns"],
+            "deployments" => &["deploy"],
+            "statefulsets" => &["sts"],
+            "daemonsets" => &["ds"],
+            "externalsecrets" => &["es"],
+            _ => &[],
+        }
+    }
+
     fn verbs(&self) -> Vec<&'static str> {
         if VIRTUAL.contains(&self.plural) {
             vec!["create"]
         } else {
-            vec!["create", "delete", "get", "list", "patch", "update"]
+            vec![
+                "create", "delete", "get", "list", "patch", "update", "watch",
+            ]
         }
     }
 }
@@ -185,6 +220,7 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
                 "namespaced": r.namespaced,
                 "kind": r.kind,
                 "verbs": r.verbs(),
+                "shortNames": r.short_names(),
             })
         })
         .collect();

@@ -1,10 +1,10 @@
-//! HTTP/1.1 serving: keep-alive connections (OpenBao holds one open), and the faults that
-//! need the socket itself (hang, drop).
+//! HTTP/1.1 serving: keep-alive connections (OpenBao holds one open), watch streams, and
+//! the faults that need the socket itself (hang, drop).
 
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full};
+use http_body_util::{BodyExt as _, Either, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
@@ -12,8 +12,9 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
-use crate::cluster::{ApiRequest, Cluster};
+use crate::cluster::{ApiRequest, Cluster, Impersonation};
 use crate::faults::FaultAction;
+use crate::watch::{self, WatchBody};
 
 pub async fn serve(listener: TcpListener, cluster: Arc<Mutex<Cluster>>) {
     let mut connections = JoinSet::new();
@@ -44,7 +45,7 @@ async fn answer(
     request: Request<Incoming>,
     cluster: Arc<Mutex<Cluster>>,
     kill: Arc<Notify>,
-) -> Result<Response<Full<Bytes>>, hyper::Error> {
+) -> Result<Response<Either<Full<Bytes>, WatchBody>>, hyper::Error> {
     let (parts, body) = request.into_parts();
     let body = body.collect().await?.to_bytes().to_vec();
     let header = |name: &str| {
@@ -65,10 +66,19 @@ async fn answer(
             .and_then(|h| h.strip_prefix("Bearer ").map(|t| t.trim().to_string())),
         body,
     };
+    let impersonation = Impersonation {
+        user: header("impersonate-user"),
+        groups: parts
+            .headers
+            .get_all("impersonate-group")
+            .iter()
+            .filter_map(|v| v.to_str().ok().map(str::to_string))
+            .collect(),
+    };
     let outcome = cluster
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .handle(&api_request);
+        .handle_as(&api_request, &impersonation);
     match outcome.fault {
         Some(FaultAction::Hang) => std::future::pending().await,
         Some(FaultAction::DropBefore | FaultAction::DropAfter) => {
@@ -77,10 +87,17 @@ async fn answer(
         }
         _ => {}
     }
-    let body = serde_json::to_vec(&outcome.body).expect("JSON values serialize");
-    Ok(Response::builder()
+    let response = Response::builder()
         .status(outcome.code)
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body)))
+        .header("content-type", "application/json");
+    if let Some(accepted) = outcome.watch {
+        let events = watch::stream(accepted, cluster);
+        return Ok(response
+            .body(Either::Right(events))
+            .expect("valid response"));
+    }
+    let body = serde_json::to_vec(&outcome.body).expect("JSON values serialize");
+    Ok(response
+        .body(Either::Left(Full::new(Bytes::from(body))))
         .expect("valid response"))
 }

@@ -96,6 +96,31 @@ impl ApiError {
         Self::new(415, "UnsupportedMediaType", format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json (got {content_type})"))
     }
 
+    pub fn unsupported_protobuf_kind(api_version: &str, kind: &str) -> Self {
+        Self::new(
+            415,
+            "UnsupportedMediaType",
+            format!("the emulator cannot decode a protobuf body of kind {kind:?} (apiVersion {api_version:?}); send it as application/json"),
+        )
+    }
+
+    /// A watch from a resourceVersion older than the change history the emulator keeps.
+    pub fn expired(since: u64, oldest: u64) -> Self {
+        Self::new(
+            410,
+            "Expired",
+            format!("too old resource version: {since} ({oldest})"),
+        )
+    }
+
+    pub fn forbidden_impersonation(user: &str, target: &str) -> Self {
+        Self::new(
+            403,
+            "Forbidden",
+            format!("users \"{target}\" is forbidden: User \"{user}\" cannot impersonate resource \"users\" in API group \"\" at the cluster scope"),
+        )
+    }
+
     /// A status injected by a test fault, with the reason the API server would give for it.
     pub fn injected(code: u16) -> Self {
         let reason = match code {

@@ -1,7 +1,8 @@
-//! Generic object storage with the API server's bookkeeping: uids, creation timestamps and
-//! one cluster-wide, monotonically increasing resourceVersion.
+//! Generic object storage with the API server's bookkeeping: uids, creation timestamps,
+//! one cluster-wide, monotonically increasing resourceVersion, and the recent history of
+//! changes that watches replay from a resourceVersion.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use serde_json::Value;
 
@@ -10,10 +11,41 @@ use crate::status::{ApiError, ApiResult};
 
 type Key = (String, String, String);
 
-#[derive(Default)]
+/// How many changes a watch can replay; older resourceVersions get 410 Expired, as after
+/// the API server's compaction.
+const HISTORY: usize = 4096;
+
+/// One write, as a watch event reports it.
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub revision: u64,
+    /// `ADDED`, `MODIFIED` or `DELETED`.
+    pub kind: &'static str,
+    pub storage_key: String,
+    pub namespace: String,
+    pub object: Value,
+}
+
 pub struct Store {
     revision: u64,
     objects: BTreeMap<Key, Value>,
+    history: VecDeque<Change>,
+    /// The newest revision no longer in `history`: watches from before it have expired.
+    compacted: u64,
+    /// Wakes watchers after each write without them holding the cluster lock to wait.
+    changed: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Self {
+            revision: 0,
+            objects: BTreeMap::new(),
+            history: VecDeque::new(),
+            compacted: 0,
+            changed: tokio::sync::watch::Sender::new(0),
+        }
+    }
 }
 
 fn key(rt: &ResourceType, namespace: &str, name: &str) -> Key {
@@ -76,6 +108,38 @@ impl Store {
         self.revision.to_string()
     }
 
+    /// Records a write made at the current revision and wakes the watchers.
+    fn record(&mut self, kind: &'static str, storage_key: String, namespace: &str, object: Value) {
+        if self.history.len() == HISTORY {
+            if let Some(dropped) = self.history.pop_front() {
+                self.compacted = dropped.revision;
+            }
+        }
+        self.history.push_back(Change {
+            revision: self.revision,
+            kind,
+            storage_key,
+            namespace: namespace.to_string(),
+            object,
+        });
+        self.changed.send_replace(self.revision);
+    }
+
+    /// A receiver that sees every revision bumped after this call.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    /// The changes after `since`, oldest first, or `Err(compacted)` when some of them are
+    /// no longer kept.
+    pub fn changes_after(&self, since: u64) -> Result<impl Iterator<Item = &Change>, u64> {
+        if since < self.compacted {
+            return Err(self.compacted);
+        }
+        let start = self.history.partition_point(|c| c.revision <= since);
+        Ok(self.history.range(start..))
+    }
+
     pub fn create(
         &mut self,
         rt: &ResourceType,
@@ -94,6 +158,7 @@ impl Store {
         metadata["resourceVersion"] = Value::String(self.next_revision());
         self.objects
             .insert(key(rt, namespace, &name), object.clone());
+        self.record("ADDED", rt.storage_key(), namespace, object.clone());
         Ok(object)
     }
 
@@ -129,18 +194,38 @@ impl Store {
         metadata["resourceVersion"] = Value::String(self.next_revision());
         self.objects
             .insert(key(rt, namespace, &name), object.clone());
+        self.record("MODIFIED", rt.storage_key(), namespace, object.clone());
         Ok(object)
     }
 
     pub fn delete(&mut self, rt: &ResourceType, namespace: &str, name: &str) -> ApiResult<Value> {
-        self.objects
+        let deleted = self
+            .objects
             .remove(&key(rt, namespace, name))
-            .ok_or_else(|| ApiError::not_found(rt.plural, name))
+            .ok_or_else(|| ApiError::not_found(rt.plural, name))?;
+        self.record_deletion(rt.storage_key(), namespace, deleted.clone());
+        Ok(deleted)
+    }
+
+    /// A deletion is a write too: it takes a revision, which its watch event carries.
+    fn record_deletion(&mut self, storage_key: String, namespace: &str, mut object: Value) {
+        object["metadata"]["resourceVersion"] = Value::String(self.next_revision());
+        self.record("DELETED", storage_key, namespace, object);
     }
 
     /// Removes everything stored in a namespace (the namespace controller's job, done at once).
     pub fn purge_namespace(&mut self, namespace: &str) {
-        self.objects.retain(|(_, ns, _), _| ns != namespace);
+        let doomed: Vec<Key> = self
+            .objects
+            .keys()
+            .filter(|(_, ns, _)| ns == namespace)
+            .cloned()
+            .collect();
+        for key in doomed {
+            if let Some(object) = self.objects.remove(&key) {
+                self.record_deletion(key.0, namespace, object);
+            }
+        }
     }
 
     /// The uid of a service account, if it still exists; tokens of deleted accounts die with them.

@@ -8,6 +8,7 @@ mod faults;
 mod foundation;
 mod handover;
 mod hostile;
+mod kubectl;
 mod proxy;
 mod push;
 mod rotate;
