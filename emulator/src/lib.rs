@@ -7,6 +7,8 @@
 //! can all talk to it. [`Emulator::start`] runs it on a free loopback port in a thread of its
 //! own; dropping the handle stops it.
 
+#![forbid(unsafe_code)]
+
 mod cluster;
 mod controller;
 mod faults;

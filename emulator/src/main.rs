@@ -1,5 +1,7 @@
 //! `kube-emulator`: serve the emulated API until killed, for the demo and manual checks.
 
+#![forbid(unsafe_code)]
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
