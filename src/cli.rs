@@ -252,6 +252,13 @@ pub struct MarkConsumedArgs {
     /// data), delete (uid precondition)
     #[arg(long, env = "SECOPS_MODE", default_value = "annotate", value_parser = consume_mode())]
     mode: ConsumeMode,
+    /// The Vault path the plan named (inside --vault-mount): lets a re-run after
+    /// `--mode delete` find the finished handover in Vault once the Secret is gone
+    #[arg(long, env = "SECOPS_VAULT_PATH")]
+    vault_path: Option<String>,
+    /// The KV mount of --vault-path [default: --kv-mount]
+    #[arg(long, env = "SECOPS_VAULT_MOUNT", requires = "vault_path")]
+    vault_mount: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -333,6 +340,10 @@ pub struct PushSecretArgs {
     /// Path inside the KV mount [default: the secops.dev/vault-path annotation]
     #[arg(long, env = "SECOPS_PATH")]
     path: Option<String>,
+    /// Take over a path holding data secops did not write (recorded as secops-adopted-at);
+    /// without it such a path is refused (exit 3)
+    #[arg(long, env = "SECOPS_ADOPT", value_parser = BoolishValueParser::new())]
+    adopt: bool,
     #[command(flatten)]
     scope: ScopeArgs,
 }
@@ -417,10 +428,22 @@ impl Command {
                 expect_uid: args.expect_uid.clone(),
             }),
             Command::MarkConsumed(args) => {
+                if let Some(path) = &args.vault_path {
+                    validate_path(path)
+                        .map_err(|reason| Error::Usage(format!("--vault-path: {reason}")))?;
+                }
+                if let Some(mount) = &args.vault_mount {
+                    validate_mount(mount)
+                        .map_err(|reason| Error::Usage(format!("--vault-mount: {reason}")))?;
+                }
                 CommandPlan::MarkConsumed(commands::mark_consumed::Plan {
                     secret: SecretRef::parse(&args.secret)?,
                     expect_uid: args.expect_uid.clone(),
                     mode: args.mode,
+                    recorded: args
+                        .vault_path
+                        .clone()
+                        .map(|path| (args.vault_mount.clone(), path)),
                 })
             }
             Command::Handover(args) => CommandPlan::Handover(commands::handover::Plan {
@@ -539,12 +562,16 @@ impl PushSecretArgs {
             (Some(secret), path) => Ok(commands::push_secret::Plan::One {
                 secret: SecretRef::parse(secret)?,
                 path: path.clone(),
+                adopt: self.adopt,
             }),
             (None, Some(_)) => Err(Error::Usage(
                 "--path needs --secret: a batch push takes each path from its Secret's annotation"
                     .into(),
             )),
-            (None, None) => Ok(commands::push_secret::Plan::Batch { scope }),
+            (None, None) => Ok(commands::push_secret::Plan::Batch {
+                scope,
+                adopt: self.adopt,
+            }),
         }
     }
 }

@@ -34,6 +34,9 @@ pub enum Error {
     #[error("Vault path {path:?} has no secops provenance; pass --adopt to take it over")]
     NotAdopted { path: String },
 
+    #[error("{secret} is not labelled {selector}; refusing to act on it")]
+    NotOfClass { secret: String, selector: String },
+
     #[error("{secret} has drifted: its data no longer matches what was handed over to Vault (version {version}); Vault stays authoritative, fix the value in Git or rotate in Vault")]
     Drifted { secret: String, version: u64 },
 
@@ -127,6 +130,7 @@ impl Error {
             | Error::ReservedPath { .. }
             | Error::NotOwned { .. }
             | Error::NotAdopted { .. }
+            | Error::NotOfClass { .. }
             | Error::Drifted { .. }
             | Error::Forbidden { .. }
             | Error::Refused { .. } => ExitStatus::Refused,
@@ -150,6 +154,7 @@ impl Error {
             Error::ReservedPath { .. } => "reserved-path",
             Error::NotOwned { .. } => "not-owned",
             Error::NotAdopted { .. } => "not-adopted",
+            Error::NotOfClass { .. } => "not-of-class",
             Error::Drifted { .. } => "drifted",
             Error::Forbidden { .. } => "forbidden",
             Error::Refused { .. } => "refused",

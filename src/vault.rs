@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
+use rustify::Endpoint as _;
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use vaultrs::api::kv2::requests::{
@@ -17,6 +18,7 @@ use vaultrs::error::ClientError;
 
 use crate::domain::fingerprint::FingerprintKey;
 use crate::domain::names::FINGERPRINT_KEY_PATH;
+use crate::domain::provenance::MetadataPatch;
 use crate::error::{transport_fault, Error, Result, TransportFault};
 use crate::retry::{RetryPolicy, RACE_ATTEMPTS};
 use crate::secret::{SecretBytes, SecretData};
@@ -69,6 +71,10 @@ pub enum CasWrite {
     },
     /// Someone else wrote first: re-read and re-decide.
     Mismatch,
+    /// A create (`cas=0`) was refused with 403. Vault checks `update` before `cas` when the
+    /// path exists, so under a create-only policy this is how "it exists" looks; a read
+    /// decides whether it was that or a real denial (the path is absent).
+    Denied,
 }
 
 /// A failure the caller decides on, as opposed to one it only reports.
@@ -373,6 +379,7 @@ impl Vault {
                     }),
                     Err(e) => match classify(e, &action) {
                         Failure::CasMismatch => Ok(CasWrite::Mismatch),
+                        Failure::Fatal(Error::Forbidden { .. }) if cas == 0 => Ok(CasWrite::Denied),
                         Failure::NotFound => Err(Error::NotFound {
                             what: format!("KV v2 mount {mount:?}"),
                         }),
@@ -451,6 +458,34 @@ impl Vault {
                         .collect(),
                     live_versions,
                 }))
+            })
+            .await
+    }
+
+    /// Changes some keys of the path's `custom_metadata` and leaves the others as they are
+    /// (a JSON merge patch), so keys written by others survive without a read first.
+    pub async fn patch_metadata(
+        &self,
+        mount: &str,
+        path: &str,
+        patch: &MetadataPatch,
+    ) -> Result<()> {
+        let action = format!("update Vault metadata {mount}/{path}");
+        let middleware = MergePatch(&self.client.middle);
+        self.retry
+            .run(|| async {
+                let request = PatchMetadataRequest {
+                    mount: mount.to_string(),
+                    path: path.to_string(),
+                    custom_metadata: patch,
+                };
+                let answered = request
+                    .with_middleware(&middleware)
+                    .exec(&self.client.http)
+                    .await
+                    .map(drop)
+                    .map_err(ClientError::from);
+                done(answered, &action)
             })
             .await
     }
@@ -591,4 +626,42 @@ struct GeneratePasswordRequest {
 #[derive(serde::Deserialize)]
 struct GeneratedPassword {
     password: String,
+}
+
+/// `PATCH :mount/metadata/:path`: KV v2's partial metadata update.
+#[derive(rustify_derive::Endpoint)]
+#[endpoint(path = "{self.mount}/metadata/{self.path}", method = "PATCH")]
+struct PatchMetadataRequest<'a> {
+    #[endpoint(skip)]
+    mount: String,
+    #[endpoint(skip)]
+    path: String,
+    custom_metadata: &'a MetadataPatch,
+}
+
+/// vaultrs's middleware (address prefix, token, namespace) plus the content type Vault
+/// requires of a PATCH, which rustify does not set.
+struct MergePatch<'a>(&'a vaultrs::api::EndpointMiddleware);
+
+impl rustify::MiddleWare for MergePatch<'_> {
+    fn request<E: rustify::Endpoint>(
+        &self,
+        endpoint: &E,
+        request: &mut http::Request<Vec<u8>>,
+    ) -> std::result::Result<(), rustify::errors::ClientError> {
+        self.0.request(endpoint, request)?;
+        request.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/merge-patch+json"),
+        );
+        Ok(())
+    }
+
+    fn response<E: rustify::Endpoint>(
+        &self,
+        endpoint: &E,
+        response: &mut http::Response<Vec<u8>>,
+    ) -> std::result::Result<(), rustify::errors::ClientError> {
+        self.0.response(endpoint, response)
+    }
 }

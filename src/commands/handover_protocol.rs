@@ -2,15 +2,16 @@
 //! write with its rules (`docs/contract.md` §6.1), and the conditional marking of the
 //! Secret (§6.2).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
+use super::ownership::{check_metadata_limits, claim, Claimed};
 use super::Context;
 use crate::clock::now_rfc3339;
 use crate::domain::bootstrap::{judge_existing, ConsumeMode, ExistingPath, SourceSecret, Target};
 use crate::domain::fingerprint::{Fingerprint, FingerprintKey};
 use crate::domain::names::{self, meta};
 use crate::domain::outcome::Outcome;
-use crate::domain::provenance::{OwnershipRecord, Provenance};
+use crate::domain::provenance::{MetadataPatch, OwnershipRecord, Provenance};
 use crate::domain::SecretRef;
 use crate::error::{Error, Result};
 use crate::kube::{Conditional, SecretPatch};
@@ -52,8 +53,10 @@ pub struct Handed {
     pub fingerprint: Fingerprint,
 }
 
-/// The handover write (`docs/contract.md` §6.1): create with `cas=0`; on a refusal,
-/// recognise a finished or half-finished handover, or refuse a conflict.
+/// The handover write (`docs/contract.md` §6.1): claim the path, create with `cas=0`; when
+/// the path exists, decide from a read: a finished or half-finished handover of ours, or a
+/// conflict. Only the claim's holder writes to a path without provenance, so two writers
+/// racing for one path never both believe they own it.
 pub async fn write_to_vault(
     ctx: &Context,
     key: &FingerprintKey,
@@ -64,6 +67,23 @@ pub async fn write_to_vault(
     let fingerprint = key.fingerprint(&secret.data);
     let origin = secret.bootstrap_origin();
     let base64 = base64_keys(&secret.data);
+    let at = now_rfc3339();
+    let record = |version| {
+        OwnershipRecord {
+            origin: &origin,
+            uid: &secret.uid,
+            version,
+            fingerprint: &fingerprint,
+            base64_keys: &base64,
+            k8s_type: &secret.secret_type,
+            at: &at,
+            at_key: Some(meta::HANDOVER_AT),
+            adopted: false,
+        }
+        .changes()
+    };
+    // Everything that could refuse the record is checked before the data is written.
+    check_metadata_limits(&record(u64::MAX), &secret.reference.to_string())?;
     let handed = |outcome, version, vault_fingerprint| Handed {
         outcome,
         target: target.clone(),
@@ -71,38 +91,52 @@ pub async fn write_to_vault(
         vault_fingerprint,
         fingerprint: fingerprint.clone(),
     };
+    let not_owned = |owner: String| Error::NotOwned {
+        path: target.to_string(),
+        owner,
+        claimant: origin.to_string(),
+    };
     for _ in 0..RACE_ATTEMPTS {
-        if !ctx.settings.dry_run {
-            if let CasWrite::Written { version } = ctx
+        let claimed = match ctx.settings.dry_run {
+            true => None,
+            false => Some(claim(ctx, &target, &origin, &secret.uid).await?),
+        };
+        let mut denied = false;
+        if claimed == Some(Claimed::Ours) {
+            match ctx
                 .vault
                 .write(&target.mount, &target.path, &secret.data, 0)
                 .await?
             {
-                record_ownership(
-                    ctx,
-                    secret,
-                    &target,
-                    version,
-                    &fingerprint,
-                    &base64,
-                    BTreeMap::new(),
-                )
-                .await?;
-                audit(
-                    "handover-write",
-                    &target,
-                    Outcome::Written,
-                    Some(version),
-                    Some(&fingerprint),
-                );
-                return Ok(handed(Outcome::Written, version, Some(fingerprint.clone())));
+                CasWrite::Written { version } => {
+                    ctx.vault
+                        .patch_metadata(&target.mount, &target.path, &record(version))
+                        .await?;
+                    audit(
+                        "handover-write",
+                        &target,
+                        Outcome::Written,
+                        Some(version),
+                        Some(&fingerprint),
+                    );
+                    return Ok(handed(Outcome::Written, version, Some(fingerprint.clone())));
+                }
+                CasWrite::Mismatch => {}
+                CasWrite::Denied => denied = true,
             }
         }
         let Some(metadata) = ctx.vault.read_metadata(&target.mount, &target.path).await? else {
-            if ctx.settings.dry_run {
-                return Ok(handed(Outcome::Planned, 0, None));
+            match claimed {
+                None => return Ok(handed(Outcome::Planned, 0, None)),
+                Some(Claimed::Theirs { holder }) => return Err(not_owned(holder)),
+                Some(Claimed::Ours) if denied => {
+                    return Err(Error::Forbidden {
+                        action: format!("hand over {}", secret.reference),
+                        detail: format!("no create permission on Vault {target}"),
+                    })
+                }
+                Some(Claimed::Ours) => continue, // deleted between our write and our read
             }
-            continue; // deleted between our write and our read: try again
         };
         let provenance = Provenance::from_metadata(&metadata.custom);
         match judge_existing(provenance.as_ref(), &origin, &secret.uid) {
@@ -110,25 +144,19 @@ pub async fn write_to_vault(
                 let recorded = provenance.and_then(|p| p.origin_fingerprint);
                 return Ok(handed(Outcome::Unchanged, version, recorded));
             }
-            ExistingPath::Conflict { owner } => {
-                return Err(Error::NotOwned {
-                    path: target.to_string(),
-                    owner,
-                    claimant: origin.to_string(),
-                });
-            }
+            ExistingPath::Conflict { owner } => return Err(not_owned(owner)),
             ExistingPath::CompareData => {
+                // Data without provenance is ours to finish only under our claim.
+                if let Some(Claimed::Theirs { holder }) = claimed {
+                    return Err(not_owned(holder));
+                }
                 let current = ctx
                     .vault
                     .read(&target.mount, &target.path, None, &base64)
                     .await?;
                 let Some(current) = current else { continue };
                 if key.fingerprint(&current.data) != fingerprint {
-                    return Err(Error::NotOwned {
-                        path: target.to_string(),
-                        owner: "data with no secops provenance".into(),
-                        claimant: origin.to_string(),
-                    });
+                    return Err(not_owned("data with no secops provenance".into()));
                 }
                 if ctx.settings.dry_run {
                     return Ok(handed(
@@ -137,16 +165,9 @@ pub async fn write_to_vault(
                         Some(fingerprint.clone()),
                     ));
                 }
-                record_ownership(
-                    ctx,
-                    secret,
-                    &target,
-                    current.version,
-                    &fingerprint,
-                    &base64,
-                    metadata.custom,
-                )
-                .await?;
+                ctx.vault
+                    .patch_metadata(&target.mount, &target.path, &record(current.version))
+                    .await?;
                 audit(
                     "handover-finish",
                     &target,
@@ -167,62 +188,50 @@ pub async fn write_to_vault(
     })
 }
 
-async fn record_ownership(
+/// What Vault's provenance says of a Secret already marked consumed (whose data may be
+/// stripped): a re-run of the write step reports the finished handover.
+pub async fn handed_over_before(
     ctx: &Context,
+    key: &FingerprintKey,
     secret: &SourceSecret,
-    target: &Target,
-    version: u64,
-    fingerprint: &Fingerprint,
-    base64: &BTreeSet<String>,
-    mut custom: BTreeMap<String, String>,
-) -> Result<()> {
-    let at = now_rfc3339();
+    target: Target,
+) -> Result<Handed> {
+    let metadata = ctx.vault.read_metadata(&target.mount, &target.path).await?;
+    let provenance = metadata.and_then(|m| Provenance::from_metadata(&m.custom));
     let origin = secret.bootstrap_origin();
-    OwnershipRecord {
-        origin: &origin,
-        uid: &secret.uid,
-        version,
-        fingerprint,
-        base64_keys: base64,
-        k8s_type: &secret.secret_type,
-        at: &at,
-        at_key: Some(meta::HANDOVER_AT),
-    }
-    .apply(&mut custom);
-    check_metadata_limits(&custom, &secret.reference.to_string())?;
-    ctx.vault
-        .write_metadata(&target.mount, &target.path, &custom)
-        .await
-}
-
-/// KV v2 refuses custom_metadata values over 512 bytes; say why before Vault does.
-fn check_metadata_limits(custom: &BTreeMap<String, String>, secret: &str) -> Result<()> {
-    match custom.iter().find(|(_, v)| v.len() > 512) {
-        Some((k, _)) => Err(Error::InvalidSource {
-            secret: secret.into(),
-            reason: format!(
-                "Vault metadata {k} would exceed 512 bytes (too many or too long key names)"
-            ),
+    match judge_existing(provenance.as_ref(), &origin, &secret.uid) {
+        ExistingPath::AlreadyHandedOver { version } => {
+            let recorded = provenance.and_then(|p| p.origin_fingerprint);
+            Ok(Handed {
+                outcome: Outcome::Unchanged,
+                target,
+                version,
+                fingerprint: recorded
+                    .clone()
+                    .unwrap_or_else(|| key.fingerprint(&secret.data)),
+                vault_fingerprint: recorded,
+            })
+        }
+        ExistingPath::Conflict { owner } => Err(Error::NotOwned {
+            path: target.to_string(),
+            owner,
+            claimant: origin.to_string(),
         }),
-        None => Ok(()),
+        ExistingPath::CompareData => Err(Error::Refused {
+            action: format!("hand over {}", secret.reference),
+            detail: format!("it is marked consumed, but Vault {target} holds no handover of it"),
+        }),
     }
 }
 
 /// Tells `status` that the origin Secret is gone by design, before it goes.
 async fn record_deletion(ctx: &Context, target: &Target) -> Result<()> {
-    let mut custom = ctx
-        .vault
-        .read_metadata(&target.mount, &target.path)
-        .await?
-        .map(|m| m.custom)
-        .unwrap_or_default();
-    let delete = ConsumeMode::Delete.as_str();
-    if custom.get(meta::CONSUMED_MODE).map(String::as_str) == Some(delete) {
-        return Ok(());
-    }
-    custom.insert(meta::CONSUMED_MODE.into(), delete.into());
+    let patch = MetadataPatch::from([(
+        meta::CONSUMED_MODE.to_string(),
+        Some(ConsumeMode::Delete.as_str().to_string()),
+    )]);
     ctx.vault
-        .write_metadata(&target.mount, &target.path, &custom)
+        .patch_metadata(&target.mount, &target.path, &patch)
         .await
 }
 

@@ -6,9 +6,9 @@ use serde::Serialize;
 use super::handover_protocol::{mark, Handed};
 use super::Context;
 use crate::domain::bootstrap::{check_consumable, ConsumeCheck, ConsumeMode};
-use crate::domain::names;
+use crate::domain::names::{self, meta, Class};
 use crate::domain::outcome::Outcome;
-use crate::domain::provenance::{decode_key_list, Provenance};
+use crate::domain::provenance::{decode_key_list, Origin, Provenance};
 use crate::domain::SecretRef;
 use crate::error::{Error, Result};
 use crate::output::{Report, SecretIdentity};
@@ -17,6 +17,9 @@ pub struct Plan {
     pub secret: SecretRef,
     pub expect_uid: Option<String>,
     pub mode: ConsumeMode,
+    /// The mount (`None`: `--kv-mount`) and path the plan named, to find a finished
+    /// handover in Vault once `--mode delete` has removed the Secret.
+    pub recorded: Option<(Option<String>, String)>,
 }
 
 #[derive(Serialize)]
@@ -35,14 +38,10 @@ struct Marked<'a> {
 
 pub async fn run(plan: &Plan, ctx: &Context) -> Result<Report> {
     let reference = &plan.secret;
-    // A deleted Secret was consumed by `--mode delete` (or never existed: the caller named it).
-    let source = ctx
-        .kube()?
-        .get_secret(reference)
-        .await?
-        .ok_or_else(|| Error::NotFound {
-            what: format!("Secret {reference}"),
-        })?;
+    let Some(source) = ctx.kube()?.get_secret(reference).await? else {
+        return consumed_by_deletion(plan, ctx).await;
+    };
+    source.require_class(Class::Bootstrap)?;
     source.require_uid(plan.expect_uid.as_deref())?;
     let identity = SecretIdentity::from(&source);
     let target = source.target(&ctx.settings.kv_mount, &ctx.settings.allowed, None)?;
@@ -123,4 +122,54 @@ pub async fn run(plan: &Plan, ctx: &Context) -> Result<Report> {
         Some(marked.version),
         Some(fingerprint.to_string()),
     ))
+}
+
+/// A Secret that is gone was consumed by `--mode delete` if Vault's provenance at the path
+/// the plan named says so (a re-run after the delete); otherwise it was never there.
+async fn consumed_by_deletion(plan: &Plan, ctx: &Context) -> Result<Report> {
+    let reference = &plan.secret;
+    let not_found = || Error::NotFound {
+        what: format!("Secret {reference}"),
+    };
+    let Some((mount, path)) = &plan.recorded else {
+        return Err(not_found());
+    };
+    let default_mount = &ctx.settings.kv_mount;
+    let mount = mount.as_ref().unwrap_or(default_mount);
+    if !ctx.settings.allowed.allows_mount(mount, default_mount) {
+        return Err(not_found());
+    }
+    let Some(metadata) = ctx.vault.read_metadata(mount, path).await? else {
+        return Err(not_found());
+    };
+    let deleted = metadata.custom.get(meta::CONSUMED_MODE).map(String::as_str)
+        == Some(ConsumeMode::Delete.as_str());
+    let provenance = Provenance::from_metadata(&metadata.custom);
+    let Some(provenance) = provenance.filter(|p| {
+        p.origin == Origin::Bootstrap(reference.clone())
+            && plan
+                .expect_uid
+                .as_ref()
+                .is_none_or(|uid| *uid == p.origin_uid)
+    }) else {
+        return Err(not_found());
+    };
+    if !deleted {
+        return Err(not_found());
+    }
+    Ok(Report::new(&Marked {
+        command: "mark-consumed",
+        outcome: Outcome::AlreadyConsumed,
+        secret: SecretIdentity {
+            namespace: reference.namespace.clone(),
+            name: reference.name.clone(),
+            uid: provenance.origin_uid.clone(),
+        },
+        mode: ConsumeMode::Delete,
+        mount,
+        path,
+        version: Some(provenance.origin_version),
+        fingerprint: provenance.origin_fingerprint.map(|f| f.to_string()),
+        dry_run: ctx.settings.dry_run,
+    }))
 }

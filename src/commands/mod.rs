@@ -4,6 +4,7 @@
 pub mod handover;
 pub mod handover_protocol;
 pub mod mark_consumed;
+pub mod ownership;
 pub mod push_secret;
 pub mod read_bootstrap;
 pub mod rotate;

@@ -7,13 +7,14 @@ use std::collections::BTreeMap;
 use futures::stream::{self, StreamExt as _};
 use serde::Serialize;
 
+use super::ownership::{check_metadata_limits, claim, Claimed};
 use super::Context;
 use crate::clock::now_rfc3339;
 use crate::domain::bootstrap::{SourceSecret, Target};
 use crate::domain::fingerprint::{Fingerprint, FingerprintKey};
 use crate::domain::names::{self, Class};
 use crate::domain::outcome::Outcome;
-use crate::domain::provenance::{Ownership, OwnershipRecord, Provenance};
+use crate::domain::provenance::{MetadataPatch, Ownership, OwnershipRecord, Provenance};
 use crate::domain::push::{judge, judge_unowned, PushStep};
 use crate::domain::{Scope, SecretRef};
 use crate::error::{Error, Result};
@@ -30,9 +31,10 @@ pub enum Plan {
     One {
         secret: SecretRef,
         path: Option<String>,
+        adopt: bool,
     },
     /// Every internal Secret in scope, each to its annotated path.
-    Batch { scope: Scope },
+    Batch { scope: Scope, adopt: bool },
 }
 
 #[derive(Debug, Serialize)]
@@ -59,54 +61,51 @@ struct PushDocument {
 }
 
 /// What the path holds for this source, and what to do about it; the table is
-/// [`crate::domain::push`], this gathers its facts. `custom` is the metadata to merge into.
+/// [`crate::domain::push`], this gathers its facts.
 async fn decide(
     ctx: &Context,
     key: &FingerprintKey,
     source: &SourceSecret,
     target: &Target,
     fingerprint: &Fingerprint,
-) -> Result<(PushStep, BTreeMap<String, String>)> {
+    adopt: bool,
+) -> Result<PushStep> {
     let Some(metadata) = ctx.vault.read_metadata(&target.mount, &target.path).await? else {
-        return Ok((
-            judge(None, Ownership::Unowned, fingerprint),
-            BTreeMap::new(),
-        ));
+        return Ok(judge(None, Ownership::Unowned, fingerprint));
     };
     let provenance = Provenance::from_metadata(&metadata.custom);
     let ownership = Ownership::of(provenance.as_ref(), &source.push_origin(), &source.uid);
-    let step = match judge(Some(metadata.current_version), ownership, fingerprint) {
-        PushStep::CompareData { current_version } => {
-            let held = ctx
-                .vault
-                .read(
-                    &target.mount,
-                    &target.path,
-                    None,
-                    &base64_keys(&source.data),
+    Ok(
+        match judge(Some(metadata.current_version), ownership, fingerprint) {
+            PushStep::CompareData { current_version } => {
+                let held = ctx
+                    .vault
+                    .read(
+                        &target.mount,
+                        &target.path,
+                        None,
+                        &base64_keys(&source.data),
+                    )
+                    .await?;
+                let held = held.map(|held| (held.version, key.fingerprint(&held.data)));
+                judge_unowned(
+                    current_version,
+                    held.as_ref().map(|(version, held)| (*version, held)),
+                    fingerprint,
+                    adopt,
                 )
-                .await?;
-            let held = held.map(|held| (held.version, key.fingerprint(&held.data)));
-            judge_unowned(
-                current_version,
-                held.as_ref().map(|(version, held)| (*version, held)),
-                fingerprint,
-            )
-        }
-        step => step,
-    };
-    Ok((step, metadata.custom))
+            }
+            step => step,
+        },
+    )
 }
 
-async fn record_ownership(
-    ctx: &Context,
+fn ownership_record(
     source: &SourceSecret,
-    target: &Target,
     version: u64,
     fingerprint: &Fingerprint,
-    mut custom: BTreeMap<String, String>,
-) -> Result<()> {
-    let at = now_rfc3339();
+    adopted: bool,
+) -> MetadataPatch {
     OwnershipRecord {
         origin: &source.push_origin(),
         uid: &source.uid,
@@ -114,13 +113,11 @@ async fn record_ownership(
         fingerprint,
         base64_keys: &base64_keys(&source.data),
         k8s_type: &source.secret_type,
-        at: &at,
+        at: &now_rfc3339(),
         at_key: None,
+        adopted,
     }
-    .apply(&mut custom);
-    ctx.vault
-        .write_metadata(&target.mount, &target.path, &custom)
-        .await
+    .changes()
 }
 
 /// Records the push on the source, conditionally; a source that changed meanwhile is left
@@ -176,16 +173,17 @@ async fn push_one(
     key: &FingerprintKey,
     source: SourceSecret,
     path: Option<&str>,
+    adopt: bool,
 ) -> Result<Pushed> {
-    if source.class() != Some(Class::Internal) {
-        return Err(Error::InvalidSource {
-            secret: source.reference.to_string(),
-            reason: format!("not labelled {}", Class::Internal.selector(None)),
-        });
-    }
+    source.require_class(Class::Internal)?;
     let target = source.target(&ctx.settings.kv_mount, &ctx.settings.allowed, path)?;
     source.require_data()?;
     let fingerprint = key.fingerprint(&source.data);
+    // Everything that could refuse the record is checked before the data is written.
+    check_metadata_limits(
+        &ownership_record(&source, u64::MAX, &fingerprint, adopt),
+        &source.reference.to_string(),
+    )?;
     let pushed = |outcome, version| Pushed {
         outcome,
         mount: target.mount.clone(),
@@ -193,45 +191,84 @@ async fn push_one(
         version,
         fingerprint: fingerprint.clone(),
     };
+    let origin = source.push_origin();
+    let not_owned = |owner: String| Error::NotOwned {
+        path: target.to_string(),
+        owner,
+        claimant: origin.to_string(),
+    };
+    let mut denied = false;
     for _ in 0..RACE_ATTEMPTS {
-        let (step, custom) = decide(ctx, key, &source, &target, &fingerprint).await?;
-        let cas = match step {
-            PushStep::Unchanged { version, .. } if ctx.settings.dry_run => {
+        let step = decide(ctx, key, &source, &target, &fingerprint, adopt).await?;
+        let (cas, claim_first, adopted) = match step {
+            PushStep::Unchanged { version } => {
+                // Finish a push whose annotation was lost.
+                if !ctx.settings.dry_run {
+                    annotate_source(ctx, key, source, version, &fingerprint).await?;
+                }
                 return Ok(pushed(Outcome::Unchanged, version));
             }
-            PushStep::Unchanged { version, claim } => {
-                // Claim unowned identical data, and finish a push whose annotation was lost.
-                if claim {
-                    record_ownership(ctx, &source, &target, version, &fingerprint, custom).await?;
+            PushStep::Conflict { owner } => return Err(not_owned(owner)),
+            PushStep::NotAdopted => {
+                return Err(Error::NotAdopted {
+                    path: target.to_string(),
+                })
+            }
+            PushStep::Record { .. } | PushStep::Write { .. } if ctx.settings.dry_run => {
+                return Ok(pushed(Outcome::Planned, 0));
+            }
+            PushStep::Record { version } => {
+                if let Claimed::Theirs { holder } =
+                    claim(ctx, &target, &origin, &source.uid).await?
+                {
+                    return Err(not_owned(holder));
                 }
+                let record = ownership_record(&source, version, &fingerprint, false);
+                ctx.vault
+                    .patch_metadata(&target.mount, &target.path, &record)
+                    .await?;
                 annotate_source(ctx, key, source, version, &fingerprint).await?;
                 return Ok(pushed(Outcome::Unchanged, version));
             }
-            PushStep::Conflict { owner } => {
-                return Err(Error::NotOwned {
-                    path: target.to_string(),
-                    owner,
-                    claimant: source.push_origin().to_string(),
-                })
-            }
-            PushStep::Write { cas } => cas,
+            PushStep::Write {
+                cas,
+                claim,
+                adopted,
+            } => (cas, claim, adopted),
             PushStep::CompareData { .. } => {
                 return Err(Error::Internal(
                     "the push table answers CompareData only before the data is read".into(),
                 ))
             }
         };
-        if ctx.settings.dry_run {
-            return Ok(pushed(Outcome::Planned, cas));
+        if claim_first {
+            if let Claimed::Theirs { holder } = claim(ctx, &target, &origin, &source.uid).await? {
+                return Err(not_owned(holder));
+            }
         }
-        let CasWrite::Written { version } = ctx
+        let version = match ctx
             .vault
             .write(&target.mount, &target.path, &source.data, cas)
             .await?
-        else {
-            continue;
+        {
+            CasWrite::Written { version } => version,
+            CasWrite::Mismatch => continue,
+            // A create refused twice over an absent path is a real denial, not a race.
+            CasWrite::Denied if denied => {
+                return Err(Error::Forbidden {
+                    action: format!("push {}", source.reference),
+                    detail: format!("no create permission on Vault {target}"),
+                })
+            }
+            CasWrite::Denied => {
+                denied = true;
+                continue;
+            }
         };
-        record_ownership(ctx, &source, &target, version, &fingerprint, custom).await?;
+        let record = ownership_record(&source, version, &fingerprint, adopted);
+        ctx.vault
+            .patch_metadata(&target.mount, &target.path, &record)
+            .await?;
         audit(
             "push",
             &target,
@@ -253,7 +290,11 @@ async fn push_one(
 
 pub async fn run(plan: &Plan, ctx: &Context) -> Result<Report> {
     match plan {
-        Plan::One { secret, path } => {
+        Plan::One {
+            secret,
+            path,
+            adopt,
+        } => {
             let source = ctx
                 .kube()?
                 .get_secret(secret)
@@ -263,14 +304,14 @@ pub async fn run(plan: &Plan, ctx: &Context) -> Result<Report> {
                 })?;
             let key = ctx.fingerprint_key().await?;
             let identity = SecretIdentity::from(&source);
-            let pushed = push_one(ctx, &key, source, path.as_deref()).await?;
+            let pushed = push_one(ctx, &key, source, path.as_deref(), *adopt).await?;
             Ok(Report::new(&PushDocument {
                 command: "push-secret",
                 item: Item::from_result(identity, Ok(pushed)),
                 dry_run: ctx.settings.dry_run,
             }))
         }
-        Plan::Batch { scope } => {
+        Plan::Batch { scope, adopt } => {
             let sources = ctx.list_class(Class::Internal, scope, None).await?;
             let key = ctx.fingerprint_key().await?;
             let items: Vec<Item<Pushed>> = stream::iter(sources)
@@ -278,7 +319,8 @@ pub async fn run(plan: &Plan, ctx: &Context) -> Result<Report> {
                     let key = &key;
                     async move {
                         let identity = SecretIdentity::from(&source);
-                        Item::from_result(identity, push_one(ctx, key, source, None).await)
+                        let pushed = push_one(ctx, key, source, None, *adopt).await;
+                        Item::from_result(identity, pushed)
                     }
                 })
                 .buffered(CONCURRENCY)

@@ -3,9 +3,10 @@
 
 use serde::Serialize;
 
-use super::handover_protocol::{announce_handover, write_to_vault};
+use super::handover_protocol::{announce_handover, handed_over_before, write_to_vault};
 use super::Context;
 use crate::domain::fingerprint::Fingerprint;
+use crate::domain::names::Class;
 use crate::domain::outcome::Outcome;
 use crate::domain::SecretRef;
 use crate::error::{Error, Result};
@@ -40,10 +41,15 @@ pub async fn run(plan: &Plan, ctx: &Context) -> Result<Report> {
         .ok_or_else(|| Error::NotFound {
             what: format!("Secret {}", plan.secret),
         })?;
+    source.require_class(Class::Bootstrap)?;
     source.require_uid(plan.expect_uid.as_deref())?;
     let target = source.target(&ctx.settings.kv_mount, &ctx.settings.allowed, None)?;
     let key = ctx.fingerprint_key().await?;
-    let handed = write_to_vault(ctx, &key, &source, target).await?;
+    let handed = match source.is_consumed() {
+        // Stripped or not, a consumed Secret was handed over: Vault's provenance says when.
+        true => handed_over_before(ctx, &key, &source, target).await?,
+        false => write_to_vault(ctx, &key, &source, target).await?,
+    };
     announce_handover(ctx, &plan.secret, &source.uid, &handed).await?;
     Ok(Report::new(&Written {
         command: "write-vault",

@@ -161,6 +161,18 @@ impl SourceSecret {
         Ok(Target { mount, path })
     }
 
+    /// Steps act only on the class they are for: a handover step never touches an
+    /// operator's internal Secret, nor a push an unlabelled or bootstrap one.
+    pub fn require_class(&self, class: Class) -> Result<()> {
+        match self.class() {
+            Some(found) if found == class => Ok(()),
+            _ => Err(Error::NotOfClass {
+                secret: self.reference.to_string(),
+                selector: class.selector(None),
+            }),
+        }
+    }
+
     /// A Secret with nothing in it has nothing to hand over; refusing it beats writing an
     /// empty authority that every consumer would then trust.
     pub fn require_data(&self) -> Result<()> {

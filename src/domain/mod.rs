@@ -3,6 +3,7 @@
 
 pub mod authority;
 pub mod bootstrap;
+pub mod claim;
 pub mod consumers;
 pub mod fingerprint;
 pub mod generate;

@@ -99,8 +99,12 @@ impl<'a> Ownership<'a> {
     }
 }
 
-/// The metadata a handover or push records, merged over what the path already carries
-/// (so rotation records and foreign keys survive).
+/// Changes to a path's `custom_metadata`, sent as a JSON merge patch: keys not named are
+/// left as they are (so rotation records and foreign keys such as a Vault team's `owner`
+/// survive), `None` removes a key.
+pub type MetadataPatch = BTreeMap<String, Option<String>>;
+
+/// The ownership a handover or push records.
 pub struct OwnershipRecord<'a> {
     pub origin: &'a Origin,
     pub uid: &'a str,
@@ -111,26 +115,28 @@ pub struct OwnershipRecord<'a> {
     pub at: &'a str,
     /// `secops-handover-at` for a handover; a push records its time on the source instead.
     pub at_key: Option<&'static str>,
+    /// A push that took over data it did not write (`--adopt`) says so.
+    pub adopted: bool,
 }
 
 impl OwnershipRecord<'_> {
-    pub fn apply(&self, custom: &mut BTreeMap<String, String>) {
-        custom.insert(meta::ORIGIN.into(), self.origin.to_string());
-        custom.insert(meta::ORIGIN_UID.into(), self.uid.to_string());
-        custom.insert(meta::ORIGIN_VERSION.into(), self.version.to_string());
-        custom.insert(
-            meta::ORIGIN_FINGERPRINT.into(),
-            self.fingerprint.to_string(),
-        );
-        custom.insert(meta::K8S_TYPE.into(), self.k8s_type.to_string());
+    pub fn changes(&self) -> MetadataPatch {
+        let mut patch = MetadataPatch::new();
+        let mut set = |key: &str, value: String| patch.insert(key.to_string(), Some(value));
+        set(meta::ORIGIN, self.origin.to_string());
+        set(meta::ORIGIN_UID, self.uid.to_string());
+        set(meta::ORIGIN_VERSION, self.version.to_string());
+        set(meta::ORIGIN_FINGERPRINT, self.fingerprint.to_string());
+        set(meta::K8S_TYPE, self.k8s_type.to_string());
         if let Some(key) = self.at_key {
-            custom.insert(key.into(), self.at.to_string());
+            set(key, self.at.to_string());
         }
-        if self.base64_keys.is_empty() {
-            custom.remove(meta::BASE64_KEYS);
-        } else {
-            custom.insert(meta::BASE64_KEYS.into(), encode_key_list(self.base64_keys));
+        if self.adopted {
+            set(meta::ADOPTED_AT, self.at.to_string());
         }
+        let base64 = (!self.base64_keys.is_empty()).then(|| encode_key_list(self.base64_keys));
+        patch.insert(meta::BASE64_KEYS.to_string(), base64);
+        patch
     }
 }
 

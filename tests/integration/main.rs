@@ -9,6 +9,7 @@ mod foundation;
 mod handover;
 mod hostile;
 mod kubectl;
+mod ownership;
 mod proxy;
 mod push;
 mod rotate;

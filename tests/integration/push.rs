@@ -158,7 +158,8 @@ fn push_never_overwrites_another_owner() {
     assert_eq!(outside.code, 3, "--allowed-path applies to pushes");
     let not_internal = secops(Some(&cluster), &["push-secret", "--secret", "push-b/db"]);
     assert_eq!(
-        not_internal.code, 2,
-        "only Secrets labelled internal are pushed"
+        not_internal.code, 3,
+        "only Secrets labelled internal are pushed (docs/contract.md §6)"
     );
+    assert_eq!(not_internal.json()["error"]["kind"], "not-of-class");
 }

@@ -1,0 +1,76 @@
+//! Claims: which one origin may write a Vault path that carries no provenance yet.
+//!
+//! KV v2 `custom_metadata` (where provenance lives) has no check-and-set in HashiCorp Vault,
+//! so two writers could each write data and then each record itself as the owner. Before a
+//! first write, a writer therefore claims the path with a record at
+//! `<mount>/secops/claims/<path>`, created with `cas=0`: exactly one claimer wins, and only
+//! the winner writes data or provenance to a path without provenance. Provenance, once
+//! written, decides ownership; the claim only arbitrates the window before it.
+
+use super::names::RESERVED_PREFIX;
+use super::provenance::Origin;
+use crate::secret::{SecretBytes, SecretData};
+
+/// One origin's claim on one path. Holds no secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    pub origin: Origin,
+    pub uid: String,
+    pub claimed_at: i64,
+}
+
+pub fn claim_path(path: &str) -> String {
+    format!("{RESERVED_PREFIX}/claims/{path}")
+}
+
+impl Claim {
+    pub fn is_held_by(&self, origin: &Origin, uid: &str) -> bool {
+        self.origin == *origin && self.uid == uid
+    }
+
+    /// The claimant, as named in refusals.
+    pub fn holder(&self) -> String {
+        format!(
+            "{} (uid {}, claimed, not yet recorded)",
+            self.origin, self.uid
+        )
+    }
+
+    pub fn to_data(&self) -> SecretData {
+        let text = |s: String| SecretBytes::from_string(s);
+        let mut data = SecretData::new();
+        data.insert("origin".into(), text(self.origin.to_string()));
+        data.insert("uid".into(), text(self.uid.clone()));
+        data.insert("claimed_at".into(), text(self.claimed_at.to_string()));
+        data
+    }
+
+    pub fn from_data(data: &SecretData) -> Option<Claim> {
+        let field = |name: &str| data.get(name).and_then(|v| v.as_utf8());
+        Some(Claim {
+            origin: Origin::parse(field("origin")?),
+            uid: field("uid")?.to_string(),
+            claimed_at: field("claimed_at")?.parse().ok()?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_claim_names_one_origin_and_object() {
+        let claim = Claim {
+            origin: Origin::parse("bootstrap:team-a/db"),
+            uid: "uid-1".into(),
+            claimed_at: 7,
+        };
+        assert_eq!(Claim::from_data(&claim.to_data()), Some(claim.clone()));
+        assert!(claim.is_held_by(&Origin::parse("bootstrap:team-a/db"), "uid-1"));
+        assert!(!claim.is_held_by(&Origin::parse("bootstrap:team-a/db"), "uid-2"));
+        assert!(!claim.is_held_by(&Origin::parse("push:team-a/db"), "uid-1"));
+        assert_eq!(claim_path("team-a/db"), "secops/claims/team-a/db");
+        assert_eq!(Claim::from_data(&SecretData::new()), None);
+    }
+}
