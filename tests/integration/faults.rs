@@ -7,7 +7,7 @@ use kube_emulator::{FaultAction, FaultRule};
 use serde_json::json;
 
 use crate::proxy::{FaultProxy, ProxyFault};
-use crate::support::{secops, secops_with, Canaries, Cluster, BAO, ROOT_TOKEN};
+use crate::support::{chart_token, secops, secops_with, Canaries, Cluster, BAO, ROOT_TOKEN};
 
 const VAULT_FAULTS: [ProxyFault; 6] = [
     ProxyFault::Reset,
@@ -45,15 +45,31 @@ impl Tally {
 }
 
 fn through(proxy: &FaultProxy, cluster: &Cluster, args: &[&str]) -> crate::support::Run {
+    through_as(proxy, cluster, ROOT_TOKEN, args)
+}
+
+/// Through the proxy, with `token` (e.g. one carrying only the chart's policy).
+fn through_as(
+    proxy: &FaultProxy,
+    cluster: &Cluster,
+    token: &str,
+    args: &[&str],
+) -> crate::support::Run {
     let mut full = vec!["--max-attempts", "1", "--timeout", "1s"];
     full.extend_from_slice(args);
     secops_with(
         Some(cluster),
         &full,
-        &[
-            ("VAULT_ADDR", proxy.addr.as_str()),
-            ("VAULT_TOKEN", ROOT_TOKEN),
-        ],
+        &[("VAULT_ADDR", proxy.addr.as_str()), ("VAULT_TOKEN", token)],
+    )
+}
+
+/// The re-run Argo makes after a fault, with the same token.
+fn rerun_as(cluster: &Cluster, token: &str, args: &[&str]) -> crate::support::Run {
+    secops_with(
+        Some(cluster),
+        args,
+        &[("VAULT_ADDR", BAO.addr.as_str()), ("VAULT_TOKEN", token)],
     )
 }
 
@@ -88,8 +104,15 @@ fn handover_survives_a_fault_at_every_request() {
     let positions = proxy.served();
     assert!(
         positions >= 3,
-        "key read, data write, metadata write: {positions}"
+        "key read, claim, data write, metadata patch: {positions}"
     );
+    // Every faulted run and its re-run hold only the chart's handover policy: recovery must
+    // work as deployed (a create-only policy answers 403 on an existing path).
+    let namespaces: Vec<String> = (0..positions)
+        .flat_map(|p| (0..VAULT_FAULTS.len()).map(move |f| format!("fh-{p}-{f}")))
+        .chain((0..7).map(|i| format!("fk-{i}")))
+        .collect();
+    let token = chart_token("handover", &namespaces);
     for position in 0..positions {
         for (f, fault) in VAULT_FAULTS.iter().enumerate() {
             let ns = format!("fh-{position}-{f}");
@@ -97,7 +120,7 @@ fn handover_survives_a_fault_at_every_request() {
             let value = canaries.plant(&ns);
             cluster.bootstrap_secret(&ns, "s", &format!("{ns}/s"), &[("v", &value)]);
             proxy.arm(position, *fault);
-            let faulted = through(&proxy, &cluster, &["handover", "-n", &ns]);
+            let faulted = through_as(&proxy, &cluster, &token, &["handover", "-n", &ns]);
             tally.injected();
             assert_eq!(
                 faulted.code, 75,
@@ -110,7 +133,7 @@ fn handover_survives_a_fault_at_every_request() {
                     "nothing written before the write"
                 );
             }
-            let rerun = secops(Some(&cluster), &["handover", "-n", &ns]);
+            let rerun = rerun_as(&cluster, &token, &["handover", "-n", &ns]);
             assert_eq!(
                 rerun.code, 0,
                 "{fault:?} at {position}, re-run: {}",
@@ -144,7 +167,7 @@ fn handover_survives_a_fault_at_every_request() {
         cluster
             .emulator
             .inject(FaultRule::new(Some(verb), Some(resource), 1, *action));
-        let faulted = through(&proxy, &cluster, &["handover", "-n", &ns]);
+        let faulted = through_as(&proxy, &cluster, &token, &["handover", "-n", &ns]);
         cluster.emulator.cluster().faults.clear();
         tally.injected();
         assert_eq!(
@@ -152,7 +175,7 @@ fn handover_survives_a_fault_at_every_request() {
             "{verb} {resource} {action:?}: {}",
             faulted.stdout
         );
-        let rerun = secops(Some(&cluster), &["handover", "-n", &ns]);
+        let rerun = rerun_as(&cluster, &token, &["handover", "-n", &ns]);
         assert_eq!(rerun.code, 0, "{}", rerun.stdout);
         tally.duplicated += usize::from(BAO.current_version("secret", &format!("{ns}/s")) > 1);
         tally.lost += usize::from(
@@ -250,15 +273,20 @@ fn push_survives_a_fault_at_every_request() {
         0
     );
     let positions = proxy.served();
+    let namespaces: Vec<String> = (0..positions)
+        .flat_map(|p| (0..VAULT_FAULTS.len()).map(move |f| format!("fp-{p}-{f}")))
+        .collect();
+    let token = chart_token("push", &namespaces);
     for position in 0..positions {
         for (f, fault) in VAULT_FAULTS.iter().enumerate() {
             let ns = format!("fp-{position}-{f}");
             let value = format!("pushed-{ns}");
             internal(&ns, &value);
             proxy.arm(position, *fault);
-            let faulted = through(
+            let faulted = through_as(
                 &proxy,
                 &cluster,
+                &token,
                 &["push-secret", "--secret", &format!("{ns}/s")],
             );
             tally.injected();
@@ -267,8 +295,9 @@ fn push_survives_a_fault_at_every_request() {
                 "{fault:?} at request {position}: {}",
                 faulted.stdout
             );
-            let rerun = secops(
-                Some(&cluster),
+            let rerun = rerun_as(
+                &cluster,
+                &token,
                 &["push-secret", "--secret", &format!("{ns}/s")],
             );
             assert_eq!(rerun.code, 0, "{}", rerun.stdout);

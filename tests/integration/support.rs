@@ -340,6 +340,57 @@ pub fn secops_bin() -> &'static str {
     env!("CARGO_BIN_EXE_secops")
 }
 
+/// A token that carries only the Vault policy the chart renders for `role` (`handover`,
+/// `push`, `rotate`), with the chart configured for `namespaces`: tests run under the
+/// policies a cluster would get, not as root. The chart is rendered by Helm's own SDK.
+pub fn chart_token(role: &str, namespaces: &[String]) -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let python = root.join(".work/venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run ./scripts/test once (it installs helm-python-sdk)",
+        python.display()
+    );
+    let script = r#"
+import json, sys
+sys.path.insert(0, "scripts")
+import secops_manifests as m
+values = {"namespaces": json.loads(sys.argv[1]), "vault": {"address": "http://unused"}}
+docs = m.documents(m.render(values))
+config = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "secops-vault-policies")
+print(config["data"][sys.argv[2] + ".hcl"])
+"#;
+    let rendered = Command::new(&python)
+        .current_dir(root)
+        .args(["-c", script, &json!(namespaces).to_string(), role])
+        .output()
+        .expect("python");
+    assert!(
+        rendered.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rendered.stderr)
+    );
+    static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let name = format!(
+        "chart-{role}-{}",
+        COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+    );
+    let policy = String::from_utf8(rendered.stdout).unwrap();
+    let (code, body) = BAO.api(
+        "POST",
+        &format!("sys/policies/acl/{name}"),
+        Some(json!({"policy": policy})),
+    );
+    assert!(code < 300, "{body}");
+    let (code, body) = BAO.api(
+        "POST",
+        "auth/token/create",
+        Some(json!({"policies": [name], "no_default_policy": true, "ttl": "1h"})),
+    );
+    assert!(code < 300, "{body}");
+    body["auth"]["client_token"].as_str().unwrap().to_string()
+}
+
 /// Runs `secops` with a root token against the shared OpenBao and the given cluster.
 pub fn secops(cluster: Option<&Cluster>, args: &[&str]) -> Run {
     secops_with(
