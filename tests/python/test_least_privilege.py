@@ -115,7 +115,7 @@ class Stage:
 
 COMMANDS = {
     "handover": ["handover", "-n", NS],
-    "push": ["push-secret", "--secret", f"{NS}/internal"],
+    "push": ["push-secret", "-n", NS],
     "rotate": ["rotate", "--path", f"{NS}/db", "--key", "value", "--generator", "hex", "--keep-versions", "2",
                "--refresh", f"externalsecret/{NS}/db", "--restart", f"deployment/{NS}/api", "--rotation-id"],
 }
@@ -128,9 +128,11 @@ def command(role):
 
 
 def fresh_work(stage: Stage):
-    """New inputs for each command: a pending bootstrap Secret, a changed internal Secret."""
+    """New inputs for each command: a pending bootstrap Secret, a changed internal Secret
+    (an update of an owned path) and a new one (a path to claim)."""
     n = next(counter)
     stage.cluster.bootstrap(NS, f"boot-{n}", f"{NS}/boot-{n}", f"bootstrap-{n}")
+    stage.cluster.bootstrap(NS, f"internal-{n}", f"{NS}/internal-{n}", f"internal-new-{n}", cls="internal")
     code, _ = stage.cluster.request("PATCH", f"/api/v1/namespaces/{NS}/secrets/internal", {"stringData": {"value": f"internal-{n}"}}, "application/merge-patch+json")
     assert code == 200
 
