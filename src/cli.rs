@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::builder::{BoolishValueParser, PossibleValuesParser, TypedValueParser as _};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret as _, SecretString};
 
 use crate::commands::{self, CommandPlan, Settings};
 use crate::domain::bootstrap::ConsumeMode;
@@ -390,6 +390,9 @@ impl Cli {
     /// are the likeliest), then the shared settings and the credentials.
     pub fn validate(&self) -> Result<Invocation> {
         let command = self.command.validate()?;
+        if let Some(dir) = &self.output.output_dir {
+            crate::output::check_output_dir(dir)?;
+        }
         let settings = Settings {
             kv_mount: self.policy.kv_mount.clone(),
             allowed: AllowedPaths::new(self.policy.allowed_paths.clone())?
@@ -601,7 +604,14 @@ fn vault_settings(args: &VaultArgs, timeout: Duration) -> Result<VaultSettings> 
         .clone()
         .ok_or_else(|| Error::Usage("no Vault address: set --vault-addr or VAULT_ADDR".into()))?;
     match url::Url::parse(&address) {
-        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {}
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
+            if url.path() != "/" || url.query().is_some() {
+                return Err(Error::Usage(format!(
+                    "--vault-addr {address:?}: give the server's address only, without a path \
+                     such as /v1/ (secops adds the API prefix itself)"
+                )));
+            }
+        }
         _ => {
             return Err(Error::Usage(format!(
                 "--vault-addr {address:?} is not an http(s) URL"
@@ -609,12 +619,20 @@ fn vault_settings(args: &VaultArgs, timeout: Duration) -> Result<VaultSettings> 
         }
     }
     if let Some(ca) = &args.vault_cacert {
-        if !ca.is_file() {
+        let text = std::fs::read(ca)
+            .map_err(|e| Error::Usage(format!("--vault-cacert {}: {}", ca.display(), e.kind())))?;
+        if !text
+            .windows(PEM_CERTIFICATE.len())
+            .any(|w| w == PEM_CERTIFICATE.as_bytes())
+        {
             return Err(Error::Usage(format!(
-                "--vault-cacert {}: no such file",
+                "--vault-cacert {}: not a PEM certificate (no {PEM_CERTIFICATE} line)",
                 ca.display()
             )));
         }
+    }
+    if let Some(namespace) = &args.vault_namespace {
+        require_header_safe(namespace, "VAULT_NAMESPACE")?;
     }
     let env_token = std::env::var("VAULT_TOKEN")
         .ok()
@@ -627,15 +645,19 @@ fn vault_settings(args: &VaultArgs, timeout: Duration) -> Result<VaultSettings> 
         AuthMethod::Kubernetes
     });
     let login = match method {
-        AuthMethod::Token => match (&args.vault_token_file, env_token) {
-            (Some(file), _) => Login::Token(read_credential(file, "--vault-token-file")?),
-            (None, Some(token)) => Login::Token(SecretString::from(token)),
-            (None, None) => {
-                return Err(Error::Usage(
-                    "token auth needs VAULT_TOKEN or --vault-token-file".into(),
-                ))
-            }
-        },
+        AuthMethod::Token => {
+            let token = match (&args.vault_token_file, env_token) {
+                (Some(file), _) => read_credential(file, "--vault-token-file")?,
+                (None, Some(token)) => SecretString::from(token),
+                (None, None) => {
+                    return Err(Error::Usage(
+                        "token auth needs VAULT_TOKEN or --vault-token-file".into(),
+                    ))
+                }
+            };
+            require_header_safe(token.expose_secret(), "the Vault token")?;
+            Login::Token(token)
+        }
         AuthMethod::Kubernetes => Login::Kubernetes {
             mount: args
                 .vault_auth_mount
@@ -673,6 +695,20 @@ fn vault_settings(args: &VaultArgs, timeout: Duration) -> Result<VaultSettings> 
         timeout,
         login,
     })
+}
+
+const PEM_CERTIFICATE: &str = "-----BEGIN CERTIFICATE-----";
+
+/// A value sent as an HTTP header must be visible ASCII: a newline inside a token would
+/// otherwise make the client library panic. The value itself is never quoted.
+fn require_header_safe(value: &str, what: &str) -> Result<()> {
+    if value.bytes().all(|b| b.is_ascii_graphic()) {
+        return Ok(());
+    }
+    Err(Error::Usage(format!(
+        "{what} contains characters an HTTP header cannot carry (spaces, newlines or \
+         non-ASCII)"
+    )))
 }
 
 fn consume_mode() -> impl clap::builder::TypedValueParser<Value = ConsumeMode> {

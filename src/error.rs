@@ -31,6 +31,9 @@ pub enum Error {
         claimant: String,
     },
 
+    #[error("{action}: the path holds data secops did not write (values that are not strings); refusing to touch it")]
+    ForeignData { action: String },
+
     #[error("Vault path {path:?} has no secops provenance; pass --adopt to take it over")]
     NotAdopted { path: String },
 
@@ -131,6 +134,7 @@ impl Error {
             | Error::NotOwned { .. }
             | Error::NotAdopted { .. }
             | Error::NotOfClass { .. }
+            | Error::ForeignData { .. }
             | Error::Drifted { .. }
             | Error::Forbidden { .. }
             | Error::Refused { .. } => ExitStatus::Refused,
@@ -155,6 +159,7 @@ impl Error {
             Error::NotOwned { .. } => "not-owned",
             Error::NotAdopted { .. } => "not-adopted",
             Error::NotOfClass { .. } => "not-of-class",
+            Error::ForeignData { .. } => "conflict",
             Error::Drifted { .. } => "drifted",
             Error::Forbidden { .. } => "forbidden",
             Error::Refused { .. } => "refused",
@@ -233,6 +238,9 @@ pub enum TransportFault {
     /// The server's certificate is not trusted: configuration, no retry fixes it.
     Certificate,
     TimedOut,
+    /// The server does not speak TLS (an `https://` address for a plain-HTTP server):
+    /// configuration, no retry fixes it.
+    NotTls,
     /// Refused, reset, unresolvable: temporary.
     Unreachable,
 }
@@ -245,6 +253,9 @@ pub fn transport_fault(error: &(dyn std::error::Error + 'static)) -> TransportFa
                 rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented
             ) {
                 return TransportFault::Certificate;
+            }
+            if matches!(tls, rustls::Error::InvalidMessage(_)) {
+                return TransportFault::NotTls;
             }
         }
         if cause

@@ -91,6 +91,31 @@ fn conditional(
     }
 }
 
+/// Where in a kubeconfig a parse error is (", line N column M"), taken from the error's
+/// text without quoting any of the file; empty when it names no line.
+fn location(error: &(dyn std::error::Error + 'static)) -> String {
+    let text = crate::error::causes(error)
+        .iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let number_after = |label: &str, from: usize| -> Option<(u64, usize)> {
+        let start = from + text[from..].find(label)? + label.len();
+        let digits: String = text[start..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        Some((digits.parse().ok()?, start + digits.len()))
+    };
+    match number_after("line ", 0) {
+        Some((line, after)) => match number_after("column ", after) {
+            Some((column, _)) => format!(" (line {line}, column {column})"),
+            None => format!(" (line {line})"),
+        },
+        None => String::new(),
+    }
+}
+
 /// The outcome of a read: 404 is an answer (absent); a read cannot conflict.
 fn found<T>(result: std::result::Result<T, kube::Error>, action: &str) -> Result<Option<T>> {
     match result {
@@ -130,6 +155,9 @@ fn classify(error: kube::Error, action: &str) -> Failure {
             TransportFault::Certificate => Error::Usage(format!(
                 "{action}: the API server's TLS certificate is not trusted: {e}"
             )),
+            TransportFault::NotTls => Error::Usage(format!(
+                "{action}: the API server does not answer TLS at this address"
+            )),
             TransportFault::TimedOut => Error::temporary(action, "request timed out"),
             TransportFault::Unreachable => {
                 Error::temporary(action, format!("cannot reach the API server: {e}"))
@@ -140,14 +168,21 @@ fn classify(error: kube::Error, action: &str) -> Failure {
             action: action.into(),
             detail: "the API server's response could not be read".into(),
         }),
-        kube::Error::Auth(e) => fatal(Error::Unauthenticated {
+        // The plugin's command line and output may hold credentials: none of it is quoted.
+        kube::Error::Auth(_) => fatal(Error::Unauthenticated {
             action: action.into(),
-            detail: e.to_string(),
+            detail: "the kubeconfig's credentials (token file or exec plugin) could not be \
+                     obtained"
+                .into(),
         }),
-        kube::Error::InferConfig(e) => {
-            fatal(Error::Usage(format!("no Kubernetes configuration: {e}")))
-        }
-        kube::Error::InferKubeconfig(e) => fatal(Error::Usage(format!("invalid kubeconfig: {e}"))),
+        kube::Error::InferConfig(e) => fatal(Error::Usage(format!(
+            "no usable Kubernetes configuration{}",
+            location(&e)
+        ))),
+        kube::Error::InferKubeconfig(e) => fatal(Error::Usage(format!(
+            "the kubeconfig is not usable{}",
+            location(&e)
+        ))),
         other => fatal(Error::Remote {
             action: action.into(),
             detail: other.to_string(),
@@ -195,20 +230,33 @@ impl Kube {
             ..Default::default()
         };
         let timeout = settings.timeout;
+        // A kubeconfig's errors quote it (tokens included) and an exec plugin's quote its
+        // command line and output: say where the problem is, never what the file holds.
         let config = match (&settings.kubeconfig, &settings.context) {
             (Some(path), _) => {
-                let kubeconfig = Kubeconfig::read_from(path)
-                    .map_err(|e| Error::Usage(format!("--kubeconfig {}: {e}", path.display())))?;
+                let unusable = |e: &(dyn std::error::Error + 'static)| {
+                    Error::Usage(format!(
+                        "--kubeconfig {}: not a usable kubeconfig{}",
+                        path.display(),
+                        location(e)
+                    ))
+                };
+                let kubeconfig = Kubeconfig::read_from(path).map_err(|e| unusable(&e))?;
                 Config::from_custom_kubeconfig(kubeconfig, &options)
                     .await
-                    .map_err(|e| Error::Usage(format!("--kubeconfig {}: {e}", path.display())))?
+                    .map_err(|e| unusable(&e))?
             }
-            (None, Some(_)) => Config::from_kubeconfig(&options)
-                .await
-                .map_err(|e| Error::Usage(format!("kubeconfig: {e}")))?,
+            (None, Some(_)) => Config::from_kubeconfig(&options).await.map_err(|e| {
+                Error::Usage(format!(
+                    "the kubeconfig (KUBECONFIG or ~/.kube/config) is not usable{}",
+                    location(&e)
+                ))
+            })?,
             (None, None) => Config::infer().await.map_err(|e| {
                 Error::Usage(format!(
-                    "no Kubernetes configuration (in-cluster or kubeconfig): {e}"
+                    "no Kubernetes configuration: not in a cluster, and the kubeconfig \
+                     (KUBECONFIG or ~/.kube/config) is missing or not usable{}",
+                    location(&e)
                 ))
             })?,
         };

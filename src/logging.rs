@@ -3,7 +3,11 @@
 use std::fmt::Display;
 use std::sync::OnceLock;
 
-use tracing_subscriber::EnvFilter;
+use tracing::Level;
+use tracing_subscriber::filter::{filter_fn, FilterExt as _};
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::{EnvFilter, Layer as _};
 
 use crate::domain::fingerprint::Fingerprint;
 use crate::domain::outcome::Outcome;
@@ -31,37 +35,56 @@ impl std::str::FromStr for LogFormat {
 }
 
 /// Libraries that may log request or response bodies (Secret data) at debug/trace, or that
-/// log expected 404s as errors. These caps are applied after `RUST_LOG`, so no filter a
-/// user sets can turn them on.
-const CAPPED: &[&str] = &[
-    "vaultrs=off",
-    "rustify=off",
-    "reqwest=warn",
-    "hyper=warn",
-    "hyper_util=warn",
-    "h2=warn",
-    "kube_client=warn",
-    "kube=warn",
-    "tower=warn",
-    "rustls=warn",
+/// log expected 404s as errors, with the most they may ever log. Matched by target prefix
+/// after `RUST_LOG`, so no directive, however narrow (`vaultrs::api=trace`), re-enables them.
+const CAPS: &[(&str, Option<Level>)] = &[
+    ("vaultrs", None),
+    ("rustify", None),
+    ("reqwest", Some(Level::WARN)),
+    ("hyper", Some(Level::WARN)),
+    ("hyper_util", Some(Level::WARN)),
+    ("h2", Some(Level::WARN)),
+    ("kube_client", Some(Level::WARN)),
+    ("kube", Some(Level::WARN)),
+    ("tower", Some(Level::WARN)),
+    ("rustls", Some(Level::WARN)),
 ];
 
-pub fn init(format: LogFormat) {
-    let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    for directive in CAPPED {
-        filter = filter.add_directive(directive.parse().expect("valid directive"));
+/// The target of audit events: a stream of its own, which no `RUST_LOG` setting silences.
+pub const AUDIT_TARGET: &str = "secops::audit";
+
+/// Whether the caps let an event of `level` from `target` through.
+fn within_caps(target: &str, level: &Level) -> bool {
+    let crate_name = target.split("::").next().unwrap_or(target);
+    match CAPS.iter().find(|(name, _)| *name == crate_name) {
+        Some((_, Some(most))) => level <= most,
+        Some((_, None)) => false,
+        None => true,
     }
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+}
+
+pub fn init(format: LogFormat) {
+    let env = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let audit = filter_fn(|meta| meta.target() == AUDIT_TARGET);
+    let caps = filter_fn(|meta| within_caps(meta.target(), meta.level()));
+    let filter = env.or(audit).and(caps);
+    let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_target(false);
     match format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
+        LogFormat::Json => tracing_subscriber::registry()
+            .with(
+                layer
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(false)
+                    .with_span_list(false)
+                    .with_filter(filter),
+            )
             .init(),
-        LogFormat::Text => builder.init(),
+        LogFormat::Text => tracing_subscriber::registry()
+            .with(layer.with_filter(filter))
+            .init(),
     }
 }
 
@@ -105,6 +128,7 @@ pub fn audit(
     fingerprint: Option<&Fingerprint>,
 ) {
     tracing::info!(
+        target: AUDIT_TARGET,
         audit = true,
         action,
         target = %target,
@@ -114,4 +138,25 @@ pub fn audit(
         fingerprint = fingerprint.map(Fingerprint::as_str),
         "audit"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caps_hold_for_every_target_under_a_capped_crate() {
+        assert!(!within_caps("vaultrs", &Level::ERROR));
+        assert!(!within_caps("vaultrs::api", &Level::ERROR));
+        assert!(!within_caps("rustify::client", &Level::WARN));
+        assert!(!within_caps("reqwest::connect", &Level::DEBUG));
+        assert!(within_caps("reqwest::connect", &Level::WARN));
+        assert!(!within_caps("kube_client::client", &Level::TRACE));
+        assert!(within_caps("secops::commands", &Level::TRACE));
+        assert!(within_caps(AUDIT_TARGET, &Level::INFO));
+        assert!(
+            within_caps("kubernetes", &Level::TRACE),
+            "a prefix is a crate, not a string"
+        );
+    }
 }

@@ -213,6 +213,22 @@ pub fn print(report: &Report) {
     let _ = stdout.flush();
 }
 
+/// Proves, before anything is written anywhere, that the result can be written: an output
+/// directory found unusable after the Vault write would leave a step half done.
+pub fn check_output_dir(dir: &Path) -> Result<()> {
+    let unusable = |e: std::io::Error| {
+        Error::Usage(format!(
+            "--output-dir {}: cannot write there: {}",
+            dir.display(),
+            e.kind()
+        ))
+    };
+    std::fs::create_dir_all(dir).map_err(unusable)?;
+    let probe = dir.join(format!(".probe-{}", std::process::id()));
+    std::fs::write(&probe, b"").map_err(unusable)?;
+    std::fs::remove_file(&probe).map_err(unusable)
+}
+
 pub fn write_output_dir(dir: &Path, report: &Report) -> Result<()> {
     let io_error = |what: &str, e: std::io::Error| {
         Error::Usage(format!(

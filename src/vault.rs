@@ -48,6 +48,32 @@ pub struct VaultSettings {
     pub login: Login,
 }
 
+/// The refusal for a fingerprint key that exists but cannot be read, with how to restore it.
+pub fn fingerprint_key_gone(mount: &str, metadata: &VaultMetadata) -> Error {
+    let version = metadata.current_version;
+    let detail = if metadata.deleted_versions.contains(&version) {
+        format!("version {version} is deleted; restore it: bao kv undelete -mount={mount} -versions={version} {FINGERPRINT_KEY_PATH}")
+    } else {
+        format!("version {version} is destroyed; recorded fingerprints can no longer be verified. Restore the key from a Vault backup")
+    };
+    Error::Refused {
+        action: format!("read the fingerprint key {mount}/{FINGERPRINT_KEY_PATH}"),
+        detail,
+    }
+}
+
+/// What a KV mount is, as far as secops's writes care.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KvMount {
+    /// KV v2 that secops can write: data with `cas`, metadata by patch.
+    Usable,
+    /// Not KV v2 (kv1, cubbyhole, another engine): `<mount>/config` does not exist.
+    NotKvV2,
+    /// KV v2 that demands check-and-set on metadata writes, which HashiCorp Vault does not
+    /// offer and secops does not use.
+    MetadataCasRequired,
+}
+
 /// One version of a KV v2 secret, values decoded back to raw bytes.
 pub struct VaultSecret {
     pub version: u64,
@@ -61,6 +87,8 @@ pub struct VaultMetadata {
     pub custom: BTreeMap<String, String>,
     /// Versions still readable (neither deleted nor destroyed), ascending.
     pub live_versions: Vec<u64>,
+    /// Versions soft-deleted (restorable with undelete), ascending.
+    pub deleted_versions: Vec<u64>,
 }
 
 /// The answer to a check-and-set write.
@@ -118,6 +146,9 @@ fn classify(error: ClientError, action: &str) -> Failure {
             return fatal(match transport_fault(source.as_ref()) {
                 TransportFault::Certificate => Error::Usage(format!(
                     "{action}: Vault's TLS certificate is not trusted (set --vault-cacert): {chain}"
+                )),
+                TransportFault::NotTls => Error::Usage(format!(
+                    "{action}: Vault does not answer TLS at this address (is it http://?)"
                 )),
                 TransportFault::TimedOut => Error::temporary(action, "request timed out"),
                 TransportFault::Unreachable => {
@@ -228,9 +259,9 @@ fn decode_data(
     base64_keys: &BTreeSet<String>,
     action: &str,
 ) -> Result<SecretData> {
-    let unreadable = || Error::Remote {
+    // Not written by secops (which writes strings only): a conflict at the target, not a bug.
+    let unreadable = || Error::ForeignData {
         action: action.into(),
-        detail: "Vault returned data that is not a map of strings".into(),
     };
     let map = value.as_object_mut().ok_or_else(unreadable)?;
     let mut data = SecretData::new();
@@ -449,7 +480,15 @@ impl Vault {
                     .filter_map(|(k, _)| k.parse().ok())
                     .collect();
                 live_versions.sort_unstable();
+                let mut deleted_versions: Vec<u64> = meta
+                    .versions
+                    .iter()
+                    .filter(|(_, v)| !v.destroyed && !v.deletion_time.is_empty())
+                    .filter_map(|(k, _)| k.parse().ok())
+                    .collect();
+                deleted_versions.sort_unstable();
                 Ok(Some(VaultMetadata {
+                    deleted_versions,
                     current_version: meta.current_version,
                     custom: meta
                         .custom_metadata
@@ -553,6 +592,13 @@ impl Vault {
             if let Some(key) = self.existing_fingerprint_key(mount).await? {
                 return Ok(key);
             }
+            // Unreadable but present: deleted or destroyed. A new key would make every
+            // recorded fingerprint unverifiable, and no retry brings the old one back.
+            if let Some(metadata) = self.read_metadata(mount, FINGERPRINT_KEY_PATH).await? {
+                if metadata.current_version > 0 {
+                    return Err(fingerprint_key_gone(mount, &metadata));
+                }
+            }
             let fresh = FingerprintKey::random();
             let mut data = SecretData::new();
             data.insert(
@@ -572,6 +618,28 @@ impl Vault {
         }
         Err(Error::LostRace {
             action: "create the fingerprint key".into(),
+        })
+    }
+
+    /// Whether secops can write to this mount (`<mount>/config`, one read).
+    pub async fn kv_mount(&self, mount: &str) -> Result<KvMount> {
+        let action = format!("read Vault {mount}/config");
+        let config = self
+            .retry
+            .run(|| async {
+                let request = KvConfigRequest {
+                    mount: mount.to_string(),
+                };
+                found(
+                    vaultrs::api::exec_with_result(&self.client, request).await,
+                    &action,
+                )
+            })
+            .await?;
+        Ok(match config {
+            None => KvMount::NotKvV2,
+            Some(config) if config.metadata_cas_required => KvMount::MetadataCasRequired,
+            Some(_) => KvMount::Usable,
         })
     }
 
@@ -664,4 +732,19 @@ impl rustify::MiddleWare for MergePatch<'_> {
     ) -> std::result::Result<(), rustify::errors::ClientError> {
         self.0.response(endpoint, response)
     }
+}
+
+/// `GET :mount/config`: a KV v2 mount's settings (absent on any other engine).
+#[derive(rustify_derive::Endpoint)]
+#[endpoint(path = "{self.mount}/config", response = "KvConfig")]
+struct KvConfigRequest {
+    #[endpoint(skip)]
+    mount: String,
+}
+
+#[derive(serde::Deserialize)]
+struct KvConfig {
+    /// OpenBao's; HashiCorp Vault has no such setting.
+    #[serde(default)]
+    metadata_cas_required: bool,
 }

@@ -96,6 +96,9 @@ pub async fn write_to_vault(
         owner,
         claimant: origin.to_string(),
     };
+    if !ctx.settings.dry_run {
+        ctx.require_writable(&target.mount).await?;
+    }
     for _ in 0..RACE_ATTEMPTS {
         let claimed = match ctx.settings.dry_run {
             true => None,

@@ -11,6 +11,9 @@ pub mod rotate;
 pub mod status;
 pub mod write_vault;
 
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+
 use crate::domain::bootstrap::SourceSecret;
 use crate::domain::fingerprint::FingerprintKey;
 use crate::domain::names::Class;
@@ -20,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::kube::{Kube, KubeSettings};
 use crate::output::Report;
 use crate::retry::RetryPolicy;
-use crate::vault::{Vault, VaultSettings};
+use crate::vault::{KvMount, Vault, VaultSettings};
 
 /// What to run, with every argument already typed and checked.
 pub enum CommandPlan {
@@ -55,6 +58,8 @@ pub struct Context {
     pub vault: Vault,
     kube: Option<Kube>,
     pub settings: Settings,
+    /// Mounts found writable, so each is checked once per process.
+    writable_mounts: Mutex<BTreeSet<String>>,
 }
 
 impl Context {
@@ -72,7 +77,39 @@ impl Context {
             vault: Vault::connect(vault, retry).await?,
             kube,
             settings,
+            writable_mounts: Mutex::default(),
         })
+    }
+
+    /// Refuses, before anything is written, a mount secops cannot finish a write on: one
+    /// that is not KV v2, or that requires check-and-set on metadata.
+    pub async fn require_writable(&self, mount: &str) -> Result<()> {
+        let known = |mounts: &Mutex<BTreeSet<String>>| {
+            mounts
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(mount)
+        };
+        if known(&self.writable_mounts) {
+            return Ok(());
+        }
+        let refuse = |why: &str| Err(Error::Usage(format!("Vault mount {mount:?} {why}")));
+        match self.vault.kv_mount(mount).await? {
+            KvMount::Usable => {}
+            KvMount::NotKvV2 => return refuse("is not a KV v2 mount"),
+            KvMount::MetadataCasRequired => {
+                return refuse(
+                    "requires check-and-set on metadata writes (metadata_cas_required); \
+                     secops records provenance by patch, which HashiCorp Vault cannot guard \
+                     either: turn it off for the mounts secops writes",
+                )
+            }
+        }
+        self.writable_mounts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(mount.to_string());
+        Ok(())
     }
 
     /// The fingerprint key. A dry run never creates it: without one it fingerprints with a

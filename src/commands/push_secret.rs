@@ -197,6 +197,9 @@ async fn push_one(
         owner,
         claimant: origin.to_string(),
     };
+    if !ctx.settings.dry_run {
+        ctx.require_writable(&target.mount).await?;
+    }
     let mut denied = false;
     for _ in 0..RACE_ATTEMPTS {
         let step = decide(ctx, key, &source, &target, &fingerprint, adopt).await?;

@@ -117,8 +117,12 @@ async fn classify_one(
         },
         Ok(target) => {
             let current = key.zip(fingerprint.as_ref());
-            let view = vault_view(ctx, current, secret, &target.mount, &target.path).await?;
-            classify(&view, fingerprint.as_ref())
+            match vault_view(ctx, current, secret, &target.mount, &target.path).await {
+                Ok(view) => classify(&view, fingerprint.as_ref()),
+                // A temporary failure is the run's (Argo retries it); a refusal is the item's.
+                Err(error) if error.is_transient() => return Err(error),
+                Err(error) => (BootstrapState::of_refusal(&error), error.to_string()),
+            }
         }
     };
     let (mount, path) = match target {

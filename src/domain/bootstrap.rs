@@ -266,6 +266,22 @@ pub enum BootstrapState {
     Consumed,
     Drifted,
     Invalid,
+    /// The target holds what secops may not touch (another owner, foreign data).
+    Conflict,
+    /// Vault's policy forbids secops the target.
+    Forbidden,
+}
+
+impl BootstrapState {
+    /// The state of a Secret whose Vault side could not be read, from the refusal: one
+    /// bad item is reported as such and never sinks the plan.
+    pub fn of_refusal(error: &Error) -> BootstrapState {
+        match error {
+            Error::Forbidden { .. } => BootstrapState::Forbidden,
+            Error::NotOwned { .. } | Error::ForeignData { .. } => BootstrapState::Conflict,
+            _ => BootstrapState::Invalid,
+        }
+    }
 }
 
 impl BootstrapState {

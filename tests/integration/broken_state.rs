@@ -1,0 +1,385 @@
+//! Hostile input and broken state (docs/contract.md §3–§6): every limit checked before the
+//! first write, one bad item never sinking a plan, permanent states with permanent exit
+//! codes, and no credential in any output (each run's stdout, stderr and output files are
+//! scanned for canaries; a leak fails the test). Each case counts in the tally printed at
+//! the end.
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use serde_json::{json, Value};
+
+use crate::support::{chart_token, secops, secops_with, Canaries, Cluster, TempDir, BAO};
+
+/// What the suite tried and saw; printed for the closing note.
+#[derive(Default)]
+struct Tally {
+    inputs: usize,
+    panics: usize,
+    half_written: usize,
+}
+
+impl Tally {
+    fn saw(&mut self, run: &crate::support::Run) {
+        self.inputs += 1;
+        self.panics += usize::from(run.stderr.contains("panicked") || run.code == 101);
+    }
+
+    fn report(&self, suite: &str) {
+        eprintln!(
+            "{suite}: {} inputs, {} panics, {} half-written",
+            self.inputs, self.panics, self.half_written
+        );
+        assert_eq!((self.panics, self.half_written), (0, 0));
+    }
+}
+
+fn bootstrap(cluster: &Cluster, ns: &str, name: &str, path: &str, extra: Value) {
+    let mut secret = json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": name, "namespace": ns, "labels": {"secops.dev/class": "bootstrap"},
+                     "annotations": {"secops.dev/vault-path": path}},
+        "data": {"v": STANDARD.encode("value")},
+    });
+    if let (Some(secret), Some(extra)) = (secret.as_object_mut(), extra.as_object()) {
+        secret.extend(extra.clone());
+    }
+    cluster.create(secret);
+}
+
+/// Nothing under `path` in Vault: no data, no metadata, no claim.
+fn untouched(mount: &str, path: &str) -> bool {
+    BAO.metadata(mount, path).is_none()
+        && BAO
+            .metadata(mount, &format!("secops/claims/{path}"))
+            .is_none()
+}
+
+fn enable_mount(path: &str, version: &str) {
+    let (code, body) = BAO.api(
+        "POST",
+        &format!("sys/mounts/{path}"),
+        Some(json!({"type": "kv", "options": {"version": version}})),
+    );
+    assert!(
+        code < 300 || body.to_string().contains("existing mount"),
+        "{body}"
+    );
+}
+
+#[test]
+fn every_limit_is_checked_before_the_first_write() {
+    let mut tally = Tally::default();
+    let cluster = Cluster::start();
+    let ns = "limits";
+    cluster.namespace(ns);
+    // 120 keys whose values are not UTF-8: the base64 key list outgrows a metadata value.
+    let binary: serde_json::Map<String, Value> = (0..120)
+        .map(|i| {
+            (
+                format!("binary-key-{i:03}"),
+                json!(STANDARD.encode([0xff, 0xfe, i as u8])),
+            )
+        })
+        .collect();
+    bootstrap(&cluster, ns, "wide", "limits/wide", json!({"data": binary}));
+    bootstrap(
+        &cluster,
+        ns,
+        "typed",
+        "limits/typed",
+        json!({"type": "x".repeat(600)}),
+    );
+    for name in ["wide", "typed"] {
+        let run = secops(
+            Some(&cluster),
+            &["write-vault", "--secret", &format!("{ns}/{name}")],
+        );
+        tally.saw(&run);
+        assert_eq!(run.code, 2, "{name}: {}", run.stdout);
+        assert!(run.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("512 bytes"));
+        tally.half_written += usize::from(!untouched("secret", &format!("limits/{name}")));
+    }
+    // An output directory that cannot be written: refused before Vault is touched.
+    bootstrap(&cluster, ns, "out", "limits/out", json!({}));
+    let file = TempDir::new("not-a-dir");
+    let blocker = file.path().join("file");
+    std::fs::write(&blocker, "").unwrap();
+    let run = secops(
+        Some(&cluster),
+        &[
+            "write-vault",
+            "--secret",
+            "limits/out",
+            "--output-dir",
+            blocker.to_str().unwrap(),
+        ],
+    );
+    tally.saw(&run);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    tally.half_written += usize::from(!untouched("secret", "limits/out"));
+    // Mounts secops could not finish a write on: KV v1, and KV v2 demanding metadata CAS.
+    enable_mount("limits-kv1", "1");
+    enable_mount("limits-mcas", "2");
+    let (code, body) = BAO.api(
+        "POST",
+        "limits-mcas/config",
+        Some(json!({"metadata_cas_required": true})),
+    );
+    assert!(code < 300, "{body}");
+    for mount in ["limits-kv1", "limits-mcas"] {
+        let name = format!("on-{mount}");
+        bootstrap(
+            &cluster,
+            ns,
+            &name,
+            "limits/m",
+            json!({"metadata": {"name": name, "namespace": ns,
+                   "labels": {"secops.dev/class": "bootstrap"},
+                   "annotations": {"secops.dev/vault-path": "limits/m", "secops.dev/vault-mount": mount}}}),
+        );
+        let run = secops(
+            Some(&cluster),
+            &[
+                "write-vault",
+                "--secret",
+                &format!("{ns}/{name}"),
+                "--allowed-mount",
+                mount,
+            ],
+        );
+        tally.saw(&run);
+        assert_eq!(run.code, 2, "{mount}: {}", run.stdout);
+        let (code, _) = BAO.api("GET", &format!("{mount}/limits/m"), None);
+        tally.half_written += usize::from(code == 200 || !untouched(mount, "limits/m"));
+    }
+    tally.report("limits before the first write");
+}
+
+#[test]
+fn one_bad_item_never_sinks_the_plan() {
+    let mut tally = Tally::default();
+    let cluster = Cluster::start();
+    let ns = "one-bad";
+    cluster.namespace(ns);
+    let (code, body) = BAO.api(
+        "POST",
+        "secret/data/one-bad/foreign",
+        Some(json!({"data": {"n": 5}})),
+    );
+    assert!(code < 300, "{body}");
+    bootstrap(&cluster, ns, "foreign", "one-bad/foreign", json!({}));
+    bootstrap(&cluster, ns, "good", "one-bad/good", json!({}));
+    // The vault-path is the namespace itself: allowed by `{namespace}/**`, outside the chart's
+    // `one-bad/*` policy.
+    bootstrap(&cluster, ns, "bare", "one-bad", json!({}));
+
+    let write = secops(
+        Some(&cluster),
+        &["write-vault", "--secret", "one-bad/foreign"],
+    );
+    tally.saw(&write);
+    assert_eq!(write.code, 3, "{}", write.stdout);
+    assert_eq!(write.json()["error"]["kind"], "conflict");
+
+    let token = chart_token("handover", &[ns.to_string()]);
+    let env = [
+        ("VAULT_ADDR", BAO.addr.as_str()),
+        ("VAULT_TOKEN", token.as_str()),
+    ];
+    let plan = secops_with(Some(&cluster), &["read-bootstrap", "-n", ns], &env);
+    tally.saw(&plan);
+    assert_eq!(plan.code, 0, "the plan is still made: {}", plan.stdout);
+    let states: Vec<(String, String)> = plan.json()["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["name"].as_str().unwrap().into(),
+                i["state"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    let expected = [
+        ("bare", "forbidden"),
+        ("foreign", "conflict"),
+        ("good", "pending"),
+    ];
+    assert_eq!(
+        states,
+        expected.map(|(n, s)| (n.to_string(), s.to_string()))
+    );
+    let handover = secops_with(Some(&cluster), &["handover", "-n", ns], &env);
+    tally.saw(&handover);
+    assert_eq!(
+        handover.code, 3,
+        "the worst item's code: {}",
+        handover.stdout
+    );
+    assert_eq!(
+        handover.json()["counts"]["consumed"],
+        1,
+        "the good one is handed over"
+    );
+    tally.report("one bad item");
+}
+
+#[test]
+fn permanent_states_get_permanent_codes() {
+    let mut tally = Tally::default();
+    let cluster = Cluster::start();
+    let ns = "permanent";
+    cluster.namespace(ns);
+    // A soft-deleted fingerprint key: exit 3 with how to restore it, not 75 forever.
+    enable_mount("permanent-kv", "2");
+    bootstrap(&cluster, ns, "a", "permanent/a", json!({}));
+    bootstrap(&cluster, ns, "b", "permanent/b", json!({}));
+    let on_mount = |secret: &str| {
+        secops(
+            Some(&cluster),
+            &[
+                "write-vault",
+                "--secret",
+                secret,
+                "--kv-mount",
+                "permanent-kv",
+            ],
+        )
+    };
+    assert_eq!(on_mount("permanent/a").code, 0);
+    let (code, body) = BAO.api("DELETE", "permanent-kv/data/secops/fingerprint-key", None);
+    assert!(code < 300, "{body}");
+    let run = on_mount("permanent/b");
+    tally.saw(&run);
+    assert_eq!(run.code, 3, "{}", run.stdout);
+    let message = run.json()["error"]["message"].as_str().unwrap().to_string();
+    assert!(message.contains("bao kv undelete"), "{message}");
+    tally.half_written += usize::from(!untouched("permanent-kv", "permanent/b"));
+
+    // Configuration that no retry fixes: exit 2 at once, and never a panic.
+    let pem = TempDir::new("garbage-ca");
+    let garbage = pem.path().join("ca.pem");
+    std::fs::write(&garbage, "not a certificate").unwrap();
+    let https = BAO.addr.replace("http://", "https://");
+    let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
+        (vec![("VAULT_TOKEN", "line\nbreak")], "token"),
+        (
+            vec![("VAULT_TOKEN", "root"), ("VAULT_NAMESPACE", "a\nb")],
+            "VAULT_NAMESPACE",
+        ),
+        (
+            vec![
+                ("VAULT_TOKEN", "root"),
+                ("VAULT_ADDR", "http://127.0.0.1:8200/v1/"),
+            ],
+            "/v1/",
+        ),
+        (
+            vec![("VAULT_TOKEN", "root"), ("VAULT_ADDR", https.as_str())],
+            "TLS",
+        ),
+        (
+            vec![
+                ("VAULT_TOKEN", "root"),
+                ("VAULT_CACERT", garbage.to_str().unwrap()),
+            ],
+            "ca.pem",
+        ),
+    ];
+    for (env, says) in cases {
+        let mut full = vec![("VAULT_ADDR", BAO.addr.as_str())];
+        full.extend(env.iter().copied());
+        let run = secops_with(Some(&cluster), &["status"], &full);
+        tally.saw(&run);
+        assert_eq!(run.code, 2, "{env:?}: {}", run.stdout);
+        let message = run.json()["error"]["message"].as_str().unwrap().to_string();
+        assert!(message.contains(says), "{env:?}: {message}");
+        assert!(!message.contains("line\nbreak") && !message.contains("a\nb"));
+    }
+    tally.report("permanent states");
+}
+
+#[test]
+fn no_credential_reaches_any_output() {
+    let mut tally = Tally::default();
+    let canaries = Canaries::new();
+    let dir = TempDir::new("credentials");
+    // A kubeconfig that does not parse, holding a token.
+    let token = String::from_utf8(canaries.plant("kubeconfig-token")).unwrap();
+    let broken = dir.path().join("broken");
+    std::fs::write(
+        &broken,
+        format!("apiVersion: v1\nkind: Config\nusers:\n- name: u\n  user:\n    token: {token}\n   bad: [\n"),
+    )
+    .unwrap();
+    // An exec plugin that fails after printing a credential and its own command line.
+    let printed = String::from_utf8(canaries.plant("exec-output")).unwrap();
+    let exec = dir.path().join("exec");
+    std::fs::write(
+        &exec,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters: [{{name: c, cluster: {{server: 'http://127.0.0.1:1'}}}}]\n\
+             contexts: [{{name: x, context: {{cluster: c, user: u}}}}]\ncurrent-context: x\n\
+             users:\n- name: u\n  user:\n    exec:\n      apiVersion: client.authentication.k8s.io/v1\n\
+                   command: sh\n      args: ['-c', 'echo {printed}; echo {printed} >&2; exit 1']\n\
+                   interactiveMode: Never\n"
+        ),
+    )
+    .unwrap();
+    for (kubeconfig, expected) in [(&broken, 2), (&exec, 2)] {
+        for via in ["KUBECONFIG", "SECOPS_KUBECONFIG"] {
+            let run = secops_with(
+                None,
+                &["status"],
+                &[
+                    ("VAULT_ADDR", BAO.addr.as_str()),
+                    ("VAULT_TOKEN", "root"),
+                    (via, kubeconfig.to_str().unwrap()),
+                ],
+            );
+            tally.saw(&run);
+            assert_eq!(
+                run.code,
+                expected,
+                "{via}={}: {}",
+                kubeconfig.display(),
+                run.stdout
+            );
+            canaries.assert_run_clean(&run);
+        }
+    }
+    // Narrow RUST_LOG directives cannot re-enable the client libraries' body logging.
+    let cluster = Cluster::start();
+    cluster.namespace("logged");
+    let value = canaries.plant("logged-value");
+    cluster.bootstrap_secret("logged", "s", "logged/s", &[("v", &value)]);
+    let run = secops_with(
+        Some(&cluster),
+        &["handover", "-n", "logged"],
+        &[
+            ("VAULT_ADDR", BAO.addr.as_str()),
+            ("VAULT_TOKEN", "root"),
+            ("RUST_LOG", "trace,vaultrs::api=trace,rustify::endpoint=trace,reqwest::connect=trace,hyper_util::client=trace,kube_client::client=trace"),
+        ],
+    );
+    tally.saw(&run);
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    canaries.assert_run_clean(&run);
+    // Audit events are not logs: RUST_LOG=off leaves them on.
+    cluster.bootstrap_secret("logged", "quiet", "logged/quiet", &[("v", b"q")]);
+    let quiet = secops_with(
+        Some(&cluster),
+        &["handover", "-n", "logged"],
+        &[
+            ("VAULT_ADDR", BAO.addr.as_str()),
+            ("VAULT_TOKEN", "root"),
+            ("RUST_LOG", "off"),
+        ],
+    );
+    tally.saw(&quiet);
+    assert!(quiet.stderr.contains("\"audit\":true"), "{}", quiet.stderr);
+    tally.report("credentials");
+}
