@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch,
     PatchParams, PostParams, Preconditions,
@@ -14,7 +15,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 use serde_json::{json, Value};
 
-use crate::domain::bootstrap::SourceSecret;
+use crate::domain::bootstrap::{SecretHeader, SourceSecret};
 use crate::domain::consumers::{Consumer, ConsumerKind};
 use crate::domain::SecretRef;
 use crate::error::{transport_fault, Error, Result, TransportFault};
@@ -190,6 +191,22 @@ fn classify(error: kube::Error, action: &str) -> Failure {
     }
 }
 
+fn secret_header(metadata: ObjectMeta) -> Result<SecretHeader> {
+    let missing = |field: &str| Error::Remote {
+        action: "list Secrets".into(),
+        detail: format!("the API server returned a Secret without {field}"),
+    };
+    Ok(SecretHeader {
+        reference: SecretRef::new(
+            metadata.namespace.ok_or_else(|| missing("a namespace"))?,
+            metadata.name.ok_or_else(|| missing("a name"))?,
+        ),
+        uid: metadata.uid.ok_or_else(|| missing("a uid"))?,
+        labels: metadata.labels.unwrap_or_default(),
+        annotations: metadata.annotations.unwrap_or_default(),
+    })
+}
+
 fn source_secret(secret: Secret) -> Result<SourceSecret> {
     let metadata = secret.metadata;
     let missing = |field: &str| Error::Remote {
@@ -285,34 +302,16 @@ impl Kube {
         }
     }
 
-    /// Every Secret matching the selector, fetched page by page.
-    pub async fn list_secrets(
-        &self,
-        namespace: Option<&str>,
-        selector: &str,
-    ) -> Result<Vec<SourceSecret>> {
-        let mut secrets = Vec::new();
-        let mut continue_token = None;
-        loop {
-            let (page, next) = self
-                .list_secrets_page(namespace, selector, continue_token)
-                .await?;
-            secrets.extend(page);
-            match next {
-                Some(token) => continue_token = Some(token),
-                None => return Ok(secrets),
-            }
-        }
-    }
-
-    /// One page (at most [`PAGE_SIZE`]) and the token of the next, so that a batch over
-    /// thousands of Secrets holds one page of values in memory at a time.
-    pub async fn list_secrets_page(
+    /// One page (at most [`PAGE_SIZE`]) of the Secrets matching the selector, metadata only
+    /// (a `PartialObjectMetadataList`), and the token of the next: a walk over thousands of
+    /// Secrets, or over a hundred of 700 KiB, fetches each Secret's data only when it
+    /// handles that Secret.
+    pub async fn list_secret_headers(
         &self,
         namespace: Option<&str>,
         selector: &str,
         continue_token: Option<String>,
-    ) -> Result<(Vec<SourceSecret>, Option<String>)> {
+    ) -> Result<(Vec<SecretHeader>, Option<String>)> {
         let scope = namespace
             .map(|ns| format!("namespace {ns}"))
             .unwrap_or_else(|| "all namespaces".into());
@@ -325,7 +324,7 @@ impl Kube {
         let page = self
             .retry
             .run(|| async {
-                api.list(&params)
+                api.list_metadata(&params)
                     .await
                     .map_err(|e| match classify(e, &action) {
                         Failure::Fatal(error) => error,
@@ -340,12 +339,12 @@ impl Kube {
             })
             .await?;
         let next = page.metadata.continue_.filter(|c| !c.is_empty());
-        let secrets = page
+        let headers = page
             .items
             .into_iter()
-            .map(source_secret)
+            .map(|item| secret_header(item.metadata))
             .collect::<Result<Vec<_>>>()?;
-        Ok((secrets, next))
+        Ok((headers, next))
     }
 
     pub async fn get_secret(&self, reference: &SecretRef) -> Result<Option<SourceSecret>> {

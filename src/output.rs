@@ -9,7 +9,7 @@ use std::path::Path;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::domain::bootstrap::SourceSecret;
+use crate::domain::bootstrap::{SecretHeader, SourceSecret};
 use crate::domain::outcome::Outcome;
 use crate::error::{Error, ErrorReport, ExitStatus, Result};
 
@@ -69,6 +69,16 @@ pub struct SecretIdentity {
     pub namespace: String,
     pub name: String,
     pub uid: String,
+}
+
+impl From<&SecretHeader> for SecretIdentity {
+    fn from(header: &SecretHeader) -> Self {
+        SecretIdentity {
+            namespace: header.reference.namespace.clone(),
+            name: header.reference.name.clone(),
+            uid: header.uid.clone(),
+        }
+    }
 }
 
 impl From<&SourceSecret> for SecretIdentity {

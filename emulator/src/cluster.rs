@@ -22,6 +22,9 @@ pub struct ApiRequest {
     pub path: String,
     pub query: Vec<(String, String)>,
     pub content_type: String,
+    /// The `Accept` header: `...;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1` asks a list
+    /// for metadata only, as the API server answers it.
+    pub accept: String,
     pub bearer: Option<String>,
     pub body: Vec<u8>,
 }
@@ -494,6 +497,21 @@ impl Cluster {
         let mut metadata = json!({"resourceVersion": self.store.revision().to_string()});
         if let (true, Some((ns, name))) = (more, last_key) {
             metadata["continue"] = Value::String(URL_SAFE_NO_PAD.encode(format!("{ns}/{name}")));
+        }
+        if request.accept.contains("as=PartialObjectMetadataList") {
+            let items: Vec<Value> = items
+                .into_iter()
+                .map(|item| {
+                    json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+                           "metadata": item["metadata"]})
+                })
+                .collect();
+            return Ok(json!({
+                "kind": "PartialObjectMetadataList",
+                "apiVersion": "meta.k8s.io/v1",
+                "metadata": metadata,
+                "items": items,
+            }));
         }
         Ok(json!({
             "kind": format!("{}List", rt.kind),

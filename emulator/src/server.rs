@@ -62,6 +62,7 @@ async fn answer(
             .into_owned()
             .collect(),
         content_type: header("content-type").unwrap_or_default(),
+        accept: header("accept").unwrap_or_default(),
         bearer: header("authorization")
             .and_then(|h| h.strip_prefix("Bearer ").map(|t| t.trim().to_string())),
         body,

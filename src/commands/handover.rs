@@ -1,20 +1,19 @@
 //! `handover`: discover, write and mark every pending bootstrap Secret in scope, with
 //! bounded concurrency; one bad Secret never stops the others (`docs/contract.md` §6.3).
 
-use std::sync::OnceLock;
-
-use futures::stream::{self, StreamExt as _};
+use futures::StreamExt as _;
 use serde::Serialize;
+use tokio::sync::OnceCell;
 
 use super::handover_protocol::{announce_handover, mark, write_to_vault};
-use super::Context;
-use crate::domain::bootstrap::{combine, ConsumeMode, SourceSecret};
+use super::{pages, Context};
+use crate::domain::bootstrap::{combine, ConsumeMode, SecretHeader, SourceSecret};
 use crate::domain::fingerprint::{Fingerprint, FingerprintKey};
 use crate::domain::names::Class;
 use crate::domain::outcome::Outcome;
 use crate::domain::shard::Shard;
 use crate::domain::Scope;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::output::{batch_report, HasOutcome, Item, Report, SecretIdentity};
 
 pub struct Plan {
@@ -48,7 +47,45 @@ impl HasOutcome for HandedOver {
 
 async fn hand_over_one(
     ctx: &Context,
-    key: Option<&FingerprintKey>,
+    key: &OnceCell<FingerprintKey>,
+    header: SecretHeader,
+    mode: ConsumeMode,
+) -> Option<Item<HandedOver>> {
+    if header.is_consumed() {
+        let consumed = HandedOver {
+            outcome: Outcome::AlreadyConsumed,
+            written: None,
+            mount: None,
+            path: None,
+            version: header.recorded_version(),
+            fingerprint: None,
+        };
+        let identity = SecretIdentity::from(&header);
+        return Some(Item::from_result(identity, Ok(consumed)));
+    }
+    // The data is fetched only now, so the batch holds a few Secrets' values at a time.
+    let secret = match ctx.kube() {
+        Ok(kube) => kube.get_secret(&header.reference).await,
+        Err(error) => Err(error),
+    };
+    let secret = match secret {
+        Ok(Some(secret)) => secret,
+        Ok(None) => return None, // gone since it was listed: nothing left to hand over
+        Err(error) => return Some(Item::from_result((&header).into(), Err(error))),
+    };
+    let identity = SecretIdentity::from(&secret);
+    let result = async {
+        // One key read per process, and none at all without pending work.
+        let key = key.get_or_try_init(|| ctx.fingerprint_key()).await?;
+        hand_over(ctx, key, secret, mode).await
+    }
+    .await;
+    Some(Item::from_result(identity, result))
+}
+
+async fn hand_over(
+    ctx: &Context,
+    key: &FingerprintKey,
     secret: SourceSecret,
     mode: ConsumeMode,
 ) -> Result<HandedOver> {
@@ -63,8 +100,6 @@ async fn hand_over_one(
         });
     }
     let target = secret.target(&ctx.settings.kv_mount, &ctx.settings.allowed, None)?;
-    let key = key
-        .ok_or_else(|| Error::Internal("the fingerprint key is read before pending work".into()))?;
     let handed = write_to_vault(ctx, key, &secret, target).await?;
     let (reference, uid) = (secret.reference.clone(), secret.uid.clone());
     let marked = match mark(ctx, key, secret, &handed, mode).await {
@@ -85,51 +120,6 @@ async fn hand_over_one(
     })
 }
 
-/// Where the page walk stands: the namespaces still to list (`None`: all of them) and,
-/// mid-namespace, that namespace with the continue token of its next page.
-struct PageWalk<'a> {
-    ctx: &'a Context,
-    selector: String,
-    shard: Option<Shard>,
-    namespaces: std::vec::IntoIter<Option<String>>,
-    resume: Option<(Option<String>, String)>,
-    key: &'a OnceLock<FingerprintKey>,
-}
-
-impl PageWalk<'_> {
-    /// The next page of Secrets in scope (and in the shard), `None` when all are listed.
-    /// The fingerprint key is read with the first page that has pending work.
-    async fn next_page(&mut self) -> Option<Result<Vec<SourceSecret>>> {
-        let (namespace, token) = match self.resume.take() {
-            Some((namespace, token)) => (namespace, Some(token)),
-            None => (self.namespaces.next()?, None),
-        };
-        let page = async {
-            let (page, next) = self
-                .ctx
-                .kube()?
-                .list_secrets_page(namespace.as_deref(), &self.selector, token)
-                .await?;
-            if let Some(token) = next {
-                self.resume = Some((namespace, token));
-            }
-            let page: Vec<SourceSecret> = page
-                .into_iter()
-                .filter(|s| self.shard.is_none_or(|shard| shard.contains(&s.uid)))
-                .collect();
-            if self.key.get().is_none() && page.iter().any(|s| !s.is_consumed()) {
-                let _ = self.key.set(self.ctx.fingerprint_key().await?);
-            }
-            Ok(page)
-        }
-        .await;
-        if page.is_err() {
-            self.namespaces = Vec::new().into_iter(); // a failed listing ends the walk
-        }
-        Some(page)
-    }
-}
-
 #[derive(Serialize)]
 struct Extra {
     mode: ConsumeMode,
@@ -137,37 +127,23 @@ struct Extra {
 }
 
 pub async fn run(plan: &Plan, ctx: &Context) -> Result<Report> {
-    // One key read per process, and none at all without pending work.
-    let key = OnceLock::new();
-    let walk = PageWalk {
-        ctx,
-        selector: Class::Bootstrap.selector(plan.selector.as_deref()),
-        shard: plan.shard,
-        namespaces: ctx.namespaces(&plan.scope)?.into_iter(),
-        resume: None,
-        key: &key,
-    };
-    // Memory stays bounded by a page or two whatever the number of Secrets, and the next
-    // page is listed while the last of this one are still in flight.
+    let key = OnceCell::new();
+    let headers = pages::headers(ctx, Class::Bootstrap, &plan.scope, plan.selector.as_deref())?;
+    // Memory stays bounded by a page of headers and `concurrency` Secrets, and the next page
+    // is listed while the last of this one are still in flight.
     let mut failure = None;
-    let pages = stream::unfold(walk, |mut walk| async {
-        let page = walk.next_page().await?;
-        Some((page, walk))
-    });
-    let mut items: Vec<Item<HandedOver>> = pages
-        .flat_map(|page| {
-            let secrets = page.unwrap_or_else(|error| {
-                failure = Some(error);
-                Vec::new()
-            });
-            stream::iter(secrets)
+    let mut items: Vec<Item<HandedOver>> = headers
+        .filter_map(|header| {
+            let header = header.map_err(|error| failure = Some(error)).ok();
+            std::future::ready(header)
         })
-        .map(|secret| async {
-            let identity = SecretIdentity::from(&secret);
-            let result = hand_over_one(ctx, key.get(), secret, plan.mode).await;
-            Item::from_result(identity, result)
+        .filter(|header| {
+            let in_shard = plan.shard.is_none_or(|shard| shard.contains(&header.uid));
+            std::future::ready(in_shard)
         })
+        .map(|header| hand_over_one(ctx, &key, header, plan.mode))
         .buffer_unordered(plan.concurrency)
+        .filter_map(std::future::ready)
         .collect()
         .await;
     if let Some(error) = failure {

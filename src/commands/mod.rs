@@ -5,6 +5,7 @@ pub mod handover;
 pub mod handover_protocol;
 pub mod mark_consumed;
 pub mod ownership;
+pub mod pages;
 pub mod push_secret;
 pub mod read_bootstrap;
 pub mod rotate;
@@ -14,9 +15,7 @@ pub mod write_vault;
 use std::collections::BTreeSet;
 use std::sync::Mutex;
 
-use crate::domain::bootstrap::SourceSecret;
 use crate::domain::fingerprint::FingerprintKey;
-use crate::domain::names::Class;
 use crate::domain::path::AllowedPaths;
 use crate::domain::Scope;
 use crate::error::{Error, Result};
@@ -140,26 +139,6 @@ impl Context {
     /// Namespaces to list: the scope's, or the Kubernetes context's default.
     pub fn namespaces(&self, scope: &Scope) -> Result<Vec<Option<String>>> {
         Ok(scope.namespaces(self.kube()?.default_namespace()))
-    }
-
-    /// Every Secret of a class in scope, in a stable order.
-    pub async fn list_class(
-        &self,
-        class: Class,
-        scope: &Scope,
-        selector: Option<&str>,
-    ) -> Result<Vec<SourceSecret>> {
-        let selector = class.selector(selector);
-        let mut secrets = Vec::new();
-        for namespace in self.namespaces(scope)? {
-            secrets.extend(
-                self.kube()?
-                    .list_secrets(namespace.as_deref(), &selector)
-                    .await?,
-            );
-        }
-        secrets.sort_by(|a, b| a.reference.cmp(&b.reference));
-        Ok(secrets)
     }
 }
 

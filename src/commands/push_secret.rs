@@ -4,13 +4,13 @@
 
 use std::collections::BTreeMap;
 
-use futures::stream::{self, StreamExt as _};
+use futures::{StreamExt as _, TryStreamExt as _};
 use serde::Serialize;
 
 use super::ownership::{check_metadata_limits, claim, Claimed};
-use super::Context;
+use super::{pages, Context};
 use crate::clock::now_rfc3339;
-use crate::domain::bootstrap::{SourceSecret, Target};
+use crate::domain::bootstrap::{SecretHeader, SourceSecret, Target};
 use crate::domain::fingerprint::{Fingerprint, FingerprintKey};
 use crate::domain::names::{self, Class};
 use crate::domain::outcome::Outcome;
@@ -315,20 +315,25 @@ pub async fn run(plan: &Plan, ctx: &Context) -> Result<Report> {
             }))
         }
         Plan::Batch { scope, adopt } => {
-            let sources = ctx.list_class(Class::Internal, scope, None).await?;
             let key = ctx.fingerprint_key().await?;
-            let items: Vec<Item<Pushed>> = stream::iter(sources)
-                .map(|source| {
+            let items: Vec<Item<Pushed>> = pages::headers(ctx, Class::Internal, scope, None)?
+                .map(|header| {
                     let key = &key;
                     async move {
+                        // The data is fetched only now: a few Secrets' values at a time.
+                        let header: SecretHeader = header?;
+                        let Some(source) = ctx.kube()?.get_secret(&header.reference).await? else {
+                            return Ok(None); // gone since it was listed
+                        };
                         let identity = SecretIdentity::from(&source);
                         let pushed = push_one(ctx, key, source, None, *adopt).await;
-                        Item::from_result(identity, pushed)
+                        Ok(Some(Item::from_result(identity, pushed)))
                     }
                 })
                 .buffered(CONCURRENCY)
-                .collect()
-                .await;
+                .try_filter_map(|item| std::future::ready(Ok(item)))
+                .try_collect()
+                .await?;
             Ok(batch_report(
                 "push-secret",
                 items,

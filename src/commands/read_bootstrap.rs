@@ -1,10 +1,10 @@
 //! `read-bootstrap`: discover and classify bootstrap Secrets, print the plan, and write
 //! `items.json` (actionable items, or shard descriptors) for Argo `withParam`.
 
-use futures::stream::{self, StreamExt as _};
+use futures::{StreamExt as _, TryStreamExt as _};
 use serde::Serialize;
 
-use super::Context;
+use super::{pages, Context};
 use crate::domain::bootstrap::{classify, consumed_state, BootstrapState, SourceSecret, VaultView};
 use crate::domain::fingerprint::{Fingerprint, FingerprintKey};
 use crate::domain::names::Class;
@@ -144,21 +144,24 @@ async fn classify_one(
 }
 
 pub async fn run(plan: &Plan, ctx: &Context) -> Result<Report> {
-    let secrets = ctx
-        .list_class(Class::Bootstrap, &plan.scope, plan.selector.as_deref())
-        .await?;
     // Read-only: without a key, nothing has been fingerprinted yet, and none is created here.
     let key = ctx
         .vault
         .existing_fingerprint_key(&ctx.settings.kv_mount)
         .await?;
-    let items: Vec<PlanItem> = stream::iter(&secrets)
-        .map(|s| classify_one(ctx, key.as_ref(), s))
-        .buffered(READ_CONCURRENCY)
-        .collect::<Vec<Result<PlanItem>>>()
-        .await
-        .into_iter()
-        .collect::<Result<_>>()?;
+    let items: Vec<PlanItem> =
+        pages::headers(ctx, Class::Bootstrap, &plan.scope, plan.selector.as_deref())?
+            .map(|header| async {
+                // Each Secret's data is fetched only to fingerprint it, then dropped.
+                let Some(secret) = ctx.kube()?.get_secret(&header?.reference).await? else {
+                    return Ok(None); // gone since it was listed
+                };
+                classify_one(ctx, key.as_ref(), &secret).await.map(Some)
+            })
+            .buffered(READ_CONCURRENCY)
+            .try_filter_map(|item| std::future::ready(Ok(item)))
+            .try_collect()
+            .await?;
     let actionable: Vec<&PlanItem> = items.iter().filter(|i| i.state.is_actionable()).collect();
     let withparam = match plan.shards {
         Some(count) => serde_json::to_vec(

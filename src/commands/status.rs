@@ -6,14 +6,16 @@ use std::collections::BTreeSet;
 use std::io::IsTerminal as _;
 
 use futures::stream::{self, StreamExt as _};
+use futures::TryStreamExt as _;
 use serde::Serialize;
 
-use super::Context;
+use super::{pages, Context};
 use crate::domain::authority::{
     assess_bootstrap, assess_internal, assess_orphan, Assessment, Authority, Phase, VaultFacts,
     Violation,
 };
 use crate::domain::bootstrap::SourceSecret;
+use crate::domain::fingerprint::FingerprintKey;
 use crate::domain::names::{is_reserved, meta, Class};
 use crate::domain::outcome::Outcome;
 use crate::domain::provenance::{Origin, Provenance};
@@ -197,72 +199,84 @@ fn render_table(rows: &[Row]) -> String {
     out
 }
 
+/// The row of one labelled Secret: its target, what Vault holds there, and the judgement.
+async fn row_for(
+    ctx: &Context,
+    plan: &Plan,
+    kind: RowKind,
+    secret: &SourceSecret,
+    key: Option<&FingerprintKey>,
+    now: i64,
+) -> Result<Row> {
+    let mount = ctx.settings.kv_mount.as_str();
+    let current = key.map(|k| k.fingerprint(&secret.data));
+    let name = secret.reference.to_string();
+    let target = match secret.target(mount, &ctx.settings.allowed, None) {
+        Ok(target) => target,
+        Err(error) => {
+            let assessment = Assessment::invalid(error.to_string());
+            return Ok(Row::new(kind, name, mount, "", None, assessment));
+        }
+    };
+    let metadata = ctx.vault.read_metadata(&target.mount, &target.path).await?;
+    let provenance = metadata
+        .as_ref()
+        .and_then(|m| Provenance::from_metadata(&m.custom));
+    // Metadata with neither data nor provenance holds nothing to judge.
+    let facts = metadata
+        .as_ref()
+        .filter(|m| m.current_version > 0 || provenance.is_some())
+        .map(|m| VaultFacts {
+            provenance: provenance.as_ref(),
+            custom: &m.custom,
+            current_version: m.current_version,
+        });
+    let assessment = match kind {
+        RowKind::Bootstrap => assess_bootstrap(
+            secret,
+            facts.as_ref(),
+            current.as_ref(),
+            now,
+            plan.grace_seconds,
+        ),
+        _ => assess_internal(secret, facts.as_ref(), current.as_ref()),
+    };
+    Ok(Row::new(
+        kind,
+        name,
+        &target.mount,
+        &target.path,
+        metadata.as_ref(),
+        assessment,
+    ))
+}
+
 pub async fn run(plan: &Plan, ctx: &Context) -> Result<Report> {
     let kube = ctx.kube()?;
     let mount = ctx.settings.kv_mount.clone();
-    let bootstrap = ctx.list_class(Class::Bootstrap, &plan.scope, None).await?;
-    let internal = ctx.list_class(Class::Internal, &plan.scope, None).await?;
     let key = ctx.vault.existing_fingerprint_key(&mount).await?;
     let now = crate::clock::now().as_second();
-    let sources: Vec<(RowKind, &SourceSecret)> = bootstrap
-        .iter()
-        .map(|s| (RowKind::Bootstrap, s))
-        .chain(internal.iter().map(|s| (RowKind::Internal, s)))
-        .collect();
-    let seen: BTreeSet<&crate::domain::SecretRef> =
-        sources.iter().map(|(_, s)| &s.reference).collect();
-    let mut rows: Vec<Row> = stream::iter(&sources)
-        .map(|&(kind, secret)| {
-            let key = key.as_ref();
-            let mount = mount.as_str();
-            async move {
-                let current = key.map(|k| k.fingerprint(&secret.data));
-                let name = secret.reference.to_string();
-                let target = match secret.target(mount, &ctx.settings.allowed, None) {
-                    Ok(target) => target,
-                    Err(error) => {
-                        let assessment = Assessment::invalid(error.to_string());
-                        return Ok(Row::new(kind, name, mount, "", None, assessment));
-                    }
+    let mut rows = Vec::new();
+    for (kind, class) in [
+        (RowKind::Bootstrap, Class::Bootstrap),
+        (RowKind::Internal, Class::Internal),
+    ] {
+        let key = key.as_ref();
+        let of_class: Vec<Row> = pages::headers(ctx, class, &plan.scope, None)?
+            .map(|header| async move {
+                // Each Secret's data is fetched only to judge it, then dropped.
+                let Some(secret) = kube.get_secret(&header?.reference).await? else {
+                    return Ok(None); // gone since it was listed
                 };
-                let metadata = ctx.vault.read_metadata(&target.mount, &target.path).await?;
-                let provenance = metadata
-                    .as_ref()
-                    .and_then(|m| Provenance::from_metadata(&m.custom));
-                // Metadata with neither data nor provenance holds nothing to judge.
-                let facts = metadata
-                    .as_ref()
-                    .filter(|m| m.current_version > 0 || provenance.is_some())
-                    .map(|m| VaultFacts {
-                        provenance: provenance.as_ref(),
-                        custom: &m.custom,
-                        current_version: m.current_version,
-                    });
-                let assessment = match kind {
-                    RowKind::Bootstrap => assess_bootstrap(
-                        secret,
-                        facts.as_ref(),
-                        current.as_ref(),
-                        now,
-                        plan.grace_seconds,
-                    ),
-                    _ => assess_internal(secret, facts.as_ref(), current.as_ref()),
-                };
-                Ok(Row::new(
-                    kind,
-                    name,
-                    &target.mount,
-                    &target.path,
-                    metadata.as_ref(),
-                    assessment,
-                ))
-            }
-        })
-        .buffered(READ_CONCURRENCY)
-        .collect::<Vec<Result<Row>>>()
-        .await
-        .into_iter()
-        .collect::<Result<_>>()?;
+                row_for(ctx, plan, kind, &secret, key, now).await.map(Some)
+            })
+            .buffered(READ_CONCURRENCY)
+            .try_filter_map(|row| std::future::ready(Ok(row)))
+            .try_collect()
+            .await?;
+        rows.extend(of_class);
+    }
+    let seen: BTreeSet<String> = rows.iter().filter_map(|r| r.secret.clone()).collect();
     for (path, metadata) in provenance_paths(ctx, &mount).await? {
         let Some(provenance) = Provenance::from_metadata(&metadata.custom) else {
             continue;
@@ -274,7 +288,7 @@ pub async fn run(plan: &Plan, ctx: &Context) -> Result<Report> {
         if !plan
             .scope
             .contains(&reference.namespace, kube.default_namespace())
-            || seen.contains(reference)
+            || seen.contains(&reference.to_string())
         {
             continue;
         }

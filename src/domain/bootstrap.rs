@@ -27,6 +27,26 @@ pub struct SourceSecret {
     pub data: SecretData,
 }
 
+/// What a metadata-only list says of a Secret: enough to page, shard and skip finished
+/// work, without its data, so a walk over many large Secrets holds one at a time.
+#[derive(Debug, Clone)]
+pub struct SecretHeader {
+    pub reference: SecretRef,
+    pub uid: String,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+}
+
+impl SecretHeader {
+    pub fn is_consumed(&self) -> bool {
+        self.labels.get(names::STATE_LABEL).map(String::as_str) == Some(names::STATE_CONSUMED)
+    }
+
+    pub fn recorded_version(&self) -> Option<u64> {
+        self.annotations.get(names::VAULT_VERSION)?.parse().ok()
+    }
+}
+
 /// The KV mount and path a Secret hands over to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Target {

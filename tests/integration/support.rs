@@ -315,6 +315,7 @@ pub fn kube_emulator_request(method: &str, path: &str, token: &str) -> kube_emul
         path: path.into(),
         query: vec![],
         content_type: "application/json".into(),
+        accept: "application/json".into(),
         bearer: Some(token.into()),
         body: vec![],
     }
