@@ -14,7 +14,8 @@
 ARG BASE_IMAGE=gcr.io/distroless/static-debian12:nonroot
 
 FROM ${BASE_IMAGE}
-ARG TARGETARCH=amd64
+# Set by the builder for each platform (docker buildx, buildah): amd64, arm64.
+ARG TARGETARCH
 ARG BINARY=dist/secops-linux-${TARGETARCH}
 ARG VERSION=0.1.0
 LABEL org.opencontainers.image.title="secops" \
