@@ -148,7 +148,8 @@ def test_dockerfile_is_one_file_for_release_and_test():
     stages = re.findall(r"^FROM\s+(\S+)", text, re.M)
     assert stages == ["${BASE_IMAGE}"], "one stage whose base is a build argument"
     assert args["BASE_IMAGE"] == "gcr.io/distroless/static-debian12:nonroot", "the release's base by default"
-    assert "BINARY" in args and re.search(r"^COPY\s+--chmod=0555\s+\$\{BINARY\}\s+/secops$", text, re.M)
+    assert args["BINARY"] == "dist/secops-linux-${TARGETARCH}" and "TARGETARCH" in args and not args["TARGETARCH"], "the builder's platform picks the binary"
+    assert re.search(r"^COPY\s+--chmod=0555\s+\$\{BINARY\}\s+/secops$", text, re.M)
     assert re.search(r"^USER\s+65532:65532\s*$", text, re.M) and '\nENTRYPOINT ["/secops"]' in text
     assert "org.opencontainers.image.source" in text
     assert not re.search(r"^RUN\b", text, re.M), "nothing runs at build time: the base has no shell"
