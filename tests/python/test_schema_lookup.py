@@ -89,12 +89,16 @@ def real_schemas() -> Path:
     return source
 
 
-def serve(tmp_path: Path, tamper: str | None = None) -> Upstream:
-    source = real_schemas()
+def serve(tmp_path: Path, source: Path | None, tamper: str | None = None) -> Upstream:
+    """Serves the files of `source` (the real schemas), with `tamper` altered; without a
+    source (a clone with no schemas anywhere) every file is a stand-in that matches no pin."""
     site = tmp_path / "upstream"
     for repo, commit, upstream, local, _ in PINNED:
         target = site / repo / commit / upstream
         target.parent.mkdir(parents=True, exist_ok=True)
+        if source is None:
+            target.write_text("{}\n")
+            continue
         shutil.copy2(source / local, target)
         if local == tamper:
             with target.open("a") as f:
@@ -103,7 +107,7 @@ def serve(tmp_path: Path, tamper: str | None = None) -> Upstream:
 
 
 def test_a_clone_without_shared_fetches_the_pinned_files_checked_then_reuses_them_offline(clone, tmp_path):
-    upstream = serve(tmp_path)
+    upstream = serve(tmp_path, real_schemas())
     try:
         first = lookup(clone, SECOPS_SCHEMA_BASE_URL=upstream.url)
     finally:
@@ -118,14 +122,18 @@ def test_a_clone_without_shared_fetches_the_pinned_files_checked_then_reuses_the
 
 
 def test_a_tampered_download_is_refused_and_not_installed(clone, tmp_path):
-    upstream = serve(tmp_path, tamper="argo-events/schema.json")
+    source = m.schema_dir()
+    upstream = serve(tmp_path, source, tamper="argo-events/schema.json")
     try:
         result = lookup(clone, SECOPS_SCHEMA_BASE_URL=upstream.url)
     finally:
         upstream.close()
     assert result.stdout.startswith("schemas: skip:"), result.stdout
     assert "sha256 mismatch" in result.stderr
-    assert not (clone / ".work" / "schemas" / "argo-events" / "schema.json").exists()
+    work = clone / ".work" / "schemas"
+    assert not (work / "argo-events" / "schema.json").exists()
+    if source is None:  # stand-ins only: the first file already failed, nothing was installed
+        assert not work.exists() or not any(work.rglob("*.*"))
 
 
 def test_offline_the_lookup_says_skip_and_names_the_fix(clone):
