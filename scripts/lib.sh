@@ -58,3 +58,25 @@ ensure_python_test_tools() {
     cp "$pins" "$stamp"
   fi
 }
+
+# The Argo schemas the manifest tests validate against may not be copied into the repository.
+# Found in this order: $SECOPS_SCHEMA_DIR as given; ../shared/schemas beside the checkout;
+# .work/schemas, filled by scripts/fetch-schemas (sha256-checked; a second run is offline).
+# Exports SECOPS_SCHEMA_DIR, or, where none of these is possible (offline, no shared copy),
+# SECOPS_SCHEMAS_MISSING: the tests that need the schemas then skip and print it with the fix.
+find_schemas() {
+  unset SECOPS_SCHEMAS_MISSING
+  if [ -n "${SECOPS_SCHEMA_DIR:-}" ]; then
+    :
+  elif [ -d "$SECOPS_ROOT/../shared/schemas" ]; then
+    SECOPS_SCHEMA_DIR="$(cd "$SECOPS_ROOT/../shared/schemas" && pwd)"
+  elif "$SECOPS_ROOT/scripts/fetch-schemas" "$SECOPS_WORK/schemas" >&2; then
+    SECOPS_SCHEMA_DIR="$SECOPS_WORK/schemas"
+  else
+    unset SECOPS_SCHEMA_DIR
+    export SECOPS_SCHEMAS_MISSING="no Argo schemas: SECOPS_SCHEMA_DIR unset, no ../shared/schemas, and scripts/fetch-schemas could not download them (offline?)"
+    log "WARNING: $SECOPS_SCHEMAS_MISSING; the tests that validate against them will SKIP. Fix: scripts/fetch-schemas .work/schemas where GitHub is reachable, or SECOPS_SCHEMA_DIR=DIR ./scripts/test"
+    return 0
+  fi
+  export SECOPS_SCHEMA_DIR
+}

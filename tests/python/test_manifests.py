@@ -5,7 +5,6 @@ no schema expresses, and one source of truth."""
 from __future__ import annotations
 
 import copy
-import re
 
 import helm_python as helm
 import pytest
@@ -15,6 +14,9 @@ import secops_manifests as m
 
 FULL = yaml.safe_load((m.CHART / "ci" / "full-values.yaml").read_text())
 VALUE_SETS = {"default": {}, "full": FULL, "workflows": m.workflow_values(), "all-namespaces": {"allNamespaces": True}}
+# The Argo schemas live outside the repository; where none can be found (offline, no shared
+# copy) the checks that need them skip, saying why and what fixes it.
+needs_schemas = pytest.mark.skipif(m.schemas_missing() is not None, reason=m.schemas_missing() or "")
 
 
 def docs_for(values):
@@ -36,6 +38,7 @@ def test_values_schema_accepts_the_shipped_values_and_rejects_typos():
                 chart.validate_schema(typo)
 
 
+@needs_schemas
 @pytest.mark.parametrize("values", VALUE_SETS.keys())
 def test_every_rendered_object_validates_strictly(values):
     docs = docs_for(VALUE_SETS[values])
@@ -54,7 +57,7 @@ def first(docs, kind):
     return copy.deepcopy(next(d for d in docs if d["kind"] == kind))
 
 
-@pytest.mark.parametrize("kind", ["WorkflowTemplate", "CronWorkflow", "EventSource", "Sensor", "CronJob", "Role"])
+@pytest.mark.parametrize("kind", [*(pytest.param(k, marks=needs_schemas) for k in ("WorkflowTemplate", "CronWorkflow", "EventSource", "Sensor")), "CronJob", "Role"])
 def test_each_check_can_fail(kind):
     doc = first(docs_for(FULL), kind)
     assert m.validate(doc) == []
@@ -81,6 +84,7 @@ def test_each_check_can_fail(kind):
     assert m.validate(missing), "a missing required field"
 
 
+@needs_schemas
 def test_project_checks_catch_what_schemas_cannot():
     template = first(docs_for({}), "WorkflowTemplate")
     assert m.validate(template) == []
@@ -150,17 +154,3 @@ def test_rbac_is_least_privilege():
     handover_role = next(d for d in delete_mode if d["kind"] == "Role" and d["metadata"]["name"] == "secops-handover")
     assert "delete" in handover_role["rules"][0]["verbs"]
     assert "delete" not in next(d for d in docs_for({}) if d["kind"] == "Role" and d["metadata"]["name"] == "secops-handover")["rules"][0]["verbs"]
-
-
-def test_dockerfile_is_multi_stage_static_and_non_root():
-    text = (m.ROOT / "Dockerfile").read_text()
-    stages = re.findall(r"^FROM\s+(\S+)", text, re.M)
-    assert len(stages) >= 2, "multi-stage"
-    for image in stages:
-        assert ":latest" not in image and (":" in image or "@sha256:" in image), f"{image} is not pinned"
-    final = text[text.rindex("FROM"):]
-    assert re.search(r"^USER\s+\d+(:\d+)?\s*$", final, re.M), "a numeric non-root USER in the final stage"
-    assert not re.search(r"^USER\s+(0|root)\b", final, re.M)
-    assert "distroless/static" in stages[-1] or stages[-1] == "scratch"
-    assert "org.opencontainers.image.source" in text
-    assert "RUN" not in final, "the final stage has no shell to run anything"
