@@ -391,6 +391,10 @@ pub struct VaultSetupArgs {
     /// PEM file of the API server's CA, written as kubernetes_ca_cert (needs --kubernetes-host)
     #[arg(long, env = "SECOPS_KUBERNETES_CA_FILE", requires = "kubernetes_host")]
     kubernetes_ca_file: Option<PathBuf>,
+    /// Vault runs outside the cluster: review logins with the client's own token
+    /// (disable_local_ca_jwt; needs --kubernetes-host)
+    #[arg(long, env = "SECOPS_KUBERNETES_USE_CLIENT_JWT", requires = "kubernetes_host", value_parser = BoolishValueParser::new())]
+    kubernetes_use_client_jwt: bool,
 }
 
 impl Command {
@@ -690,6 +694,7 @@ impl VaultSetupArgs {
                 Some(commands::vault_setup::KubernetesAuthConfig {
                     host: host.clone(),
                     ca_pem,
+                    use_client_jwt: self.kubernetes_use_client_jwt,
                 })
             }
         };

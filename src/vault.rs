@@ -736,7 +736,9 @@ impl Vault {
                     Err(e) => match classify(e, action) {
                         Failure::Fatal(error) => Err(error),
                         Failure::NotFound => Err(Error::NotFound {
-                            what: format!("Vault mount of {path}"),
+                            what: format!(
+                                "the Vault mount of {path} (vault-setup --enable-missing enables it)"
+                            ),
                         }),
                         Failure::CasMismatch => Err(Error::Remote {
                             action: action.into(),

@@ -61,6 +61,9 @@ impl ConfigSource {
 pub struct KubernetesAuthConfig {
     pub host: String,
     pub ca_pem: Option<String>,
+    /// `disable_local_ca_jwt`: Vault runs outside the cluster and reviews each login with
+    /// the client's own token (which then needs `system:auth-delegator`).
+    pub use_client_jwt: bool,
 }
 
 pub struct Plan {
@@ -216,6 +219,10 @@ pub async fn run(plan: &Plan, ctx: &Context) -> Result<Report> {
         if let Some(ca) = &wanted.ca_pem {
             fields.insert("kubernetes_ca_cert".into(), Value::from(ca.trim()));
         }
+        fields.insert(
+            "disable_local_ca_jwt".into(),
+            Value::from(wanted.use_client_jwt),
+        );
         let current = if absent {
             None
         } else {
@@ -225,7 +232,11 @@ pub async fn run(plan: &Plan, ctx: &Context) -> Result<Report> {
             .iter()
             .filter(|(key, value)| {
                 let have = current.as_ref().and_then(|c| c.get(key.as_str()));
-                have.and_then(Value::as_str).map(str::trim) != value.as_str()
+                let trim = |v: &Value| match v {
+                    Value::String(s) => Value::from(s.trim()),
+                    other => other.clone(),
+                };
+                have.map(trim) != Some(trim(value))
             })
             .map(|(key, _)| key.clone())
             .collect();
