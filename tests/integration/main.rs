@@ -15,3 +15,4 @@ mod rotate;
 mod status;
 mod support;
 mod tls;
+mod vault_setup;
