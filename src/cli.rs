@@ -216,6 +216,12 @@ pub enum Command {
     PushSecret(PushSecretArgs),
     /// Report the authority of every managed secret; exit 3 if an invariant is broken
     Status(StatusArgs),
+    /// Apply the Vault policies and kubernetes-auth roles the chart renders
+    ///
+    /// Compares before writing (a re-run says `unchanged`); refuses (exit 3) a policy or role
+    /// of the same name that secops did not write, unless --adopt. With --dry-run, prints the
+    /// diff (names and changed fields) and writes nothing.
+    VaultSetup(VaultSetupArgs),
 }
 
 #[derive(Debug, Args)]
@@ -358,6 +364,48 @@ pub struct StatusArgs {
     /// Output format [default: table on a terminal, else json]
     #[arg(long, env = "SECOPS_STATUS_OUTPUT", value_enum)]
     output: Option<StatusFormat>,
+    /// Also report Vault-side drift against the policies and roles this ConfigMap renders
+    /// (NAMESPACE/NAME, e.g. secops/secops-vault-policies)
+    #[arg(
+        long,
+        env = "SECOPS_VAULT_CONFIG_CONFIGMAP",
+        conflicts_with = "vault_config_from_dir"
+    )]
+    vault_config_from_configmap: Option<String>,
+    /// Also report Vault-side drift against the rendered ConfigMap's files in this directory
+    #[arg(long, env = "SECOPS_VAULT_CONFIG_DIR")]
+    vault_config_from_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct VaultSetupArgs {
+    /// The rendered ConfigMap, as NAMESPACE/NAME (e.g. secops/secops-vault-policies)
+    #[arg(
+        long,
+        env = "SECOPS_VAULT_CONFIG_CONFIGMAP",
+        conflicts_with = "from_dir",
+        required_unless_present = "from_dir"
+    )]
+    from_configmap: Option<String>,
+    /// A directory holding the ConfigMap's keys as files (NAME.hcl, roles.json)
+    #[arg(long, env = "SECOPS_VAULT_CONFIG_DIR")]
+    from_dir: Option<PathBuf>,
+    /// Enable the KV v2 mount (--kv-mount) and the kubernetes auth method when absent
+    #[arg(long, env = "SECOPS_ENABLE_MISSING", value_parser = BoolishValueParser::new())]
+    enable_missing: bool,
+    /// Take over policies and roles of the same name that secops did not write
+    #[arg(long, env = "SECOPS_ADOPT", value_parser = BoolishValueParser::new())]
+    adopt: bool,
+    /// Write kubernetes_host to auth/MOUNT/config (the API server as Vault reaches it)
+    #[arg(long, env = "SECOPS_KUBERNETES_HOST")]
+    kubernetes_host: Option<String>,
+    /// PEM file of the API server's CA, written as kubernetes_ca_cert (needs --kubernetes-host)
+    #[arg(long, env = "SECOPS_KUBERNETES_CA_FILE", requires = "kubernetes_host")]
+    kubernetes_ca_file: Option<PathBuf>,
+    /// Vault runs outside the cluster: review logins with the client's own token
+    /// (disable_local_ca_jwt; needs --kubernetes-host)
+    #[arg(long, env = "SECOPS_KUBERNETES_USE_CLIENT_JWT", requires = "kubernetes_host", value_parser = BoolishValueParser::new())]
+    kubernetes_use_client_jwt: bool,
 }
 
 impl Command {
@@ -370,6 +418,7 @@ impl Command {
             Command::Rotate(_) => "rotate",
             Command::PushSecret(_) => "push-secret",
             Command::Status(_) => "status",
+            Command::VaultSetup(_) => "vault-setup",
         }
     }
 }
@@ -463,7 +512,13 @@ impl Command {
                 grace_seconds: i64::try_from(args.grace.as_secs())
                     .map_err(|_| Error::Usage("--grace is too long".into()))?,
                 table: args.output.map(|format| format == StatusFormat::Table),
+                vault_config: config_source(
+                    args.vault_config_from_configmap.as_deref(),
+                    args.vault_config_from_dir.as_deref(),
+                    "--vault-config-from-configmap",
+                )?,
             }),
+            Command::VaultSetup(args) => CommandPlan::VaultSetup(args.validate()?),
         })
     }
 }
@@ -576,6 +631,109 @@ impl PushSecretArgs {
                 adopt: self.adopt,
             }),
         }
+    }
+}
+
+/// The rendered Vault configuration: a ConfigMap read at run time, or a directory read and
+/// parsed now, so a malformed file exits 2 before anything connects.
+fn config_source(
+    configmap: Option<&str>,
+    dir: Option<&std::path::Path>,
+    flag: &str,
+) -> Result<Option<commands::vault_setup::ConfigSource>> {
+    use commands::vault_setup::ConfigSource;
+    match (configmap, dir) {
+        (Some(reference), _) => {
+            let parsed = SecretRef::parse(reference)
+                .map_err(|_| Error::Usage(format!("{flag} {reference:?}: use NAMESPACE/NAME")))?;
+            Ok(Some(ConfigSource::ConfigMap {
+                namespace: parsed.namespace,
+                name: parsed.name,
+            }))
+        }
+        (None, Some(dir)) => {
+            let entries = std::fs::read_dir(dir).map_err(|e| {
+                Error::Usage(format!(
+                    "cannot read directory {}: {}",
+                    dir.display(),
+                    e.kind()
+                ))
+            })?;
+            let mut files = std::collections::BTreeMap::new();
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().to_string();
+                if !entry.path().is_file() || name.starts_with('.') {
+                    continue;
+                }
+                let text = std::fs::read_to_string(entry.path()).map_err(|e| {
+                    Error::Usage(format!(
+                        "cannot read {}: {}",
+                        entry.path().display(),
+                        e.kind()
+                    ))
+                })?;
+                files.insert(name, text);
+            }
+            let label = format!("directory {}", dir.display());
+            let config = crate::domain::vault_config::parse_rendered(&label, &files)?;
+            Ok(Some(ConfigSource::Parsed { label, config }))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+impl VaultSetupArgs {
+    fn validate(&self) -> Result<commands::vault_setup::Plan> {
+        let source = config_source(
+            self.from_configmap.as_deref(),
+            self.from_dir.as_deref(),
+            "--from-configmap",
+        )?
+        .ok_or_else(|| Error::Usage("vault-setup needs --from-configmap or --from-dir".into()))?;
+        let kubernetes = match &self.kubernetes_host {
+            None => None,
+            Some(host) => {
+                match url::Url::parse(host) {
+                    Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
+                    }
+                    _ => {
+                        return Err(Error::Usage(format!(
+                            "--kubernetes-host {host:?} is not an http(s) URL"
+                        )))
+                    }
+                }
+                let ca_pem = match &self.kubernetes_ca_file {
+                    None => None,
+                    Some(file) => {
+                        let text = std::fs::read_to_string(file).map_err(|e| {
+                            Error::Usage(format!(
+                                "--kubernetes-ca-file {}: {}",
+                                file.display(),
+                                e.kind()
+                            ))
+                        })?;
+                        if !text.contains("-----BEGIN CERTIFICATE-----") {
+                            return Err(Error::Usage(format!(
+                                "--kubernetes-ca-file {}: not a PEM certificate",
+                                file.display()
+                            )));
+                        }
+                        Some(text)
+                    }
+                };
+                Some(commands::vault_setup::KubernetesAuthConfig {
+                    host: host.clone(),
+                    ca_pem,
+                    use_client_jwt: self.kubernetes_use_client_jwt,
+                })
+            }
+        };
+        Ok(commands::vault_setup::Plan {
+            source,
+            enable_missing: self.enable_missing,
+            adopt: self.adopt,
+            kubernetes,
+        })
     }
 }
 

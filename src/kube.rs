@@ -525,4 +525,20 @@ impl Kube {
         }
         Err(Error::LostRace { action })
     }
+
+    /// The data of a ConfigMap (`vault-setup --from-configmap`); `None` when absent.
+    pub async fn get_configmap(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<BTreeMap<String, String>>> {
+        let action = format!("read ConfigMap {namespace}/{name}");
+        let api: Api<k8s_openapi::api::core::v1::ConfigMap> =
+            Api::namespaced(self.client.clone(), namespace);
+        let map = self
+            .retry
+            .run(|| async { found(api.get(name).await, &action) })
+            .await?;
+        Ok(map.map(|m| m.data.unwrap_or_default()))
+    }
 }

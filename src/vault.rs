@@ -748,3 +748,207 @@ struct KvConfig {
     #[serde(default)]
     metadata_cas_required: bool,
 }
+
+/// A Vault read whose 400 means "no such mount": OpenBao answers `sys/mounts/PATH` and
+/// `sys/auth/PATH` for an absent mount with 400, not 404.
+fn mount_found<T>(result: std::result::Result<T, ClientError>, action: &str) -> Result<Option<T>> {
+    match found(result, action) {
+        Err(Error::Rejected { .. }) => Ok(None),
+        other => other,
+    }
+}
+
+/// `vault-setup`: the Vault side the chart renders. Policies and roles travel as plain JSON;
+/// none of them holds a secret.
+impl Vault {
+    /// The text of ACL policy `name` (`sys/policies/acl/NAME`); `None` when absent.
+    pub async fn read_acl_policy(&self, name: &str) -> Result<Option<String>> {
+        let action = format!("read Vault policy {name:?}");
+        let read = self
+            .retry
+            .run(|| async {
+                let request = ReadAclPolicyRequest {
+                    name: name.to_string(),
+                };
+                found(
+                    vaultrs::api::exec_with_result(&self.client, request).await,
+                    &action,
+                )
+            })
+            .await?;
+        Ok(read.map(|p| p.policy))
+    }
+
+    pub async fn write_acl_policy(&self, name: &str, text: &str) -> Result<()> {
+        let action = format!("write Vault policy {name:?}");
+        let body = serde_json::to_vec(&serde_json::json!({ "policy": text }))
+            .map_err(|e| Error::Internal(format!("{action}: {e}")))?;
+        self.write_raw(&format!("sys/policies/acl/{name}"), body, &action)
+            .await
+    }
+
+    /// Any `auth/...` or `sys/...` object as a JSON map (`None`: absent). For roles and
+    /// auth configuration, whose fields hold no secret.
+    pub async fn read_object(
+        &self,
+        path: &str,
+    ) -> Result<Option<BTreeMap<String, serde_json::Value>>> {
+        let action = format!("read Vault {path}");
+        self.retry
+            .run(|| async {
+                let request = ReadObjectRequest {
+                    path: path.to_string(),
+                };
+                found(
+                    vaultrs::api::exec_with_result(&self.client, request).await,
+                    &action,
+                )
+            })
+            .await
+    }
+
+    /// Writes fields to an `auth/...` or `sys/...` path (a role, an auth configuration).
+    pub async fn write_object(
+        &self,
+        path: &str,
+        fields: &BTreeMap<String, serde_json::Value>,
+    ) -> Result<()> {
+        let action = format!("write Vault {path}");
+        let body =
+            serde_json::to_vec(fields).map_err(|e| Error::Internal(format!("{action}: {e}")))?;
+        self.write_raw(path, body, &action).await
+    }
+
+    /// The type (and KV version) of the secrets engine at `mount`; `None` when absent.
+    pub async fn read_secrets_mount(
+        &self,
+        mount: &str,
+    ) -> Result<Option<crate::domain::vault_config::MountFacts>> {
+        self.read_mount(&format!("sys/mounts/{mount}")).await
+    }
+
+    /// The type of the auth method at `mount`; `None` when absent.
+    pub async fn read_auth_mount(
+        &self,
+        mount: &str,
+    ) -> Result<Option<crate::domain::vault_config::MountFacts>> {
+        self.read_mount(&format!("sys/auth/{mount}")).await
+    }
+
+    async fn read_mount(
+        &self,
+        path: &str,
+    ) -> Result<Option<crate::domain::vault_config::MountFacts>> {
+        let action = format!("read Vault {path}");
+        let read = self
+            .retry
+            .run(|| async {
+                let request = ReadMountRequest {
+                    path: path.to_string(),
+                };
+                mount_found(
+                    vaultrs::api::exec_with_result(&self.client, request).await,
+                    &action,
+                )
+            })
+            .await?;
+        Ok(read.map(|m| crate::domain::vault_config::MountFacts {
+            kind: m.kind,
+            version: m.options.and_then(|o| o.get("version").cloned()),
+        }))
+    }
+
+    /// Enables KV v2 at `mount` (`sys/mounts/MOUNT`).
+    pub async fn enable_kv2(&self, mount: &str) -> Result<()> {
+        let body = serde_json::json!({"type": "kv", "options": {"version": "2"}});
+        self.write_raw(
+            &format!("sys/mounts/{mount}"),
+            body.to_string().into_bytes(),
+            &format!("enable KV v2 at {mount:?}"),
+        )
+        .await
+    }
+
+    /// Enables the kubernetes auth method at `mount` (`sys/auth/MOUNT`).
+    pub async fn enable_kubernetes_auth(&self, mount: &str) -> Result<()> {
+        let body = serde_json::json!({"type": "kubernetes"});
+        self.write_raw(
+            &format!("sys/auth/{mount}"),
+            body.to_string().into_bytes(),
+            &format!("enable kubernetes auth at {mount:?}"),
+        )
+        .await
+    }
+
+    async fn write_raw(&self, path: &str, body: Vec<u8>, action: &str) -> Result<()> {
+        self.retry
+            .run(|| async {
+                let request = WriteRawRequest {
+                    path: path.to_string(),
+                    body: body.clone(),
+                };
+                match vaultrs::api::exec_with_empty(&self.client, request).await {
+                    Ok(()) => Ok(()),
+                    Err(e) => match classify(e, action) {
+                        Failure::Fatal(error) => Err(error),
+                        Failure::NotFound => Err(Error::NotFound {
+                            what: format!(
+                                "the Vault mount of {path} (vault-setup --enable-missing enables it)"
+                            ),
+                        }),
+                        Failure::CasMismatch => Err(Error::Remote {
+                            action: action.into(),
+                            detail: "unexpected answer".into(),
+                        }),
+                    },
+                }
+            })
+            .await
+    }
+}
+
+/// `GET sys/policies/acl/:name`.
+#[derive(rustify_derive::Endpoint)]
+#[endpoint(path = "sys/policies/acl/{self.name}", response = "AclPolicy")]
+struct ReadAclPolicyRequest {
+    #[endpoint(skip)]
+    name: String,
+}
+
+#[derive(serde::Deserialize)]
+struct AclPolicy {
+    policy: String,
+}
+
+/// `GET :path`, answered as a plain map.
+#[derive(rustify_derive::Endpoint)]
+#[endpoint(path = "{self.path}", response = "BTreeMap<String, serde_json::Value>")]
+struct ReadObjectRequest {
+    #[endpoint(skip)]
+    path: String,
+}
+
+/// `GET sys/mounts/:path` or `GET sys/auth/:path`.
+#[derive(rustify_derive::Endpoint)]
+#[endpoint(path = "{self.path}", response = "MountDescription")]
+struct ReadMountRequest {
+    #[endpoint(skip)]
+    path: String,
+}
+
+#[derive(serde::Deserialize)]
+struct MountDescription {
+    #[serde(rename = "type")]
+    kind: String,
+    options: Option<BTreeMap<String, String>>,
+}
+
+/// `POST :path` with a JSON body made by the caller.
+#[derive(rustify_derive::Endpoint)]
+#[endpoint(path = "{self.path}", method = "POST")]
+struct WriteRawRequest {
+    #[endpoint(skip)]
+    path: String,
+    #[endpoint(raw)]
+    body: Vec<u8>,
+}

@@ -10,6 +10,7 @@ pub mod push_secret;
 pub mod read_bootstrap;
 pub mod rotate;
 pub mod status;
+pub mod vault_setup;
 pub mod write_vault;
 
 use std::collections::BTreeSet;
@@ -33,6 +34,7 @@ pub enum CommandPlan {
     Rotate(rotate::Plan),
     PushSecret(push_secret::Plan),
     Status(status::Plan),
+    VaultSetup(vault_setup::Plan),
 }
 
 impl CommandPlan {
@@ -40,6 +42,7 @@ impl CommandPlan {
     pub fn needs_kube(&self) -> bool {
         match self {
             CommandPlan::Rotate(plan) => !plan.consumers.is_empty(),
+            CommandPlan::VaultSetup(plan) => plan.source.needs_kube(),
             _ => true,
         }
     }
@@ -159,5 +162,6 @@ pub async fn run(invocation: crate::cli::Invocation) -> Result<Report> {
         CommandPlan::Rotate(plan) => rotate::run(plan, &context).await,
         CommandPlan::PushSecret(plan) => push_secret::run(plan, &context).await,
         CommandPlan::Status(plan) => status::run(plan, &context).await,
+        CommandPlan::VaultSetup(plan) => vault_setup::run(plan, &context).await,
     }
 }

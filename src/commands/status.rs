@@ -30,6 +30,8 @@ pub struct Plan {
     pub grace_seconds: i64,
     /// `None`: a table on a terminal, else JSON.
     pub table: Option<bool>,
+    /// The rendered Vault configuration to check for drift (`vault-config-drift`).
+    pub vault_config: Option<super::vault_setup::ConfigSource>,
 }
 
 const READ_CONCURRENCY: usize = 16;
@@ -89,7 +91,37 @@ struct StatusDocument {
     total: usize,
     violations: usize,
     rows: Vec<Row>,
+    /// Vault-side drift, when a rendered configuration was given (absent otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vault_config: Option<Vec<VaultConfigRow>>,
     exit_code: ExitStatus,
+}
+
+/// A Vault policy or role that does not match the chart's rendering.
+#[derive(Debug, Serialize)]
+struct VaultConfigRow {
+    path: String,
+    violations: Vec<Violation>,
+}
+
+/// Vault-side drift against the rendered configuration: names and field names only.
+async fn vault_config_rows(plan: &Plan, ctx: &Context) -> Result<Option<Vec<VaultConfigRow>>> {
+    let Some(source) = &plan.vault_config else {
+        return Ok(None);
+    };
+    let drift = super::vault_setup::drift(ctx, source).await?;
+    Ok(Some(
+        drift
+            .into_iter()
+            .map(|(path, changes)| VaultConfigRow {
+                path,
+                violations: vec![Violation {
+                    kind: crate::domain::authority::ViolationKind::VaultConfigDrift,
+                    detail: changes.join("; "),
+                }],
+            })
+            .collect(),
+    ))
 }
 
 /// Every path under the mount that carries secops provenance, skipping secops's own state.
@@ -306,7 +338,13 @@ pub async fn run(plan: &Plan, ctx: &Context) -> Result<Report> {
             assessment,
         ));
     }
-    let violations: usize = rows.iter().map(|r| r.violations.len()).sum();
+    let vault_config = vault_config_rows(plan, ctx).await?;
+    let violations: usize = rows.iter().map(|r| r.violations.len()).sum::<usize>()
+        + vault_config
+            .iter()
+            .flatten()
+            .map(|r| r.violations.len())
+            .sum::<usize>();
     let (outcome, status) = if violations > 0 {
         (Outcome::Violations, ExitStatus::Refused)
     } else {
@@ -315,13 +353,25 @@ pub async fn run(plan: &Plan, ctx: &Context) -> Result<Report> {
     let as_table = plan
         .table
         .unwrap_or_else(|| std::io::stdout().is_terminal());
-    let text = as_table.then(|| render_table(&rows));
+    let text = as_table.then(|| {
+        let mut table = render_table(&rows);
+        for row in vault_config.iter().flatten() {
+            for violation in &row.violations {
+                table.push_str(&format!(
+                    "vault-config-drift  {}  {}\n",
+                    row.path, violation.detail
+                ));
+            }
+        }
+        table
+    });
     let document = StatusDocument {
         command: "status",
         outcome,
         total: rows.len(),
         violations,
         rows,
+        vault_config,
         exit_code: status,
     };
     let mut report = Report::new(&document).with_status(status);

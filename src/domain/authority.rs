@@ -34,6 +34,9 @@ pub enum ViolationKind {
     OriginGone,
     /// A consumed Secret whose Vault path carries no handover: the authority was lost.
     VaultMissing,
+    /// A Vault policy or kubernetes-auth role that is absent, differs from the one the chart
+    /// renders, or was not written by secops (`status --vault-config-from-*`).
+    VaultConfigDrift,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

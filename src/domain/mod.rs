@@ -14,6 +14,7 @@ pub mod provenance;
 pub mod push;
 pub mod rotation;
 pub mod shard;
+pub mod vault_config;
 
 use std::fmt;
 

@@ -34,6 +34,10 @@ pub enum Outcome {
     /// `status` found no broken invariant.
     Clean,
     Violations,
+    /// `vault-setup` wrote a policy, role or mount (created, or restored after drift).
+    Applied,
+    /// `vault-setup` took over an object of the same name secops had not written.
+    Adopted,
 }
 
 impl Outcome {
@@ -55,6 +59,8 @@ impl Outcome {
             Outcome::Error => "error",
             Outcome::Clean => "clean",
             Outcome::Violations => "violations",
+            Outcome::Applied => "applied",
+            Outcome::Adopted => "adopted",
         }
     }
 }

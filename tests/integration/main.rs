@@ -17,3 +17,4 @@ mod rotate;
 mod status;
 mod support;
 mod tls;
+mod vault_setup;

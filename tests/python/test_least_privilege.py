@@ -1,5 +1,6 @@
 """Least privilege proved, not claimed: the chart's RBAC loaded into the emulator (which
-enforces it) and its Vault policies loaded into OpenBao, used through kubernetes auth. Each
+enforces it) and its Vault policies and roles applied to OpenBao by `secops vault-setup`
+(with a token of the chart's bootstrap policy alone), used through kubernetes auth. Each
 command succeeds with its own service account, fails with another's where it needs more,
 and fails when any single rule or policy path is removed."""
 
@@ -38,6 +39,14 @@ def vault_api(addr, method, path, body=None):
         return error.code
 
 
+def mint_token(policy: str, addr: str) -> str:
+    """A short-lived token of one policy alone, as the README tells an operator to mint."""
+    request = urllib.request.Request(f"{addr}/v1/auth/token/create", data=json.dumps({"policies": [policy], "no_default_policy": True, "ttl": "10m"}).encode(),
+                                     method="POST", headers={"X-Vault-Token": "root"})
+    with urllib.request.urlopen(request) as response:
+        return json.loads(response.read())["auth"]["client_token"]
+
+
 def policy_blocks(hcl: str) -> list[str]:
     return re.findall(r'path "[^"]+" \{.*?\n\s*\}', hcl, re.S)
 
@@ -49,7 +58,7 @@ class Stage:
         self.cluster, self.vault, self.work = services["cluster"], services["vault"], work
         docs = m.documents(m.render(VALUES))
         self.roles = {(d["metadata"].get("namespace"), d["metadata"]["name"]): d for d in docs if d["kind"] == "Role"}
-        config = next(d for d in docs if d["kind"] == "ConfigMap")["data"]
+        config = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "secops-vault-policies")["data"]
         self.hcl = {role: config[f"{role}.hcl"] for role in ("handover", "rotate", "push")}
         self.vault_roles = json.loads(config["roles.json"])
         for ns in (RELEASE_NS, NS):
@@ -63,16 +72,32 @@ class Stage:
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:auth-delegator"},
             "subjects": [{"kind": "ServiceAccount", "name": f"secops-{r}", "namespace": RELEASE_NS} for r in ("handover", "rotate", "push")],
         })
-        addr = self.vault.addr
-        assert vault_api(addr, "POST", f"sys/auth/{AUTH_MOUNT}", {"type": "kubernetes"}) in (204, 400)
+        # The Vault side as `secops vault-setup` applies it, with a short-lived token of the
+        # bootstrap policy the chart renders (ConfigMap secops-vault-setup), nothing more.
         ca = work / "ca.crt"
         subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj", "/CN=lp",
                         "-keyout", str(work / "ca.key"), "-out", str(ca)], check=True, capture_output=True)
-        assert vault_api(addr, "POST", f"auth/{AUTH_MOUNT}/config", {"kubernetes_host": self.cluster.url, "kubernetes_ca_cert": ca.read_text(), "disable_local_ca_jwt": True}) == 204
-        for path, role in self.vault_roles.items():
-            assert vault_api(addr, "POST", path, role) == 204
-        for role in self.hcl:
-            self.write_policy(role, self.hcl[role])
+        setup_values = {**VALUES, "vaultSetup": {"enableMissing": True, "kubernetesHost": self.cluster.url}}
+        setup_docs = m.documents(m.render(setup_values))
+        rendered = next(d for d in setup_docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "secops-vault-policies")["data"]
+        assert rendered == config, "vault-setup's options change nothing the roles get"
+        self.bootstrap_hcl = next(d for d in setup_docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "secops-vault-setup")["data"]["vault-setup.hcl"]
+        self.config_dir = work / "vault-config"
+        self.config_dir.mkdir()
+        for key, text in config.items():
+            (self.config_dir / key).write_text(text)
+        assert vault_api(self.vault.addr, "POST", "sys/policies/acl/secops-vault-setup", {"policy": self.bootstrap_hcl}) == 204
+        self.setup_token = mint_token("secops-vault-setup", self.vault.addr)
+        self.setup_args = ["vault-setup", "--from-dir", str(self.config_dir), "--enable-missing", "--kubernetes-host", self.cluster.url,
+                           "--kubernetes-ca-file", str(ca), "--kubernetes-use-client-jwt"]
+        self.first_setup = self.vault_setup()
+        assert self.first_setup.returncode == 0, self.first_setup.stdout + self.first_setup.stderr[-2000:]
+        # What vault-setup applied (the marker line included) is what the tests below vary.
+        self.hcl = {role: self.vault.get(f"sys/policies/acl/secops-{role}")["policy"] for role in self.hcl}
+
+    def vault_setup(self) -> subprocess.CompletedProcess:
+        env = {"PATH": "/usr/bin:/bin", "VAULT_ADDR": self.vault.addr, "VAULT_TOKEN": self.setup_token, "SECOPS_MAX_ATTEMPTS": "1"}
+        return subprocess.run([str(bin_dir() / "secops"), *self.setup_args], env=env, capture_output=True, text=True, timeout=60)
 
     def apply(self, doc):
         api = doc["apiVersion"]
@@ -200,3 +225,38 @@ def test_removing_any_single_vault_policy_path_breaks_a_step(stage, role):
             assert run.returncode != 0, f"{role} still works without {block.splitlines()[0]}"
         finally:
             stage.write_policy(role, hcl)
+
+
+def test_vault_setup_applied_everything_and_a_re_run_changes_nothing(stage):
+    applied = json.loads(stage.first_setup.stdout)
+    assert applied["outcome"] == "done"
+    kinds = {(i["kind"], i["path"]) for i in applied["items"]}
+    for role in ("handover", "rotate", "push"):
+        assert ("policy", f"sys/policies/acl/secops-{role}") in kinds
+        assert ("role", f"auth/{AUTH_MOUNT}/role/secops-{role}") in kinds
+    assert ("auth-method", f"sys/auth/{AUTH_MOUNT}") in kinds and ("auth-config", f"auth/{AUTH_MOUNT}/config") in kinds
+    again = stage.vault_setup()
+    assert again.returncode == 0, again.stdout
+    assert {i["outcome"] for i in json.loads(again.stdout)["items"]} == {"unchanged"}
+
+
+def test_the_bootstrap_policy_grants_nothing_beyond_what_vault_setup_writes(stage):
+    token = stage.setup_token
+    def call(method, path, body=None):
+        request = urllib.request.Request(f"{stage.vault.addr}/v1/{path}", data=None if body is None else json.dumps(body).encode(), method=method, headers={"X-Vault-Token": token})
+        try:
+            with urllib.request.urlopen(request) as response:
+                return response.status
+        except urllib.error.HTTPError as error:
+            return error.code
+    assert call("GET", "sys/policies/acl/secops-handover") == 200
+    for method, path, body in [
+        ("PUT", "sys/policies/acl/secops-vault-setup", {"policy": 'path "*" { capabilities = ["sudo"] }'}),  # never its own policy
+        ("PUT", "sys/policies/acl/anything-else", {"policy": 'path "*" { capabilities = ["read"] }'}),
+        ("POST", f"auth/{AUTH_MOUNT}/role/secops-vault-setup", {"token_policies": ["root"]}),
+        ("POST", f"auth/{AUTH_MOUNT}/role/other", {"bound_service_account_names": ["x"], "bound_service_account_namespaces": ["x"]}),
+        ("GET", f"secret/data/{NS}/db", None),
+        ("POST", "sys/mounts/other", {"type": "kv"}),
+        ("GET", "sys/policies/acl", None),
+    ]:
+        assert call(method, path, body) == 403, f"{method} {path}"

@@ -154,3 +154,40 @@ def test_rbac_is_least_privilege():
     handover_role = next(d for d in delete_mode if d["kind"] == "Role" and d["metadata"]["name"] == "secops-handover")
     assert "delete" in handover_role["rules"][0]["verbs"]
     assert "delete" not in next(d for d in docs_for({}) if d["kind"] == "Role" and d["metadata"]["name"] == "secops-handover")["rules"][0]["verbs"]
+
+
+def by_name(docs, kind, name):
+    return next(d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name)
+
+
+def test_vault_setup_runs_with_its_own_identity_reading_one_configmap():
+    docs = docs_for({"vaultSetup": {"hook": True}})
+    role = by_name(docs, "Role", "secops-vault-setup")
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["secops-vault-policies"], "verbs": ["get"]}]
+    job = by_name(docs, "Job", "secops-vault-setup")
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "post-install,post-upgrade"
+    pod = job["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "secops-vault-setup"
+    container = pod["containers"][0]
+    assert container["args"] == ["vault-setup", "--from-configmap", "secops/secops-vault-policies"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["SECOPS_VAULT_ROLE"] == "secops-vault-setup" and env["SECOPS_VAULT_AUTH"] == "kubernetes"
+    template = by_name(docs, "WorkflowTemplate", "secops-vault-setup")
+    assert template["spec"]["serviceAccountName"] == "secops-vault-setup"
+    assert not [d for d in docs_for({}) if d["kind"] == "Job"], "the hook is opt-in"
+
+
+def test_the_bootstrap_policy_names_exactly_what_vault_setup_writes():
+    def paths(values):
+        hcl = by_name(docs_for(values), "ConfigMap", "secops-vault-setup")["data"]["vault-setup.hcl"]
+        return re.findall(r'path "([^"]+)"', hcl)
+    base = paths({})
+    assert sorted(p for p in base if p.startswith("sys/policies/acl/")) == ["sys/policies/acl/secops-handover", "sys/policies/acl/secops-push", "sys/policies/acl/secops-rotate"]
+    assert not [p for p in base if "*" in p.replace("secops/vault-setup/roles/*", "")], "no globs"
+    assert not [p for p in base if "vault-setup" in p and p.startswith(("sys/policies", "auth/"))], "never its own policy or role"
+    assert not [p for p in base if p.startswith(("sys/mounts", "sys/auth"))] and "auth/kubernetes/config" not in base
+    widened = paths({"vaultSetup": {"enableMissing": True, "kubernetesHost": "https://kubernetes.default.svc"}})
+    assert set(widened) - set(base) == {"sys/mounts/secret", "sys/auth/kubernetes", "auth/kubernetes/config"}
+    # The policies vault-setup applies are the keys of the ConfigMap it reads.
+    applied = by_name(docs_for({}), "ConfigMap", "secops-vault-policies")["data"]
+    assert {f"sys/policies/acl/secops-{k[:-4]}" for k in applied if k.endswith(".hcl")} == {p for p in base if p.startswith("sys/policies/acl/")}

@@ -115,3 +115,33 @@ def test_a_template_that_disagrees_with_the_binary_fails(services, runner):
     with pytest.raises(StepFailed, match="was not written"):
         runner.submit("secops-bootstrap-handover", {"namespaces": "wf-broken"})
     runner.templates["secops-bootstrap-handover"] = original
+
+
+def test_vault_setup_template_applies_the_rendered_configmap(services, runner):
+    """The WorkflowTemplate's arguments match the CLI: it reads the ConfigMap the chart renders
+    and applies it; a second run changes nothing."""
+    import json
+    import urllib.request
+
+    import secops_manifests as m
+
+    cluster, vault = services["cluster"], services["vault"]
+    request = urllib.request.Request(f"{vault.addr}/v1/sys/auth/kubernetes", data=json.dumps({"type": "kubernetes"}).encode(), method="POST", headers={"X-Vault-Token": "root"})
+    try:
+        urllib.request.urlopen(request)
+    except urllib.error.HTTPError as error:
+        assert error.code == 400, error  # already enabled by an earlier run
+    cluster.namespace("secops")
+    config = next(d for d in m.documents(m.render(m.workflow_values())) if d["metadata"]["name"] == "secops-vault-policies")
+    config["metadata"]["namespace"] = "secops"
+    code, body = cluster.request("POST", "/api/v1/namespaces/secops/configmaps", config)
+    assert code in (201, 409), body
+    outcomes = []
+    for _ in range(2):
+        before = len(runner.runs)
+        runner.submit("secops-vault-setup")
+        run = runner.runs[before]
+        assert run["args"][0] == "vault-setup" and run["code"] == 0, run
+        outcomes.append({i["outcome"] for i in json.loads(run["stdout"])["items"]})
+    assert outcomes == [{"applied"}, {"unchanged"}], outcomes
+    assert vault.get("sys/policies/acl/secops-handover")["policy"].startswith("# managed-by: secops")
