@@ -253,6 +253,73 @@ fn secops(bin: &str, bao: &Bao, kubeconfig: &Path, args: &[&str]) -> Command {
     command
 }
 
+/// Peak RSS when Secrets are many or large: each command walks metadata-only pages and
+/// holds only the Secrets it is handling, so neither count nor size should move it much.
+fn memory_under_hostile_sizes(
+    out: &mut impl std::io::Write,
+    bin: &str,
+    bao: &Bao,
+    kubeconfig: &Path,
+    emulator: &Emulator,
+) {
+    let large = 700 * 1024;
+    {
+        let mut cluster = emulator.cluster();
+        cluster
+            .create_object(
+                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "large"}}),
+            )
+            .unwrap();
+        for i in 0..100 {
+            // Text that does not compress or repeat: every Secret a distinct 700 KiB value.
+            let value: String = (0..large)
+                .map(|j| char::from(b'a' + ((i * 7919 + j * 104_729) % 26) as u8))
+                .collect();
+            cluster
+                .create_object(json!({
+                    "apiVersion": "v1", "kind": "Secret",
+                    "metadata": {"name": format!("l{i}"), "namespace": "large", "labels": {"secops.dev/class": "bootstrap"}, "annotations": {"secops.dev/vault-path": format!("large/l{i}")}},
+                    "stringData": {"blob": value},
+                }))
+                .unwrap();
+        }
+    }
+    seed(emulator, "many", 10_000);
+    writeln!(
+        out,
+        "\n| Secrets | command | peak RSS | wall |\n|---|---|---|---|"
+    )
+    .unwrap();
+    for (label, args) in [
+        ("100 x 700 KiB", &["read-bootstrap", "-n", "large"][..]),
+        ("100 x 700 KiB", &["handover", "-n", "large"]),
+        (
+            "100 x 700 KiB",
+            &["status", "-n", "large", "--output", "json"],
+        ),
+        ("10,000 small", &["read-bootstrap", "-n", "many"]),
+        (
+            "10,000 small",
+            &["status", "-n", "many", "--output", "json"],
+        ),
+    ] {
+        let run = measure(&mut secops(bin, bao, kubeconfig, args));
+        assert!(
+            run.code == 0 || args[0] == "status",
+            "{args:?}: {}",
+            run.stdout
+        );
+        writeln!(
+            out,
+            "| {label} | {} | {:.1} MiB | {:.2} s |",
+            args[0],
+            run.peak_rss_kib as f64 / 1024.0,
+            run.wall.as_secs_f64()
+        )
+        .unwrap();
+    }
+}
+
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(|a, b| a.partial_cmp(b).unwrap());
     values[values.len() / 2]
@@ -377,6 +444,7 @@ fn main() {
         )
         .unwrap(),
     }
+    memory_under_hostile_sizes(&mut out, bin, &bao, &kubeconfig, &emulator);
     let sizes: Vec<usize> = std::env::var("SECOPS_BENCH_SIZES")
         .unwrap_or_else(|_| "1000,10000".into())
         .split(',')

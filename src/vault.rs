@@ -592,28 +592,48 @@ impl Vault {
             if let Some(key) = self.existing_fingerprint_key(mount).await? {
                 return Ok(key);
             }
-            // Unreadable but present: deleted or destroyed. A new key would make every
-            // recorded fingerprint unverifiable, and no retry brings the old one back.
-            if let Some(metadata) = self.read_metadata(mount, FINGERPRINT_KEY_PATH).await? {
-                if metadata.current_version > 0 {
-                    return Err(fingerprint_key_gone(mount, &metadata));
-                }
-            }
             let fresh = FingerprintKey::random();
             let mut data = SecretData::new();
             data.insert(
                 "key".into(),
                 SecretBytes::from_string(STANDARD.encode(fresh.expose())),
             );
-            if let CasWrite::Written { .. } =
-                self.write(mount, FINGERPRINT_KEY_PATH, &data, 0).await?
-            {
-                tracing::info!(
-                    mount,
-                    path = FINGERPRINT_KEY_PATH,
-                    "created the fingerprint key"
-                );
-                return Ok(fresh);
+            let denied = match self.write(mount, FINGERPRINT_KEY_PATH, &data, 0).await? {
+                CasWrite::Written { .. } => {
+                    tracing::info!(
+                        mount,
+                        path = FINGERPRINT_KEY_PATH,
+                        "created the fingerprint key"
+                    );
+                    return Ok(fresh);
+                }
+                CasWrite::Mismatch => false,
+                CasWrite::Denied => true,
+            };
+            if let Some(key) = self.existing_fingerprint_key(mount).await? {
+                return Ok(key); // a racing creator's
+            }
+            // There, yet unreadable: deleted or destroyed. A new key would make every recorded
+            // fingerprint unverifiable, and no retry brings the old one back.
+            match self.read_metadata(mount, FINGERPRINT_KEY_PATH).await {
+                Ok(Some(metadata)) if metadata.current_version > 0 => {
+                    return Err(fingerprint_key_gone(mount, &metadata))
+                }
+                Ok(None) if denied => {
+                    return Err(Error::Forbidden {
+                        action: "create the fingerprint key".into(),
+                        detail: format!("no create permission on {mount}/{FINGERPRINT_KEY_PATH}"),
+                    })
+                }
+                Ok(_) => continue, // gone again between the write and the read
+                // Its metadata is not ours to read: say what can be said.
+                Err(Error::Forbidden { .. }) => {
+                    return Err(Error::Refused {
+                        action: format!("read the fingerprint key {mount}/{FINGERPRINT_KEY_PATH}"),
+                        detail: "it exists but cannot be read (deleted or destroyed?); restore it with bao kv undelete".into(),
+                    })
+                }
+                Err(error) => return Err(error),
             }
         }
         Err(Error::LostRace {

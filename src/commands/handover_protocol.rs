@@ -299,9 +299,11 @@ pub async fn mark(
                 "data differs from Vault {} version {}: Vault stays authoritative",
                 handed.target, handed.version
             );
-            ctx.kube()?
-                .record_event(&secret.reference, &secret.uid, "Drifted", &message, true)
-                .await;
+            if !ctx.settings.dry_run {
+                ctx.kube()?
+                    .record_event(&secret.reference, &secret.uid, "Drifted", &message, true)
+                    .await;
+            }
             audit(
                 "mark-consumed",
                 &target,

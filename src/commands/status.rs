@@ -2,7 +2,7 @@
 //! broken invariant (RFC section 3.3; `docs/contract.md` §6.6); exit 3 when one is found, so
 //! a CronWorkflow can alert.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::io::IsTerminal as _;
 
 use futures::stream::{self, StreamExt as _};
@@ -12,17 +12,17 @@ use serde::Serialize;
 use super::{pages, Context};
 use crate::domain::authority::{
     assess_bootstrap, assess_internal, assess_orphan, Assessment, Authority, Phase, VaultFacts,
-    Violation,
+    Violation, ViolationKind,
 };
 use crate::domain::bootstrap::SourceSecret;
 use crate::domain::fingerprint::FingerprintKey;
-use crate::domain::names::{is_reserved, meta, Class};
+use crate::domain::names::{is_reserved, meta, Class, FINGERPRINT_KEY_PATH};
 use crate::domain::outcome::Outcome;
 use crate::domain::provenance::{Origin, Provenance};
 use crate::domain::Scope;
-use crate::error::{ExitStatus, Result};
+use crate::error::{Error, ExitStatus, Result};
 use crate::output::Report;
-use crate::vault::VaultMetadata;
+use crate::vault::{fingerprint_key_gone, VaultMetadata};
 
 pub struct Plan {
     pub scope: Scope,
@@ -49,6 +49,8 @@ enum RowKind {
 struct Row {
     kind: RowKind,
     secret: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    uid: Option<String>,
     mount: String,
     path: String,
     authority: Authority,
@@ -72,6 +74,7 @@ impl Row {
         Row {
             kind,
             secret: Some(secret),
+            uid: None,
             mount: mount.to_string(),
             path: path.to_string(),
             authority: assessment.authority,
@@ -262,6 +265,7 @@ async fn row_for(
             provenance: provenance.as_ref(),
             custom: &m.custom,
             current_version: m.current_version,
+            current_readable: m.live_versions.contains(&m.current_version),
         });
     let assessment = match kind {
         RowKind::Bootstrap => assess_bootstrap(
@@ -273,14 +277,44 @@ async fn row_for(
         ),
         _ => assess_internal(secret, facts.as_ref(), current.as_ref()),
     };
-    Ok(Row::new(
+    let mut row = Row::new(
         kind,
         name,
         &target.mount,
         &target.path,
         metadata.as_ref(),
         assessment,
-    ))
+    );
+    row.uid = Some(secret.uid.clone());
+    Ok(row)
+}
+
+/// A row for the fingerprint key when it exists but cannot be read: every drift check
+/// depends on it.
+async fn fingerprint_key_row(ctx: &Context, mount: &str) -> Result<Option<Row>> {
+    let metadata = match ctx.vault.read_metadata(mount, FINGERPRINT_KEY_PATH).await {
+        Ok(Some(metadata)) if metadata.current_version > 0 => metadata,
+        // Absent (nothing fingerprinted yet), or its metadata is not ours to read.
+        Ok(_) | Err(Error::Forbidden { .. }) => return Ok(None),
+        Err(error) => return Err(error),
+    };
+    let gone = fingerprint_key_gone(mount, &metadata);
+    Ok(Some(Row {
+        kind: RowKind::Vault,
+        secret: None,
+        uid: None,
+        mount: mount.to_string(),
+        path: FINGERPRINT_KEY_PATH.to_string(),
+        authority: Authority::Vault,
+        phase: Phase::Invalid("the fingerprint key is unreadable".into()),
+        vault_version: Some(metadata.current_version),
+        last_handover: None,
+        last_rotation: None,
+        violations: vec![Violation {
+            kind: ViolationKind::FingerprintKeyLost,
+            detail: format!("drift can no longer be seen: {gone}"),
+        }],
+    }))
 }
 
 pub async fn run(plan: &Plan, ctx: &Context) -> Result<Report> {
@@ -289,6 +323,9 @@ pub async fn run(plan: &Plan, ctx: &Context) -> Result<Report> {
     let key = ctx.vault.existing_fingerprint_key(&mount).await?;
     let now = crate::clock::now().as_second();
     let mut rows = Vec::new();
+    if key.is_none() {
+        rows.extend(fingerprint_key_row(ctx, &mount).await?);
+    }
     for (kind, class) in [
         (RowKind::Bootstrap, Class::Bootstrap),
         (RowKind::Internal, Class::Internal),
@@ -308,7 +345,14 @@ pub async fn run(plan: &Plan, ctx: &Context) -> Result<Report> {
             .await?;
         rows.extend(of_class);
     }
-    let seen: BTreeSet<String> = rows.iter().filter_map(|r| r.secret.clone()).collect();
+    // Each labelled Secret's current target and uid, to tell a handover it moved away from.
+    let seen: BTreeMap<String, (String, String, Option<String>)> = rows
+        .iter()
+        .filter_map(|r| {
+            let target = (r.mount.clone(), r.path.clone(), r.uid.clone());
+            r.secret.clone().map(|secret| (secret, target))
+        })
+        .collect();
     for (path, metadata) in provenance_paths(ctx, &mount).await? {
         let Some(provenance) = Provenance::from_metadata(&metadata.custom) else {
             continue;
@@ -320,8 +364,35 @@ pub async fn run(plan: &Plan, ctx: &Context) -> Result<Report> {
         if !plan
             .scope
             .contains(&reference.namespace, kube.default_namespace())
-            || seen.contains(&reference.to_string())
         {
+            continue;
+        }
+        if let Some((now_mount, now_path, uid)) = seen.get(&reference.to_string()) {
+            let moved = uid.as_deref() == Some(provenance.origin_uid.as_str())
+                && (now_mount.as_str(), now_path.as_str()) != (mount.as_str(), path.as_str());
+            if moved {
+                let detail = format!(
+                    "handed over from {reference} (uid {}), which now names {now_mount}/{now_path}; \
+                     this path stays owned by it",
+                    provenance.origin_uid
+                );
+                let assessment = Assessment {
+                    authority: Authority::Vault,
+                    phase: Phase::OriginGone,
+                    violations: vec![Violation {
+                        kind: ViolationKind::OriginMoved,
+                        detail,
+                    }],
+                };
+                rows.push(Row::new(
+                    RowKind::Vault,
+                    reference.to_string(),
+                    &mount,
+                    &path,
+                    Some(&metadata),
+                    assessment,
+                ));
+            }
             continue;
         }
         // Listed by label above only if still labelled; look the origin up by name too.

@@ -9,7 +9,7 @@ use serde::{Serialize, Serializer};
 use super::bootstrap::{ConsumeMode, SourceSecret};
 use super::fingerprint::Fingerprint;
 use super::names::{self, meta};
-use super::provenance::{Ownership, Provenance};
+use super::provenance::{Origin, Ownership, Provenance};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -37,6 +37,16 @@ pub enum ViolationKind {
     /// A Vault policy or kubernetes-auth role that is absent, differs from the one the chart
     /// renders, or was not written by secops (`status --vault-config-from-*`).
     VaultConfigDrift,
+    /// The current version of a path Vault is the authority for is deleted or destroyed.
+    VaultDataLost,
+    /// The Secret was deleted and re-created (another uid) after Vault recorded the first:
+    /// it will be refused until someone decides which is the authority.
+    Recreated,
+    /// A handover recorded for a Secret that now names another path: the old path stays
+    /// owned and unconsumed data points elsewhere.
+    OriginMoved,
+    /// The fingerprint key exists but cannot be read: drift can no longer be seen.
+    FingerprintKeyLost,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -115,6 +125,37 @@ pub struct VaultFacts<'a> {
     pub provenance: Option<&'a Provenance>,
     pub custom: &'a BTreeMap<String, String>,
     pub current_version: u64,
+    /// The current version can be read (neither deleted nor destroyed).
+    pub current_readable: bool,
+}
+
+/// Vault records another object of the same name (the Secret was deleted and re-created).
+fn recreated(vault: Option<&VaultFacts>, origin: &Origin, uid: &str) -> Option<Violation> {
+    let provenance = vault?.provenance?;
+    (provenance.origin == *origin && provenance.origin_uid != uid).then(|| {
+        violation(
+            ViolationKind::Recreated,
+            format!(
+                "Vault's provenance names uid {}, this Secret is uid {uid}: it was re-created; \
+                 Vault stays the authority (see docs/runbook.md)",
+                provenance.origin_uid
+            ),
+        )
+    })
+}
+
+/// The current version of a path secops recorded is gone.
+fn data_lost(vault: Option<&VaultFacts>) -> Option<Violation> {
+    let vault = vault?;
+    (vault.current_version > 0 && !vault.current_readable).then(|| {
+        violation(
+            ViolationKind::VaultDataLost,
+            format!(
+                "the current version {} is deleted or destroyed",
+                vault.current_version
+            ),
+        )
+    })
 }
 
 fn violation(kind: ViolationKind, detail: impl Into<String>) -> Violation {
@@ -155,10 +196,13 @@ pub fn assess_bootstrap(
     let owned = ours(vault, &origin, &secret.uid);
     let mut violations = Vec::new();
     if secret.is_consumed() {
+        // The annotation may have been removed with the data changed: Vault's record of the
+        // handover still says what the data was.
         let recorded = secret
             .annotations
             .get(names::FINGERPRINT)
-            .and_then(|f| Fingerprint::parse(f));
+            .and_then(|f| Fingerprint::parse(f))
+            .or_else(|| owned.and_then(|p| p.origin_fingerprint.clone()));
         if let (Some(recorded), Some(current)) = (&recorded, current) {
             if !secret.data.is_empty() && recorded != current {
                 violations.push(violation(
@@ -173,6 +217,7 @@ pub fn assess_bootstrap(
                 "consumed with --mode strip, but data is present again",
             ));
         }
+        violations.extend(owned.and(data_lost(vault)));
         let phase = match owned {
             Some(p) => phase_after_handover(
                 p.origin_version,
@@ -194,6 +239,7 @@ pub fn assess_bootstrap(
         };
     }
     let Some(provenance) = owned else {
+        violations.extend(recreated(vault, &origin, &secret.uid));
         return Assessment {
             authority: Authority::Git,
             phase: Phase::Pending,
@@ -230,21 +276,22 @@ pub fn assess_internal(
     vault: Option<&VaultFacts>,
     current: Option<&Fingerprint>,
 ) -> Assessment {
-    let phase = match ours(vault, &secret.push_origin(), &secret.uid) {
+    let origin = secret.push_origin();
+    let phase = match ours(vault, &origin, &secret.uid) {
         Some(p) if current.is_none() || p.origin_fingerprint.as_ref() == current => Phase::Pushed,
         Some(_) => Phase::PushPending,
         None => {
             return Assessment {
                 authority: Authority::Operator,
                 phase: Phase::NotPushed,
-                violations: Vec::new(),
+                violations: recreated(vault, &origin, &secret.uid).into_iter().collect(),
             }
         }
     };
     Assessment {
         authority: Authority::Vault,
         phase,
-        violations: Vec::new(),
+        violations: data_lost(vault).into_iter().collect(),
     }
 }
 
@@ -348,6 +395,7 @@ mod tests {
             provenance: Some(&p),
             custom: &custom,
             current_version: 1,
+            current_readable: true,
         };
         let at = "2026-01-01T00:00:00Z"
             .parse::<jiff::Timestamp>()
@@ -379,6 +427,7 @@ mod tests {
             provenance: Some(&p),
             custom: &custom,
             current_version: 4,
+            current_readable: true,
         };
         let consumed = [(names::STATE_LABEL, names::STATE_CONSUMED)];
         let clean = assess_bootstrap(
@@ -410,6 +459,36 @@ mod tests {
         assert_eq!(kinds(&unstripped), vec![ViolationKind::NotStripped]);
         let lost = assess_bootstrap(&secret(&consumed, &[], false), None, None, 0, 0);
         assert_eq!(kinds(&lost), vec![ViolationKind::VaultMissing]);
+    }
+
+    #[test]
+    fn status_tells_the_truth_about_broken_states() {
+        let p = owned(1);
+        let custom = BTreeMap::new();
+        let consumed = [(names::STATE_LABEL, names::STATE_CONSUMED)];
+        // Data changed and its fingerprint annotation removed: Vault's record still knows.
+        let unannotated = secret(&consumed, &[], true);
+        let facts = VaultFacts {
+            provenance: Some(&p),
+            custom: &custom,
+            current_version: 1,
+            current_readable: true,
+        };
+        let changed = assess_bootstrap(&unannotated, Some(&facts), Some(&fp('b')), 0, 0);
+        assert_eq!(kinds(&changed), vec![ViolationKind::Drifted]);
+        // The current version deleted.
+        let deleted = VaultFacts {
+            current_readable: false,
+            ..facts
+        };
+        let lost = assess_bootstrap(&unannotated, Some(&deleted), Some(&fp('a')), 0, 0);
+        assert_eq!(kinds(&lost), vec![ViolationKind::VaultDataLost]);
+        // Re-created with a new uid after `--mode delete`: pending, and refused forever.
+        let mut again = secret(&[], &[], true);
+        again.uid = "uid-2".into();
+        let recreated = assess_bootstrap(&again, Some(&facts), Some(&fp('a')), 0, 0);
+        assert_eq!(kinds(&recreated), vec![ViolationKind::Recreated]);
+        assert!(recreated.violations[0].detail.contains("uid-2"));
     }
 
     #[test]

@@ -383,3 +383,134 @@ fn no_credential_reaches_any_output() {
     assert!(quiet.stderr.contains("\"audit\":true"), "{}", quiet.stderr);
     tally.report("credentials");
 }
+
+/// The violations `status` reports, by kind.
+fn violation_kinds(run: &crate::support::Run) -> Vec<String> {
+    run.json()["rows"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|row| row["violations"].as_array().cloned().unwrap_or_default())
+        .map(|v| v["kind"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+#[test]
+fn status_never_says_clean_when_it_is_not() {
+    let mut tally = Tally::default();
+    let cluster = Cluster::start();
+    let status = |ns: &str, extra: &[&str]| {
+        let mut args = vec!["status", "-n", ns, "--output", "json"];
+        args.extend_from_slice(extra);
+        secops(Some(&cluster), &args)
+    };
+    let handed_over = |ns: &str, extra: &[&str]| {
+        cluster.namespace(ns);
+        cluster.bootstrap_secret(ns, "s", &format!("{ns}/s"), &[("v", b"value")]);
+        let mut args = vec!["handover", "-n", ns];
+        args.extend_from_slice(extra);
+        assert_eq!(secops(Some(&cluster), &args).code, 0);
+    };
+    let mut expect = |ns: &str, extra: &[&str], kind: &str| {
+        let run = status(ns, extra);
+        tally.saw(&run);
+        assert_eq!(run.code, 3, "{ns}: {}", run.stdout);
+        assert!(
+            violation_kinds(&run).contains(&kind.to_string()),
+            "{ns}: {}",
+            run.stdout
+        );
+        run
+    };
+
+    // The fingerprint key deleted: drift can no longer be seen.
+    enable_mount("st-key-kv", "2");
+    handed_over("st-key", &["--kv-mount", "st-key-kv"]);
+    assert_eq!(status("st-key", &["--kv-mount", "st-key-kv"]).code, 0);
+    BAO.api("DELETE", "st-key-kv/data/secops/fingerprint-key", None);
+    expect(
+        "st-key",
+        &["--kv-mount", "st-key-kv"],
+        "fingerprint-key-lost",
+    );
+
+    // The current version of a consumed path soft-deleted.
+    handed_over("st-data", &[]);
+    BAO.api("DELETE", "secret/data/st-data/s", None);
+    expect("st-data", &[], "vault-data-lost");
+
+    // Written, not marked, and then pointed elsewhere: the old path stays owned.
+    cluster.namespace("st-moved");
+    cluster.bootstrap_secret("st-moved", "s", "st-moved/old", &[("v", b"value")]);
+    assert_eq!(
+        secops(Some(&cluster), &["write-vault", "--secret", "st-moved/s"]).code,
+        0
+    );
+    cluster.merge_patch_secret(
+        "st-moved",
+        "s",
+        json!({"metadata": {"annotations": {"secops.dev/vault-path": "st-moved/new"}}}),
+    );
+    expect("st-moved", &[], "origin-moved");
+
+    // Data changed, and the fingerprint annotation removed with it.
+    handed_over("st-unannotated", &[]);
+    cluster.merge_patch_secret(
+        "st-unannotated",
+        "s",
+        json!({"metadata": {"annotations": {"secops.dev/fingerprint": null}}, "data": {"v": STANDARD.encode("changed")}}),
+    );
+    expect("st-unannotated", &[], "drifted");
+
+    // Re-created by GitOps after `--mode delete`: two uids, one path.
+    handed_over("st-recreated", &["--mode", "delete"]);
+    cluster.bootstrap_secret("st-recreated", "s", "st-recreated/s", &[("v", b"value")]);
+    let run = expect("st-recreated", &[], "recreated");
+    let uids = run.stdout.matches("uid").count();
+    assert!(uids >= 2, "both uids named: {}", run.stdout);
+    // ... and an internal Secret re-created under the same name.
+    cluster.namespace("st-internal");
+    let internal = |value: &str| {
+        cluster.create(json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "op", "namespace": "st-internal", "labels": {"secops.dev/class": "internal"},
+                         "annotations": {"secops.dev/vault-path": "st-internal/op"}},
+            "data": {"v": STANDARD.encode(value)},
+        }))
+    };
+    internal("one");
+    assert_eq!(
+        secops(Some(&cluster), &["push-secret", "-n", "st-internal"]).code,
+        0
+    );
+    cluster.delete_secret("st-internal", "op");
+    internal("one");
+    expect("st-internal", &[], "recreated");
+
+    // A dry run posts no Events, not even the Drifted one.
+    cluster.namespace("st-dry");
+    cluster.bootstrap_secret("st-dry", "s", "st-dry/s", &[("v", b"value")]);
+    assert_eq!(
+        secops(Some(&cluster), &["write-vault", "--secret", "st-dry/s"]).code,
+        0
+    );
+    cluster.merge_patch_secret(
+        "st-dry",
+        "s",
+        json!({"data": {"v": STANDARD.encode("drifted")}}),
+    );
+    let events = |ns: &str| cluster.events(ns).len();
+    let before = events("st-dry");
+    let dry = secops(
+        Some(&cluster),
+        &["mark-consumed", "--secret", "st-dry/s", "--dry-run"],
+    );
+    tally.saw(&dry);
+    assert_eq!(dry.code, 3, "{}", dry.stdout);
+    assert_eq!(
+        events("st-dry"),
+        before,
+        "a dry run changes nothing, Events included"
+    );
+    tally.report("status truth");
+}
