@@ -341,10 +341,10 @@ pub fn secops_bin() -> &'static str {
     env!("CARGO_BIN_EXE_secops")
 }
 
-/// A token that carries only the Vault policy the chart renders for `role` (`handover`,
-/// `push`, `rotate`), with the chart configured for `namespaces`: tests run under the
-/// policies a cluster would get, not as root. The chart is rendered by Helm's own SDK.
-pub fn chart_token(role: &str, namespaces: &[String]) -> String {
+/// The Vault policy (HCL) the chart renders for `role` (`handover`, `push`, `rotate`), with
+/// the chart configured for `namespaces` and KV mount `kv_mount`. Rendered by Helm's own SDK,
+/// so tests run under the policies a cluster would get.
+pub fn chart_policy(role: &str, namespaces: &[String], kv_mount: &str) -> String {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let python = root.join(".work/venv/bin/python");
     assert!(
@@ -356,14 +356,14 @@ pub fn chart_token(role: &str, namespaces: &[String]) -> String {
 import json, sys
 sys.path.insert(0, "scripts")
 import secops_manifests as m
-values = {"namespaces": json.loads(sys.argv[1]), "vault": {"address": "http://unused"}}
+values = {"namespaces": json.loads(sys.argv[1]), "vault": {"address": "http://unused", "kvMount": sys.argv[3]}}
 docs = m.documents(m.render(values))
 config = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "secops-vault-policies")
 print(config["data"][sys.argv[2] + ".hcl"])
 "#;
     let rendered = Command::new(&python)
         .current_dir(root)
-        .args(["-c", script, &json!(namespaces).to_string(), role])
+        .args(["-c", script, &json!(namespaces).to_string(), role, kv_mount])
         .output()
         .expect("python");
     assert!(
@@ -371,12 +371,18 @@ print(config["data"][sys.argv[2] + ".hcl"])
         "{}",
         String::from_utf8_lossy(&rendered.stderr)
     );
+    String::from_utf8(rendered.stdout).unwrap()
+}
+
+/// A token that carries only the Vault policy the chart renders for `role` and
+/// `namespaces` (see [`chart_policy`]).
+pub fn chart_token(role: &str, namespaces: &[String]) -> String {
+    let policy = chart_policy(role, namespaces, "secret");
     static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let name = format!(
         "chart-{role}-{}",
         COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
     );
-    let policy = String::from_utf8(rendered.stdout).unwrap();
     let (code, body) = BAO.api(
         "POST",
         &format!("sys/policies/acl/{name}"),

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
-use crate::support::{secops, secops_with, Cluster, TempDir, BAO};
+use crate::support::{chart_policy, secops, secops_with, Cluster, TempDir, BAO};
 
 /// The chart's ConfigMap layout (`NAME.hcl`, `roles.json`) for policy `secops-{stem}` and
 /// role `{stem}` on auth mount `mount`.
@@ -16,9 +16,8 @@ fn rendered(dir: &Path, stem: &str, mount: &str) {
 }
 
 fn rendered_in(dir: &Path, stem: &str, mount: &str, kv: &str) {
-    let hcl = format!(
-        "# Hand over bootstrap Secrets.\npath \"{kv}/data/{stem}/*\" {{\n  capabilities = [\"create\", \"read\"]\n}}\npath \"{kv}/metadata/{stem}/*\" {{\n  capabilities = [\"create\", \"read\", \"update\"]\n}}\npath \"{kv}/data/secops/fingerprint-key\" {{\n  capabilities = [\"create\", \"read\"]\n}}\n"
-    );
+    // The handover policy exactly as the chart renders it for namespace `stem`.
+    let hcl = chart_policy("handover", &[stem.to_string()], kv);
     std::fs::write(dir.join(format!("{stem}.hcl")), hcl).unwrap();
     let roles = json!({format!("auth/{mount}/role/{stem}"): {
         "bound_service_account_names": [stem],
