@@ -5,6 +5,7 @@ no schema expresses, and one source of truth."""
 from __future__ import annotations
 
 import copy
+import re
 
 import helm_python as helm
 import pytest
