@@ -274,24 +274,19 @@ pub struct HandoverArgs {
 
 #[derive(Debug, Args)]
 pub struct RotateArgs {
-    /// Path inside the KV mount
+    /// Path inside the KV mount (KV rotation)
     #[arg(long, env = "SECOPS_PATH")]
-    path: String,
+    path: Option<String>,
     /// Key to regenerate (repeatable or comma separated); other keys keep their values
-    #[arg(
-        long = "key",
-        env = "SECOPS_KEYS",
-        required = true,
-        value_delimiter = ','
-    )]
+    #[arg(long = "key", env = "SECOPS_KEYS", value_delimiter = ',')]
     keys: Vec<String>,
     /// Identity of the trigger (workflow uid, event id); the same id never rotates twice
     #[arg(long, env = "SECOPS_ROTATION_ID")]
     rotation_id: String,
-    /// How new values are made
+    /// How new values are made (KV rotation)
     #[arg(long, env = "SECOPS_GENERATOR",
           value_parser = PossibleValuesParser::new(Generator::NAMES).try_map(|s| s.parse::<Generator>()))]
-    generator: Generator,
+    generator: Option<Generator>,
     /// Characters (password) or random bytes (hex, base64) [default: 32]
     #[arg(long, env = "SECOPS_LENGTH", value_parser = clap::value_parser!(u32).range(1..=4096))]
     length: Option<u32>,
@@ -310,12 +305,25 @@ pub struct RotateArgs {
     /// After the write, destroy versions older than the newest N (at least 2; 0 keeps all)
     #[arg(long, env = "SECOPS_KEEP_VERSIONS", value_parser = parse_keep_versions)]
     keep_versions: Option<u32>,
+    /// Engine-backed rotation instead of a KV write: Vault rotates the static role MOUNT/ROLE
+    /// (POST MOUNT/rotate-role/ROLE), exactly once per rotation id
+    #[arg(long, env = "SECOPS_STATIC_ROLE", conflicts_with_all = ["path", "keys", "generator"])]
+    static_role: Option<String>,
     /// ExternalSecret to force-sync, as externalsecret/NS/NAME (repeatable or comma separated)
     #[arg(long, env = "SECOPS_REFRESH", value_delimiter = ',')]
     refresh: Vec<String>,
-    /// Workload to restart, as deployment|statefulset|daemonset/NS/NAME (repeatable or comma separated)
+    /// Workload to restart, as deployment|statefulset|daemonset/NS/NAME (repeatable or comma
+    /// separated); restarted only after every --refresh ExternalSecret has synced
     #[arg(long, env = "SECOPS_RESTART", value_delimiter = ',')]
     restart: Vec<String>,
+    /// How long to wait for the ExternalSecrets to sync before restarting workloads; when it
+    /// runs out, exit 75 and the retry re-drives the consumers; 0 restarts without waiting
+    #[arg(long, env = "SECOPS_SYNC_TIMEOUT", default_value = "5m", value_parser = parse_sync_timeout)]
+    sync_timeout: Duration,
+    /// Rotate only when the current value is older than this (else outcome not-due); recorded
+    /// as the path's maximum age (secops-max-age)
+    #[arg(long, env = "SECOPS_IF_OLDER_THAN", value_parser = parse_max_age)]
+    if_older_than: Option<Duration>,
     /// Take over a path that has no secops provenance (recorded as secops-adopted-at)
     #[arg(long, env = "SECOPS_ADOPT", value_parser = BoolishValueParser::new())]
     adopt: bool,
@@ -347,6 +355,10 @@ pub struct StatusArgs {
     /// Output format [default: table on a terminal, else json]
     #[arg(long, env = "SECOPS_STATUS_OUTPUT", value_enum)]
     output: Option<StatusFormat>,
+    /// Report a violation for a secret whose current version is older than this (a path's
+    /// own secops-max-age takes precedence); 1m to 3650d
+    #[arg(long, env = "SECOPS_MAX_AGE", value_parser = parse_max_age)]
+    max_age: Option<Duration>,
 }
 
 impl Command {
@@ -437,6 +449,7 @@ impl Command {
                 grace_seconds: i64::try_from(args.grace.as_secs())
                     .map_err(|_| Error::Usage("--grace is too long".into()))?,
                 table: args.output.map(|format| format == StatusFormat::Table),
+                max_age_seconds: args.max_age.map(|age| age.as_secs() as i64),
             }),
         })
     }
@@ -469,14 +482,84 @@ const DEFAULT_LENGTH: u32 = 32;
 
 impl RotateArgs {
     fn validate(&self) -> Result<commands::rotate::Plan> {
-        validate_path(&self.path).map_err(|reason| Error::Usage(format!("--path: {reason}")))?;
-        if crate::domain::names::is_reserved(&self.path) {
+        validate_rotation_id(&self.rotation_id)?;
+        let target = match (&self.static_role, &self.path) {
+            (Some(role), _) => self.validate_static_role(role)?,
+            (None, Some(path)) => commands::rotate::What::Kv(self.validate_kv(path)?),
+            (None, None) => {
+                return Err(Error::Usage(
+                    "rotate needs --path (KV rotation) or --static-role MOUNT/ROLE".into(),
+                ))
+            }
+        };
+        let mut consumers = Vec::new();
+        for refresh in self.refresh.iter().filter(|t| !t.trim().is_empty()) {
+            consumers.push(parse_refresh(refresh.trim())?);
+        }
+        for restart in self.restart.iter().filter(|t| !t.trim().is_empty()) {
+            consumers.push(parse_restart(restart.trim())?);
+        }
+        Ok(commands::rotate::Plan {
+            rotation_id: self.rotation_id.clone(),
+            what: target,
+            consumers,
+            claim_lease_seconds: self.claim_lease.as_secs() as i64,
+            sync_timeout: self.sync_timeout,
+            if_older_than: self.if_older_than,
+        })
+    }
+
+    fn validate_static_role(&self, text: &str) -> Result<commands::rotate::What> {
+        let invalid = |reason: String| Error::Usage(format!("--static-role {text:?}: {reason}"));
+        let (mount, role) = text
+            .rsplit_once('/')
+            .ok_or_else(|| invalid("expected MOUNT/ROLE".into()))?;
+        validate_mount(mount).map_err(invalid)?;
+        let role_ok = !role.is_empty()
+            && role.len() <= 128
+            && role
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            && role != "."
+            && role != "..";
+        if !role_ok {
+            return Err(invalid(
+                "the role: use letters, digits, '-', '_', '.'".into(),
+            ));
+        }
+        let kv_only = [
+            ("--length", self.length.is_some()),
+            ("--charset", self.charset.is_some()),
+            ("--policy", self.policy.is_some()),
+            ("--keep-versions", self.keep_versions.is_some()),
+            ("--adopt", self.adopt),
+            ("--allow-lookalikes", self.allow_lookalikes),
+        ];
+        if let Some((flag, _)) = kv_only.iter().find(|(_, given)| *given) {
+            return Err(Error::Usage(format!(
+                "{flag} is for KV rotation; Vault makes the value of a static role"
+            )));
+        }
+        Ok(commands::rotate::What::StaticRole {
+            mount: mount.to_string(),
+            role: role.to_string(),
+        })
+    }
+
+    fn validate_kv(&self, path: &str) -> Result<commands::rotate::KvPlan> {
+        validate_path(path).map_err(|reason| Error::Usage(format!("--path: {reason}")))?;
+        if crate::domain::names::is_reserved(path) {
             return Err(Error::ReservedPath {
-                path: self.path.clone(),
+                path: path.to_string(),
                 action: "rotate it".into(),
             });
         }
-        validate_rotation_id(&self.rotation_id)?;
+        if self.keys.iter().all(|k| k.trim().is_empty()) {
+            return Err(Error::Usage("KV rotation needs --key".into()));
+        }
+        let generator = self
+            .generator
+            .ok_or_else(|| Error::Usage("KV rotation needs --generator".into()))?;
         let mut keys: Vec<String> = Vec::new();
         for key in &self.keys {
             let valid = !key.is_empty()
@@ -494,7 +577,7 @@ impl RotateArgs {
             }
         }
         let length = self.length.unwrap_or(DEFAULT_LENGTH) as usize;
-        let recipe = match self.generator {
+        let recipe = match generator {
             Generator::Password => Recipe::Password(PasswordSpec::new(
                 length,
                 self.charset.as_deref(),
@@ -509,22 +592,19 @@ impl RotateArgs {
                 })?)
             }
         };
-        let mut consumers = Vec::new();
-        for refresh in self.refresh.iter().filter(|t| !t.trim().is_empty()) {
-            consumers.push(parse_refresh(refresh.trim())?);
-        }
-        for restart in self.restart.iter().filter(|t| !t.trim().is_empty()) {
-            consumers.push(parse_restart(restart.trim())?);
-        }
-        Ok(commands::rotate::Plan {
-            path: self.path.clone(),
+        let generator_name = match generator {
+            Generator::Password => "password",
+            Generator::Hex => "hex",
+            Generator::Base64 => "base64",
+            Generator::VaultPolicy => "vault-policy",
+        };
+        Ok(commands::rotate::KvPlan {
+            path: path.to_string(),
             keys,
-            rotation_id: self.rotation_id.clone(),
+            generator: generator_name.to_string(),
             recipe,
-            consumers,
             keep_versions: self.keep_versions.filter(|k| *k > 0),
             adopt: self.adopt,
-            claim_lease_seconds: self.claim_lease.as_secs() as i64,
         })
     }
 }
@@ -718,6 +798,15 @@ fn parse_claim_lease(text: &str) -> std::result::Result<Duration, String> {
 
 fn parse_grace(text: &str) -> std::result::Result<Duration, String> {
     parse_duration_within(text, Duration::ZERO, DAY * 365, "0 to 365d")
+}
+
+fn parse_sync_timeout(text: &str) -> std::result::Result<Duration, String> {
+    parse_duration_within(text, Duration::ZERO, HOUR, "0 to 1h")
+}
+
+/// A maximum age (`--if-older-than`, `--max-age`): 1m to 3650 days.
+pub fn parse_max_age(text: &str) -> std::result::Result<Duration, String> {
+    parse_duration_within(text, Duration::from_secs(60), DAY * 3650, "1m to 3650d")
 }
 
 #[cfg(test)]

@@ -10,10 +10,11 @@ use serde::Serialize;
 
 use super::Context;
 use crate::domain::authority::{
-    assess_bootstrap, assess_internal, assess_orphan, Assessment, Authority, Phase, VaultFacts,
-    Violation,
+    age_violation, assess_bootstrap, assess_internal, assess_orphan, Assessment, Authority, Phase,
+    VaultFacts, Violation,
 };
 use crate::domain::bootstrap::SourceSecret;
+use crate::domain::expiry::{max_age_of, parse_max_age};
 use crate::domain::names::{is_reserved, meta, Class};
 use crate::domain::outcome::Outcome;
 use crate::domain::provenance::{Origin, Provenance};
@@ -28,6 +29,8 @@ pub struct Plan {
     pub grace_seconds: i64,
     /// `None`: a table on a terminal, else JSON.
     pub table: Option<bool>,
+    /// The maximum age of a current value where the path records none of its own.
+    pub max_age_seconds: Option<i64>,
 }
 
 const READ_CONCURRENCY: usize = 16;
@@ -39,6 +42,8 @@ enum RowKind {
     Bootstrap,
     Internal,
     Vault,
+    /// A static role an engine rotates (`rotate --static-role`).
+    Engine,
 }
 
 #[derive(Debug, Serialize)]
@@ -52,7 +57,16 @@ struct Row {
     vault_version: Option<u64>,
     last_handover: Option<String>,
     last_rotation: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rotation_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    consumers: Option<Vec<String>>,
     violations: Vec<Violation>,
+    /// When the current value was written, and its maximum age (judged once all rows exist).
+    #[serde(skip)]
+    written_at: Option<jiff::Timestamp>,
+    #[serde(skip)]
+    max_age: Option<i64>,
 }
 
 impl Row {
@@ -75,7 +89,11 @@ impl Row {
             vault_version: metadata.map(|m| m.current_version),
             last_handover: get(meta::HANDOVER_AT),
             last_rotation: get(meta::ROTATED_AT),
+            rotation_id: get(meta::ROTATION_ID),
+            consumers: None,
             violations: assessment.violations,
+            written_at: metadata.and_then(|m| m.current_created_at),
+            max_age: metadata.and_then(|m| max_age_of(&m.custom, None)),
         }
     }
 }
@@ -125,6 +143,72 @@ async fn provenance_paths(ctx: &Context, mount: &str) -> Result<Vec<(String, Vau
         .into_iter()
         .flatten()
         .collect())
+}
+
+/// One row per static role `rotate --static-role` has rotated, from the state it records
+/// under `secops/engine-rotations/`. A status identity not allowed to read that state gets
+/// no engine rows rather than no status.
+async fn engine_rows(ctx: &Context, mount: &str) -> Result<Vec<Row>> {
+    let root = crate::commands::rotate::ENGINE_STATE_ROOT.to_string();
+    let mut folders = vec![root.clone()];
+    let mut rows = Vec::new();
+    while let Some(folder) = folders.pop() {
+        let keys = match ctx.vault.list(mount, &folder).await {
+            Ok(keys) => keys,
+            Err(crate::error::Error::Forbidden { .. }) => {
+                tracing::warn!(
+                    folder,
+                    "not allowed to list engine rotations; status shows none"
+                );
+                return Ok(rows);
+            }
+            Err(error) => return Err(error),
+        };
+        for key in keys {
+            let full = format!("{folder}{key}");
+            if full.ends_with('/') {
+                folders.push(full);
+                continue;
+            }
+            let Some(held) = ctx.vault.read(mount, &full, None, &BTreeSet::new()).await? else {
+                continue;
+            };
+            let field = |name: &str| {
+                held.data
+                    .get(name)
+                    .and_then(|v| v.as_utf8())
+                    .map(String::from)
+            };
+            let Some((engine, role)) = full[root.len()..].rsplit_once('/') else {
+                continue;
+            };
+            let last = field("last_vault_rotation");
+            rows.push(Row {
+                kind: RowKind::Engine,
+                secret: None,
+                mount: engine.to_string(),
+                path: format!("static-roles/{role}"),
+                authority: Authority::Vault,
+                phase: Phase::Rotated(field("rotations").and_then(|n| n.parse().ok()).unwrap_or(1)),
+                vault_version: None,
+                last_handover: None,
+                last_rotation: last.clone(),
+                rotation_id: field("rotation_id"),
+                consumers: Some(
+                    field("consumers")
+                        .unwrap_or_default()
+                        .split(',')
+                        .filter(|c| !c.is_empty())
+                        .map(String::from)
+                        .collect(),
+                ),
+                violations: Vec::new(),
+                written_at: last.and_then(|t| t.parse().ok()),
+                max_age: field("max_age").and_then(|a| parse_max_age(&a)),
+            });
+        }
+    }
+    Ok(rows)
 }
 
 /// The kebab-case name a unit enum serializes as.
@@ -291,6 +375,13 @@ pub async fn run(plan: &Plan, ctx: &Context) -> Result<Report> {
             Some(&metadata),
             assessment,
         ));
+    }
+    rows.extend(engine_rows(ctx, &mount).await?);
+    let now = crate::clock::now();
+    for row in &mut rows {
+        if let Some(v) = age_violation(row.written_at, now, row.max_age.or(plan.max_age_seconds)) {
+            row.violations.push(v);
+        }
     }
     let violations: usize = rows.iter().map(|r| r.violations.len()).sum();
     let (outcome, status) = if violations > 0 {

@@ -34,6 +34,8 @@ pub enum ViolationKind {
     OriginGone,
     /// A consumed Secret whose Vault path carries no handover: the authority was lost.
     VaultMissing,
+    /// The current value is older than its maximum age (`--max-age`, `secops-max-age`).
+    TooOld,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -112,6 +114,16 @@ pub struct VaultFacts<'a> {
     pub provenance: Option<&'a Provenance>,
     pub custom: &'a BTreeMap<String, String>,
     pub current_version: u64,
+}
+
+/// A value written at `written_at` that is older than its maximum age.
+pub fn age_violation(
+    written_at: Option<jiff::Timestamp>,
+    now: jiff::Timestamp,
+    max_age_seconds: Option<i64>,
+) -> Option<Violation> {
+    super::expiry::too_old(written_at, now, max_age_seconds)
+        .map(|detail| violation(ViolationKind::TooOld, detail))
 }
 
 fn violation(kind: ViolationKind, detail: impl Into<String>) -> Violation {

@@ -2,6 +2,7 @@
 //! OpenBao dev server and the Kubernetes API emulator.
 
 mod cli;
+mod consumers;
 mod demo;
 mod emulator;
 mod faults;

@@ -24,6 +24,8 @@ pub enum ProxyFault {
 struct Plan {
     served: usize,
     faults: HashMap<usize, ProxyFault>,
+    /// Fail the request that follows the first one whose head contains this text.
+    after: Option<(String, ProxyFault)>,
 }
 
 pub struct FaultProxy {
@@ -52,6 +54,16 @@ impl FaultProxy {
         let mut plan = self.plan.lock().unwrap();
         plan.served = 0;
         plan.faults = HashMap::from([(position, fault)]);
+        plan.after = None;
+    }
+
+    /// Fails the request right after the first one whose request line and headers contain
+    /// `needle` (e.g. `POST /v1/secret/data/team/db `): a crash just after that request.
+    pub fn arm_after(&self, needle: &str, fault: ProxyFault) {
+        let mut plan = self.plan.lock().unwrap();
+        plan.served = 0;
+        plan.faults.clear();
+        plan.after = Some((needle.to_string(), fault));
     }
 
     pub fn served(&self) -> usize {
@@ -99,6 +111,14 @@ fn serve(client: TcpStream, upstream: &str, plan: &Mutex<Plan>) {
         let mut plan = plan.lock().unwrap();
         let position = plan.served;
         plan.served += 1;
+        let head = String::from_utf8_lossy(&request[..request.len().min(512)]).to_string();
+        if let Some((needle, fault)) = plan.after.take() {
+            if head.contains(&needle) {
+                plan.faults.insert(position + 1, fault);
+            } else {
+                plan.after = Some((needle, fault));
+            }
+        }
         plan.faults.remove(&position)
     };
     match fault {
