@@ -94,38 +94,43 @@ impl<'a> Eso<'a> {
                 let Some(wanted) = es["metadata"]["annotations"]["force-sync"].as_str() else {
                     continue;
                 };
+                // ESO records what it synced in `status.syncedResourceVersion` (it hashes
+                // labels and annotations into it); the force-sync value stands in for that.
+                if es["status"]["syncedResourceVersion"].as_str() == Some(wanted) {
+                    continue;
+                }
                 let key = format!("{ns}/{name}");
                 let mut seen = self.seen.lock().unwrap();
                 let entry = seen.entry(key).or_insert((String::new(), None));
-                if entry.0 == wanted {
-                    continue;
+                if entry.0 != wanted {
+                    *entry = (wanted.to_string(), Some(Instant::now()));
                 }
-                let first = *entry.1.get_or_insert_with(Instant::now);
                 let delay = match mode {
                     EsoMode::Sync(delay) => delay,
                     EsoMode::Fail => Duration::ZERO,
                 };
-                if first.elapsed() < delay {
+                if entry.1.is_some_and(|first| first.elapsed() < delay) {
                     continue;
                 }
-                let (status, reason) = match mode {
-                    EsoMode::Sync(_) => ("True", "SecretSynced"),
-                    EsoMode::Fail => ("False", "SecretSyncedError"),
-                };
                 let now = jiff::Timestamp::now()
                     .strftime("%Y-%m-%dT%H:%M:%SZ")
                     .to_string();
+                let status = match mode {
+                    EsoMode::Sync(_) => json!({
+                        "refreshTime": now,
+                        "syncedResourceVersion": wanted,
+                        "conditions": [{"type": "Ready", "status": "True", "reason": "SecretSynced"}],
+                    }),
+                    EsoMode::Fail => json!({
+                        "refreshTime": now,
+                        "conditions": [{"type": "Ready", "status": "False", "reason": "SecretSyncedError"}],
+                    }),
+                };
                 merge_patch(
                     self.cluster,
                     &es_path(ns, &name),
-                    json!({"status": {"refreshTime": now, "conditions": [{"type": "Ready", "status": status, "reason": reason}]}}),
+                    json!({ "status": status }),
                 );
-                if mode != EsoMode::Fail {
-                    *entry = (wanted.to_string(), None);
-                } else {
-                    // ESO retries a failing sync with backoff; so do we, once unfailed.
-                    entry.1 = None;
-                }
             }
         }
     }
@@ -151,7 +156,12 @@ impl<'a> Eso<'a> {
 pub fn consumed_secret(cluster: &Cluster, ns: &str, canaries: &Canaries) -> String {
     cluster.namespace(ns);
     let path = format!("{ns}/db");
-    cluster.bootstrap_secret(ns, "db", &path, &[("password", &canaries.plant(ns))]);
+    cluster.bootstrap_secret(
+        ns,
+        "db",
+        &path,
+        &[("password", &canaries.plant(ns)), ("user", b"app")],
+    );
     let handover = secops(Some(cluster), &["handover", "-n", ns]);
     assert_eq!(handover.code, 0, "{}", handover.stdout);
     cluster.create(json!({"apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret", "metadata": {"name": "db", "namespace": ns}, "spec": {"refreshInterval": "1h"}}));

@@ -281,7 +281,9 @@ fn rotation_respects_authority() {
         "rot-auth/manual",
         json!({"k": "v", "other": "kept"}),
     );
-    let args = |path: &'static str, extra: &'static [&'static str]| {
+    // Each path its own rotation id: an id names one intent.
+    let run = |path: &str, extra: &[&str]| {
+        let id = path.replace('/', "-");
         let mut args = vec![
             "rotate",
             "--path",
@@ -289,21 +291,21 @@ fn rotation_respects_authority() {
             "--key",
             "k",
             "--rotation-id",
-            "r1",
+            &id,
             "--generator",
             "hex",
             "--length",
             "16",
         ];
         args.extend_from_slice(extra);
-        args
+        secops(Some(&cluster), &args)
     };
-    let pushed = secops(Some(&cluster), &args("rot-auth/pushed", &[]));
+    let pushed = run("rot-auth/pushed", &[]);
     assert_eq!(pushed.code, 3, "a pushed path belongs to its operator");
     assert_eq!(BAO.current_version("secret", "rot-auth/pushed"), 1);
-    let manual = secops(Some(&cluster), &args("rot-auth/manual", &[]));
+    let manual = run("rot-auth/manual", &[]);
     assert_eq!(manual.code, 3, "no provenance without --adopt");
-    let adopted = secops(Some(&cluster), &args("rot-auth/manual", &["--adopt"]));
+    let adopted = run("rot-auth/manual", &["--adopt"]);
     assert_eq!(adopted.code, 0, "{}", adopted.stderr);
     let value = BAO.read("secret", "rot-auth/manual").unwrap();
     assert_eq!(
@@ -315,12 +317,9 @@ fn rotation_respects_authority() {
     assert!(BAO
         .custom_metadata("secret", "rot-auth/manual")
         .contains_key("secops-adopted-at"));
-    let missing = secops(Some(&cluster), &args("rot-auth/missing", &[]));
+    let missing = run("rot-auth/missing", &[]);
     assert_eq!(missing.code, 4);
-    let reserved = secops(
-        Some(&cluster),
-        &args("secops/fingerprint-key", &["--adopt"]),
-    );
+    let reserved = run("secops/fingerprint-key", &["--adopt"]);
     assert_eq!(reserved.code, 3);
 }
 
@@ -400,6 +399,7 @@ fn a_crashed_rotation_of_a_binary_key_is_recognised_by_its_re_run() {
     for generator in ["hex", "password"] {
         let ns = format!("rot-bin-{generator}");
         let path = binary_secret(&cluster, &ns, &canaries, true);
+        let id = format!("bin-{generator}");
         let args = [
             "rotate",
             "--path",
@@ -409,7 +409,7 @@ fn a_crashed_rotation_of_a_binary_key_is_recognised_by_its_re_run() {
             "--generator",
             generator,
             "--rotation-id",
-            "bin-1",
+            &id,
         ];
         // The data write goes through; the request after it (the record) never arrives.
         proxy.arm_after(&format!("POST /v1/secret/data/{path} "), ProxyFault::Reset);
