@@ -356,7 +356,7 @@ pub struct StatusArgs {
     #[arg(long, env = "SECOPS_STATUS_OUTPUT", value_enum)]
     output: Option<StatusFormat>,
     /// Report a violation for a secret whose current version is older than this (a path's
-    /// own secops-max-age takes precedence); 1m to 3650d
+    /// own secops-max-age takes precedence); 1s to 87600h
     #[arg(long, env = "SECOPS_MAX_AGE", value_parser = parse_max_age)]
     max_age: Option<Duration>,
 }
@@ -804,9 +804,9 @@ fn parse_sync_timeout(text: &str) -> std::result::Result<Duration, String> {
     parse_duration_within(text, Duration::ZERO, HOUR, "0 to 1h")
 }
 
-/// A maximum age (`--if-older-than`, `--max-age`): 1m to 3650 days.
+/// A maximum age (`--if-older-than`, `--max-age`): 1s to 87600h (ten years).
 pub fn parse_max_age(text: &str) -> std::result::Result<Duration, String> {
-    parse_duration_within(text, Duration::from_secs(60), DAY * 3650, "1m to 3650d")
+    parse_duration_within(text, Duration::from_secs(1), DAY * 3650, "1s to 87600h")
 }
 
 #[cfg(test)]

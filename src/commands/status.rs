@@ -145,6 +145,17 @@ async fn provenance_paths(ctx: &Context, mount: &str) -> Result<Vec<(String, Vau
         .collect())
 }
 
+impl Row {
+    /// The namespaces of an engine row's consumers: the row is in a scope that covers one of
+    /// them (an engine role has no namespace of its own; without consumers, only `-A`).
+    fn consumer_namespaces(&self) -> impl Iterator<Item = &str> {
+        self.consumers
+            .iter()
+            .flatten()
+            .filter_map(|c| c.split('/').nth(1))
+    }
+}
+
 /// One row per static role `rotate --static-role` has rotated, from the state it records
 /// under `secops/engine-rotations/`. A status identity not allowed to read that state gets
 /// no engine rows rather than no status.
@@ -376,7 +387,14 @@ pub async fn run(plan: &Plan, ctx: &Context) -> Result<Report> {
             assessment,
         ));
     }
-    rows.extend(engine_rows(ctx, &mount).await?);
+    let in_scope = |namespace: &str| plan.scope.contains(namespace, kube.default_namespace());
+    let all = plan.scope == Scope::AllNamespaces;
+    rows.extend(
+        engine_rows(ctx, &mount)
+            .await?
+            .into_iter()
+            .filter(|row| all || row.consumer_namespaces().any(in_scope)),
+    );
     let now = crate::clock::now();
     for row in &mut rows {
         if let Some(v) = age_violation(row.written_at, now, row.max_age.or(plan.max_age_seconds)) {

@@ -5,6 +5,7 @@ mod cli;
 mod consumers;
 mod demo;
 mod emulator;
+mod engine;
 mod faults;
 mod foundation;
 mod handover;

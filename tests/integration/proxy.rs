@@ -24,8 +24,10 @@ pub enum ProxyFault {
 struct Plan {
     served: usize,
     faults: HashMap<usize, ProxyFault>,
-    /// Fail the request that follows the first one whose head contains this text.
-    after: Option<(String, ProxyFault)>,
+    /// Fail the request `offset` after the first one whose head contains this text.
+    after: Option<(String, usize, ProxyFault)>,
+    /// The request line of every request forwarded to Vault.
+    forwarded: Vec<String>,
 }
 
 pub struct FaultProxy {
@@ -60,10 +62,22 @@ impl FaultProxy {
     /// Fails the request right after the first one whose request line and headers contain
     /// `needle` (e.g. `POST /v1/secret/data/team/db `): a crash just after that request.
     pub fn arm_after(&self, needle: &str, fault: ProxyFault) {
+        self.arm_at(needle, 1, fault);
+    }
+
+    /// Fails the request `offset` requests after the first one containing `needle` (0: that
+    /// request itself).
+    pub fn arm_at(&self, needle: &str, offset: usize, fault: ProxyFault) {
         let mut plan = self.plan.lock().unwrap();
         plan.served = 0;
         plan.faults.clear();
-        plan.after = Some((needle.to_string(), fault));
+        plan.after = Some((needle.to_string(), offset, fault));
+    }
+
+    /// How many requests whose request line contains `needle` reached Vault.
+    pub fn forwarded(&self, needle: &str) -> usize {
+        let plan = self.plan.lock().unwrap();
+        plan.forwarded.iter().filter(|l| l.contains(needle)).count()
     }
 
     pub fn served(&self) -> usize {
@@ -112,14 +126,19 @@ fn serve(client: TcpStream, upstream: &str, plan: &Mutex<Plan>) {
         let position = plan.served;
         plan.served += 1;
         let head = String::from_utf8_lossy(&request[..request.len().min(512)]).to_string();
-        if let Some((needle, fault)) = plan.after.take() {
+        if let Some((needle, offset, fault)) = plan.after.take() {
             if head.contains(&needle) {
-                plan.faults.insert(position + 1, fault);
+                plan.faults.insert(position + offset, fault);
             } else {
-                plan.after = Some((needle, fault));
+                plan.after = Some((needle, offset, fault));
             }
         }
-        plan.faults.remove(&position)
+        let fault = plan.faults.remove(&position);
+        if matches!(fault, None | Some(ProxyFault::DropAfter)) {
+            let line = head.lines().next().unwrap_or_default().to_string();
+            plan.forwarded.push(line);
+        }
+        fault
     };
     match fault {
         // Dropping the connection unanswered is the reset.
