@@ -545,3 +545,71 @@ fn a_rotation_id_reused_with_other_parameters_is_refused() {
     assert_eq!(BAO.current_version("secret", "rot-intent/a"), 2);
     assert_eq!(BAO.current_version("secret", "rot-intent/b"), 1);
 }
+
+/// Issue #18 item 3: `--if-older-than` rotates only when due, so a frequent schedule keeps a
+/// secret within its age without extra versions; `status` reports a value older than its
+/// maximum age (`--max-age`, or the path's own `secops-max-age` recorded by the rotation).
+#[test]
+fn rotation_on_age_and_status_reports_values_past_their_maximum_age() {
+    let cluster = Cluster::start();
+    let ns = "rot-age";
+    cluster.namespace(ns);
+    let path = format!("{ns}/db");
+    cluster.bootstrap_secret(ns, "db", &path, &[("password", b"age-test-value")]);
+    assert_eq!(secops(Some(&cluster), &["handover", "-n", ns]).code, 0);
+    let rotate = |id: &str, age: &str| {
+        secops(
+            Some(&cluster),
+            &[
+                "rotate",
+                "--path",
+                &path,
+                "--key",
+                "password",
+                "--generator",
+                "hex",
+                "--rotation-id",
+                id,
+                "--if-older-than",
+                age,
+            ],
+        )
+    };
+    let status = |extra: &[&str]| {
+        let mut args = vec!["status", "-n", ns, "--output", "json"];
+        args.extend_from_slice(extra);
+        secops(Some(&cluster), &args)
+    };
+    assert_eq!(status(&["--max-age", "1h"]).code, 0);
+    let young = rotate("age-0", "1h");
+    assert_eq!(
+        (young.code, young.json()["outcome"].clone()),
+        (0, json!("not-due")),
+        "{}",
+        young.stdout
+    );
+    assert_eq!(BAO.current_version("secret", &path), 1);
+    std::thread::sleep(Duration::from_millis(2100));
+    let old = status(&["--max-age", "1s"]);
+    assert_eq!(old.code, 3, "{}", old.stdout);
+    assert_eq!(old.json()["rows"][0]["violations"][0]["kind"], "too-old");
+    let due = rotate("age-1", "1s");
+    assert_eq!(due.json()["outcome"], "rotated", "{}", due.stdout);
+    assert_eq!(BAO.custom_metadata("secret", &path)["secops-max-age"], "1s");
+    for tick in 0..5 {
+        let scheduled = rotate(&format!("age-tick-{tick}"), "1h");
+        assert_eq!(scheduled.json()["outcome"], "not-due");
+    }
+    assert_eq!(
+        BAO.current_version("secret", &path),
+        2,
+        "a frequent schedule writes no extra versions"
+    );
+    std::thread::sleep(Duration::from_millis(2100));
+    let recorded = status(&[]);
+    assert_eq!(
+        recorded.code, 3,
+        "the path's own maximum age applies without --max-age: {}",
+        recorded.stdout
+    );
+}
