@@ -321,8 +321,8 @@ pub struct RotateArgs {
     #[arg(long, env = "SECOPS_SYNC_TIMEOUT", default_value = "5m", value_parser = parse_sync_timeout)]
     sync_timeout: Duration,
     /// Rotate only when the current value is older than this (else outcome not-due); recorded
-    /// as the path's maximum age (secops-max-age)
-    #[arg(long, env = "SECOPS_IF_OLDER_THAN", value_parser = parse_max_age)]
+    /// as the path's maximum age (secops-max-age); 0 rotates whatever the age
+    #[arg(long, env = "SECOPS_IF_OLDER_THAN", value_parser = parse_if_older_than)]
     if_older_than: Option<Duration>,
     /// Take over a path that has no secops provenance (recorded as secops-adopted-at)
     #[arg(long, env = "SECOPS_ADOPT", value_parser = BoolishValueParser::new())]
@@ -505,7 +505,7 @@ impl RotateArgs {
             consumers,
             claim_lease_seconds: self.claim_lease.as_secs() as i64,
             sync_timeout: self.sync_timeout,
-            if_older_than: self.if_older_than,
+            if_older_than: self.if_older_than.filter(|age| !age.is_zero()),
         })
     }
 
@@ -804,7 +804,11 @@ fn parse_sync_timeout(text: &str) -> std::result::Result<Duration, String> {
     parse_duration_within(text, Duration::ZERO, HOUR, "0 to 1h")
 }
 
-/// A maximum age (`--if-older-than`, `--max-age`): 1s to 87600h (ten years).
+fn parse_if_older_than(text: &str) -> std::result::Result<Duration, String> {
+    parse_duration_within(text, Duration::ZERO, DAY * 3650, "0 to 87600h")
+}
+
+/// A maximum age (`status --max-age`): 1s to 87600h (ten years).
 pub fn parse_max_age(text: &str) -> std::result::Result<Duration, String> {
     parse_duration_within(text, Duration::from_secs(1), DAY * 3650, "1s to 87600h")
 }
