@@ -970,4 +970,105 @@ mod tests {
         .expect("refused");
         assert_eq!(reserved.exit_status().code(), 3);
     }
+
+    #[test]
+    fn engine_rotation_plans_exclude_kv_flags() {
+        let Ok(Invocation {
+            command: CommandPlan::Rotate(plan),
+            kube: None,
+            ..
+        }) = validate(&[
+            "rotate",
+            "--static-role",
+            "db/prod/app",
+            "--rotation-id",
+            "e1",
+            "--if-older-than",
+            "24h",
+        ])
+        else {
+            panic!("an engine rotation plan")
+        };
+        assert!(matches!(
+            &plan.what,
+            commands::rotate::What::StaticRole { mount, role } if mount == "db/prod" && role == "app"
+        ));
+        assert_eq!(plan.if_older_than, Some(Duration::from_secs(24 * 3600)));
+        let Ok(Invocation {
+            command: CommandPlan::Rotate(always),
+            ..
+        }) = validate(&[
+            "rotate",
+            "--static-role",
+            "database/app",
+            "--rotation-id",
+            "e1",
+            "--if-older-than",
+            "0",
+        ])
+        else {
+            panic!("a plan")
+        };
+        assert_eq!(always.if_older_than, None, "0 rotates whatever the age");
+        for bad in [
+            &["rotate", "--rotation-id", "e1"][..],
+            &["rotate", "--static-role", "app", "--rotation-id", "e1"],
+            &[
+                "rotate",
+                "--static-role",
+                "database/a b",
+                "--rotation-id",
+                "e1",
+            ],
+            &[
+                "rotate",
+                "--static-role",
+                "database/app",
+                "--rotation-id",
+                "e1",
+                "--length",
+                "9",
+            ],
+            &[
+                "rotate",
+                "--static-role",
+                "database/app",
+                "--rotation-id",
+                "e1",
+                "--adopt",
+            ],
+            &[
+                "rotate",
+                "--path",
+                "a/b",
+                "--rotation-id",
+                "e1",
+                "--generator",
+                "hex",
+            ],
+            &[
+                "rotate",
+                "--path",
+                "a/b",
+                "--key",
+                "k",
+                "--rotation-id",
+                "e1",
+            ],
+        ] {
+            let error = validate(bad).err().expect("a usage error");
+            assert_eq!(error.exit_status().code(), 2, "{bad:?}: {error}");
+        }
+        let both = Cli::try_parse_from([
+            "secops",
+            "rotate",
+            "--static-role",
+            "database/app",
+            "--path",
+            "a/b",
+            "--rotation-id",
+            "e1",
+        ]);
+        assert!(both.is_err(), "--static-role conflicts with --path");
+    }
 }
