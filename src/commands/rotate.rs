@@ -324,7 +324,10 @@ async fn rotate_kv(
         );
         // The claim to take over (or rebase), if any; `None` claims afresh.
         let previous = match step {
-            RotationStep::OtherIntent => unreachable!("refused above"),
+            RotationStep::OtherIntent => {
+                let record = record.expect("OtherIntent comes from a record");
+                return Err(other_intent(plan, &record));
+            }
             RotationStep::AlreadyRotated => {
                 let record = record.expect("AlreadyRotated comes from a record");
                 if !ctx.settings.dry_run {
@@ -582,7 +585,10 @@ async fn rotate_engine(ctx: &Context, plan: &Plan, mount: &str, role: &str) -> R
             plan.claim_lease_seconds,
         );
         let (claim, cas) = match step {
-            EngineStep::OtherIntent => unreachable!("refused above"),
+            EngineStep::OtherIntent => {
+                let record = record.expect("OtherIntent comes from a record");
+                return Err(other_intent(plan, &record));
+            }
             EngineStep::AlreadyRotated => {
                 let record = record.expect("AlreadyRotated comes from a record");
                 if !ctx.settings.dry_run {
