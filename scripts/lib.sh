@@ -80,3 +80,16 @@ find_schemas() {
   fi
   export SECOPS_SCHEMA_DIR
 }
+
+# PostgreSQL for the engine-rotation tests and the demo: installed when `initdb` is missing;
+# exports SECOPS_PG_BIN, the directory of initdb, postgres and psql (Debian keeps them in a
+# versioned directory, not on PATH).
+ensure_postgresql() {
+  local bin
+  bin=$( { pg_config --bindir 2>/dev/null || ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1; } | head -1)
+  if [ -z "$bin" ] || [ ! -x "$bin/initdb" ]; then
+    apt_install postgresql
+    bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+  fi
+  export SECOPS_PG_BIN="$bin"
+}

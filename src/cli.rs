@@ -287,24 +287,19 @@ pub struct HandoverArgs {
 
 #[derive(Debug, Args)]
 pub struct RotateArgs {
-    /// Path inside the KV mount
+    /// Path inside the KV mount (KV rotation)
     #[arg(long, env = "SECOPS_PATH")]
-    path: String,
+    path: Option<String>,
     /// Key to regenerate (repeatable or comma separated); other keys keep their values
-    #[arg(
-        long = "key",
-        env = "SECOPS_KEYS",
-        required = true,
-        value_delimiter = ','
-    )]
+    #[arg(long = "key", env = "SECOPS_KEYS", value_delimiter = ',')]
     keys: Vec<String>,
     /// Identity of the trigger (workflow uid, event id); the same id never rotates twice
     #[arg(long, env = "SECOPS_ROTATION_ID")]
     rotation_id: String,
-    /// How new values are made
+    /// How new values are made (KV rotation)
     #[arg(long, env = "SECOPS_GENERATOR",
           value_parser = PossibleValuesParser::new(Generator::NAMES).try_map(|s| s.parse::<Generator>()))]
-    generator: Generator,
+    generator: Option<Generator>,
     /// Characters (password) or random bytes (hex, base64) [default: 32]
     #[arg(long, env = "SECOPS_LENGTH", value_parser = clap::value_parser!(u32).range(1..=4096))]
     length: Option<u32>,
@@ -323,12 +318,25 @@ pub struct RotateArgs {
     /// After the write, destroy versions older than the newest N (at least 2; 0 keeps all)
     #[arg(long, env = "SECOPS_KEEP_VERSIONS", value_parser = parse_keep_versions)]
     keep_versions: Option<u32>,
+    /// Engine-backed rotation instead of a KV write: Vault rotates the static role MOUNT/ROLE
+    /// (POST MOUNT/rotate-role/ROLE), exactly once per rotation id
+    #[arg(long, env = "SECOPS_STATIC_ROLE", conflicts_with_all = ["path", "keys", "generator"])]
+    static_role: Option<String>,
     /// ExternalSecret to force-sync, as externalsecret/NS/NAME (repeatable or comma separated)
     #[arg(long, env = "SECOPS_REFRESH", value_delimiter = ',')]
     refresh: Vec<String>,
-    /// Workload to restart, as deployment|statefulset|daemonset/NS/NAME (repeatable or comma separated)
+    /// Workload to restart, as deployment|statefulset|daemonset/NS/NAME (repeatable or comma
+    /// separated); restarted only after every --refresh ExternalSecret has synced
     #[arg(long, env = "SECOPS_RESTART", value_delimiter = ',')]
     restart: Vec<String>,
+    /// How long to wait for the ExternalSecrets to sync before restarting workloads; when it
+    /// runs out, exit 75 and the retry re-drives the consumers; 0 restarts without waiting
+    #[arg(long, env = "SECOPS_SYNC_TIMEOUT", default_value = "5m", value_parser = parse_sync_timeout)]
+    sync_timeout: Duration,
+    /// Rotate only when the current value is older than this (else outcome not-due); recorded
+    /// as the path's maximum age (secops-max-age); 0 rotates whatever the age
+    #[arg(long, env = "SECOPS_IF_OLDER_THAN", value_parser = parse_if_older_than)]
+    if_older_than: Option<Duration>,
     /// Take over a path that has no secops provenance (recorded as secops-adopted-at)
     #[arg(long, env = "SECOPS_ADOPT", value_parser = BoolishValueParser::new())]
     adopt: bool,
@@ -375,6 +383,10 @@ pub struct StatusArgs {
     /// Also report Vault-side drift against the rendered ConfigMap's files in this directory
     #[arg(long, env = "SECOPS_VAULT_CONFIG_DIR")]
     vault_config_from_dir: Option<PathBuf>,
+    /// Report a violation for a secret whose current version is older than this (a path's
+    /// own secops-max-age takes precedence); 1s to 87600h
+    #[arg(long, env = "SECOPS_MAX_AGE", value_parser = parse_max_age)]
+    max_age: Option<Duration>,
 }
 
 #[derive(Debug, Args)]
@@ -517,6 +529,7 @@ impl Command {
                     args.vault_config_from_dir.as_deref(),
                     "--vault-config-from-configmap",
                 )?,
+                max_age_seconds: args.max_age.map(|age| age.as_secs() as i64),
             }),
             Command::VaultSetup(args) => CommandPlan::VaultSetup(args.validate()?),
         })
@@ -550,14 +563,84 @@ const DEFAULT_LENGTH: u32 = 32;
 
 impl RotateArgs {
     fn validate(&self) -> Result<commands::rotate::Plan> {
-        validate_path(&self.path).map_err(|reason| Error::Usage(format!("--path: {reason}")))?;
-        if crate::domain::names::is_reserved(&self.path) {
+        validate_rotation_id(&self.rotation_id)?;
+        let target = match (&self.static_role, &self.path) {
+            (Some(role), _) => self.validate_static_role(role)?,
+            (None, Some(path)) => commands::rotate::What::Kv(self.validate_kv(path)?),
+            (None, None) => {
+                return Err(Error::Usage(
+                    "rotate needs --path (KV rotation) or --static-role MOUNT/ROLE".into(),
+                ))
+            }
+        };
+        let mut consumers = Vec::new();
+        for refresh in self.refresh.iter().filter(|t| !t.trim().is_empty()) {
+            consumers.push(parse_refresh(refresh.trim())?);
+        }
+        for restart in self.restart.iter().filter(|t| !t.trim().is_empty()) {
+            consumers.push(parse_restart(restart.trim())?);
+        }
+        Ok(commands::rotate::Plan {
+            rotation_id: self.rotation_id.clone(),
+            what: target,
+            consumers,
+            claim_lease_seconds: self.claim_lease.as_secs() as i64,
+            sync_timeout: self.sync_timeout,
+            if_older_than: self.if_older_than.filter(|age| !age.is_zero()),
+        })
+    }
+
+    fn validate_static_role(&self, text: &str) -> Result<commands::rotate::What> {
+        let invalid = |reason: String| Error::Usage(format!("--static-role {text:?}: {reason}"));
+        let (mount, role) = text
+            .rsplit_once('/')
+            .ok_or_else(|| invalid("expected MOUNT/ROLE".into()))?;
+        validate_mount(mount).map_err(invalid)?;
+        let role_ok = !role.is_empty()
+            && role.len() <= 128
+            && role
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            && role != "."
+            && role != "..";
+        if !role_ok {
+            return Err(invalid(
+                "the role: use letters, digits, '-', '_', '.'".into(),
+            ));
+        }
+        let kv_only = [
+            ("--length", self.length.is_some()),
+            ("--charset", self.charset.is_some()),
+            ("--policy", self.policy.is_some()),
+            ("--keep-versions", self.keep_versions.is_some()),
+            ("--adopt", self.adopt),
+            ("--allow-lookalikes", self.allow_lookalikes),
+        ];
+        if let Some((flag, _)) = kv_only.iter().find(|(_, given)| *given) {
+            return Err(Error::Usage(format!(
+                "{flag} is for KV rotation; Vault makes the value of a static role"
+            )));
+        }
+        Ok(commands::rotate::What::StaticRole {
+            mount: mount.to_string(),
+            role: role.to_string(),
+        })
+    }
+
+    fn validate_kv(&self, path: &str) -> Result<commands::rotate::KvPlan> {
+        validate_path(path).map_err(|reason| Error::Usage(format!("--path: {reason}")))?;
+        if crate::domain::names::is_reserved(path) {
             return Err(Error::ReservedPath {
-                path: self.path.clone(),
+                path: path.to_string(),
                 action: "rotate it".into(),
             });
         }
-        validate_rotation_id(&self.rotation_id)?;
+        if self.keys.iter().all(|k| k.trim().is_empty()) {
+            return Err(Error::Usage("KV rotation needs --key".into()));
+        }
+        let generator = self
+            .generator
+            .ok_or_else(|| Error::Usage("KV rotation needs --generator".into()))?;
         let mut keys: Vec<String> = Vec::new();
         for key in &self.keys {
             let valid = !key.is_empty()
@@ -575,7 +658,7 @@ impl RotateArgs {
             }
         }
         let length = self.length.unwrap_or(DEFAULT_LENGTH) as usize;
-        let recipe = match self.generator {
+        let recipe = match generator {
             Generator::Password => Recipe::Password(PasswordSpec::new(
                 length,
                 self.charset.as_deref(),
@@ -590,22 +673,19 @@ impl RotateArgs {
                 })?)
             }
         };
-        let mut consumers = Vec::new();
-        for refresh in self.refresh.iter().filter(|t| !t.trim().is_empty()) {
-            consumers.push(parse_refresh(refresh.trim())?);
-        }
-        for restart in self.restart.iter().filter(|t| !t.trim().is_empty()) {
-            consumers.push(parse_restart(restart.trim())?);
-        }
-        Ok(commands::rotate::Plan {
-            path: self.path.clone(),
+        let generator_name = match generator {
+            Generator::Password => "password",
+            Generator::Hex => "hex",
+            Generator::Base64 => "base64",
+            Generator::VaultPolicy => "vault-policy",
+        };
+        Ok(commands::rotate::KvPlan {
+            path: path.to_string(),
             keys,
-            rotation_id: self.rotation_id.clone(),
+            generator: generator_name.to_string(),
             recipe,
-            consumers,
             keep_versions: self.keep_versions.filter(|k| *k > 0),
             adopt: self.adopt,
-            claim_lease_seconds: self.claim_lease.as_secs() as i64,
         })
     }
 }
@@ -941,6 +1021,19 @@ fn parse_grace(text: &str) -> std::result::Result<Duration, String> {
     parse_duration_within(text, Duration::ZERO, DAY * 365, "0 to 365d")
 }
 
+fn parse_sync_timeout(text: &str) -> std::result::Result<Duration, String> {
+    parse_duration_within(text, Duration::ZERO, HOUR, "0 to 1h")
+}
+
+fn parse_if_older_than(text: &str) -> std::result::Result<Duration, String> {
+    parse_duration_within(text, Duration::ZERO, DAY * 3650, "0 to 87600h")
+}
+
+/// A maximum age (`status --max-age`): 1s to 87600h (ten years).
+pub fn parse_max_age(text: &str) -> std::result::Result<Duration, String> {
+    parse_duration_within(text, Duration::from_secs(1), DAY * 3650, "1s to 87600h")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1097,5 +1190,106 @@ mod tests {
         .err()
         .expect("refused");
         assert_eq!(reserved.exit_status().code(), 3);
+    }
+
+    #[test]
+    fn engine_rotation_plans_exclude_kv_flags() {
+        let Ok(Invocation {
+            command: CommandPlan::Rotate(plan),
+            kube: None,
+            ..
+        }) = validate(&[
+            "rotate",
+            "--static-role",
+            "db/prod/app",
+            "--rotation-id",
+            "e1",
+            "--if-older-than",
+            "24h",
+        ])
+        else {
+            panic!("an engine rotation plan")
+        };
+        assert!(matches!(
+            &plan.what,
+            commands::rotate::What::StaticRole { mount, role } if mount == "db/prod" && role == "app"
+        ));
+        assert_eq!(plan.if_older_than, Some(Duration::from_secs(24 * 3600)));
+        let Ok(Invocation {
+            command: CommandPlan::Rotate(always),
+            ..
+        }) = validate(&[
+            "rotate",
+            "--static-role",
+            "database/app",
+            "--rotation-id",
+            "e1",
+            "--if-older-than",
+            "0",
+        ])
+        else {
+            panic!("a plan")
+        };
+        assert_eq!(always.if_older_than, None, "0 rotates whatever the age");
+        for bad in [
+            &["rotate", "--rotation-id", "e1"][..],
+            &["rotate", "--static-role", "app", "--rotation-id", "e1"],
+            &[
+                "rotate",
+                "--static-role",
+                "database/a b",
+                "--rotation-id",
+                "e1",
+            ],
+            &[
+                "rotate",
+                "--static-role",
+                "database/app",
+                "--rotation-id",
+                "e1",
+                "--length",
+                "9",
+            ],
+            &[
+                "rotate",
+                "--static-role",
+                "database/app",
+                "--rotation-id",
+                "e1",
+                "--adopt",
+            ],
+            &[
+                "rotate",
+                "--path",
+                "a/b",
+                "--rotation-id",
+                "e1",
+                "--generator",
+                "hex",
+            ],
+            &[
+                "rotate",
+                "--path",
+                "a/b",
+                "--key",
+                "k",
+                "--rotation-id",
+                "e1",
+            ],
+        ] {
+            let error = validate(bad).err().expect("a usage error");
+            assert_eq!(error.exit_status().code(), 2, "{bad:?}: {error}");
+        }
+        let both = Cli::try_parse_from([
+            "secops",
+            "rotate",
+            "--static-role",
+            "database/app",
+            "--path",
+            "a/b",
+            "--rotation-id",
+            "e1",
+        ]);
+        assert!(both.is_err(), "--static-role conflicts with --path");
     }
 }

@@ -16,7 +16,7 @@ use kube::{Client, Config};
 use serde_json::{json, Value};
 
 use crate::domain::bootstrap::{SecretHeader, SourceSecret};
-use crate::domain::consumers::{Consumer, ConsumerKind};
+use crate::domain::consumers::{is_stamped, judge_sync, Consumer, ConsumerKind, Sync};
 use crate::domain::SecretRef;
 use crate::error::{transport_fault, Error, Result, TransportFault};
 use crate::retry::{RetryPolicy, RACE_ATTEMPTS};
@@ -29,6 +29,18 @@ pub struct KubeSettings {
     pub context: Option<String>,
     /// Per request.
     pub timeout: Duration,
+}
+
+/// The pod-template annotation a restart sets (`docs/contract.md` §2).
+const RESTARTED_AT: &str = "secops.dev/restartedAt";
+
+/// What a refresh did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refresh {
+    /// The consumer was stamped now.
+    Stamped,
+    /// It already carried this rotation's stamp (or a later one): nothing was written.
+    AlreadyStamped,
 }
 
 /// Secrets fetched per list call.
@@ -444,60 +456,45 @@ impl Kube {
         }
     }
 
-    /// Asks a consumer to pick up a new value: ESO's `force-sync` annotation on an
-    /// ExternalSecret, or `secops.dev/restartedAt` on a workload's pod template (what
-    /// `kubectl rollout restart` does). Conditional on the resourceVersion read.
-    pub async fn refresh_consumer(&self, consumer: &Consumer) -> Result<()> {
-        let (group, version, kind) = match consumer.kind {
-            ConsumerKind::ExternalSecret => ("external-secrets.io", "v1", "ExternalSecret"),
-            ConsumerKind::Deployment => ("apps", "v1", "Deployment"),
-            ConsumerKind::StatefulSet => ("apps", "v1", "StatefulSet"),
-            ConsumerKind::DaemonSet => ("apps", "v1", "DaemonSet"),
-        };
-        let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind));
-        let api: Api<DynamicObject> =
-            Api::namespaced_with(self.client.clone(), &consumer.namespace, &resource);
+    /// Asks a consumer to pick up a rotation stamped `stamp` (the rotation record's
+    /// completion time, identical on every run of one id): ESO's `force-sync` annotation on
+    /// an ExternalSecret (Unix seconds), or `secops.dev/restartedAt` (RFC 3339) on a
+    /// workload's pod template, as `kubectl rollout restart` does. A consumer whose stamp is
+    /// already at or after ours is left alone, so a repeated id never rolls it again.
+    /// Conditional on the resourceVersion read.
+    pub async fn refresh_consumer(&self, consumer: &Consumer, stamp: i64) -> Result<Refresh> {
+        let api = self.consumer_api(consumer);
         let action = format!("refresh {consumer}");
-        let now = crate::clock::now();
+        let at = jiff::Timestamp::from_second(stamp)
+            .map_err(|_| Error::Internal(format!("{action}: stamp {stamp} out of range")))?;
         for _ in 0..RACE_ATTEMPTS {
-            let current = self
-                .retry
-                .run(|| async { found(api.get(&consumer.name).await, &action) })
-                .await?
-                .ok_or_else(|| Error::NotFound {
-                    what: consumer.to_string(),
-                })?;
-            let force_sync = now.as_second().to_string();
-            let restarted_at = crate::clock::rfc3339(now);
-            // A refresh stamped at or after our start (a racing rotation's, say) already
-            // did our job: the consumer will read the value we wrote.
-            let stamped = match consumer.kind {
+            let current = self.get_consumer(&api, consumer, &action).await?;
+            let present = match consumer.kind {
                 ConsumerKind::ExternalSecret => current
                     .metadata
                     .annotations
                     .as_ref()
                     .and_then(|a| a.get("force-sync"))
-                    .and_then(|v| v.parse::<i64>().ok())
-                    .is_some_and(|t| t >= now.as_second()),
-                _ => current.data["spec"]["template"]["metadata"]["annotations"]
-                    ["secops.dev/restartedAt"]
+                    .cloned(),
+                _ => current.data["spec"]["template"]["metadata"]["annotations"][RESTARTED_AT]
                     .as_str()
-                    .is_some_and(|t| t >= restarted_at.as_str()),
+                    .map(String::from),
             };
-            if stamped {
-                return Ok(());
+            let now = crate::clock::now().as_second();
+            if is_stamped(present.as_deref(), stamp, now) {
+                return Ok(Refresh::AlreadyStamped);
             }
             let resource_version = current.metadata.resource_version.unwrap_or_default();
             let patch = match consumer.kind {
-                ConsumerKind::ExternalSecret => {
-                    json!({"metadata": {"resourceVersion": resource_version, "annotations": {"force-sync": force_sync}}})
-                }
+                ConsumerKind::ExternalSecret => json!({
+                    "metadata": {"resourceVersion": resource_version, "annotations": {"force-sync": stamp.to_string()}},
+                }),
                 _ => json!({
                     "metadata": {"resourceVersion": resource_version},
-                    "spec": {"template": {"metadata": {"annotations": {"secops.dev/restartedAt": restarted_at}}}},
+                    "spec": {"template": {"metadata": {"annotations": {(RESTARTED_AT): crate::clock::rfc3339(at)}}}},
                 }),
             };
-            let outcome = self
+            let applied = self
                 .retry
                 .run(|| async {
                     match api
@@ -519,8 +516,8 @@ impl Kube {
                     }
                 })
                 .await?;
-            if outcome {
-                return Ok(());
+            if applied {
+                return Ok(Refresh::Stamped);
             }
         }
         Err(Error::LostRace { action })
@@ -540,5 +537,48 @@ impl Kube {
             .run(|| async { found(api.get(name).await, &action) })
             .await?;
         Ok(map.map(|m| m.data.unwrap_or_default()))
+    }
+
+    fn consumer_api(&self, consumer: &Consumer) -> Api<DynamicObject> {
+        let (group, version, kind) = match consumer.kind {
+            ConsumerKind::ExternalSecret => ("external-secrets.io", "v1", "ExternalSecret"),
+            ConsumerKind::Deployment => ("apps", "v1", "Deployment"),
+            ConsumerKind::StatefulSet => ("apps", "v1", "StatefulSet"),
+            ConsumerKind::DaemonSet => ("apps", "v1", "DaemonSet"),
+        };
+        let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind));
+        Api::namespaced_with(self.client.clone(), &consumer.namespace, &resource)
+    }
+
+    async fn get_consumer(
+        &self,
+        api: &Api<DynamicObject>,
+        consumer: &Consumer,
+        action: &str,
+    ) -> Result<DynamicObject> {
+        self.retry
+            .run(|| async { found(api.get(&consumer.name).await, action) })
+            .await?
+            .ok_or_else(|| Error::NotFound {
+                what: consumer.to_string(),
+            })
+    }
+
+    /// Whether ESO has synced an ExternalSecret since `stamp`, from its documented status:
+    /// `status.refreshTime` and the `Ready` condition.
+    pub async fn external_secret_sync(&self, consumer: &Consumer, stamp: i64) -> Result<Sync> {
+        let api = self.consumer_api(consumer);
+        let action = format!("read the sync status of {consumer}");
+        let current = self.get_consumer(&api, consumer, &action).await?;
+        let status = &current.data["status"];
+        let ready = status["conditions"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["type"] == "Ready"));
+        Ok(judge_sync(
+            status["refreshTime"].as_str(),
+            ready.and_then(|c| c["status"].as_str()),
+            ready.and_then(|c| c["reason"].as_str()),
+            stamp,
+        ))
     }
 }

@@ -89,6 +89,8 @@ pub struct VaultMetadata {
     pub live_versions: Vec<u64>,
     /// Versions soft-deleted (restorable with undelete), ascending.
     pub deleted_versions: Vec<u64>,
+    /// When the current version was written (its age is what `--max-age` judges).
+    pub current_created_at: Option<jiff::Timestamp>,
 }
 
 /// The answer to a check-and-set write.
@@ -487,8 +489,13 @@ impl Vault {
                     .filter_map(|(k, _)| k.parse().ok())
                     .collect();
                 deleted_versions.sort_unstable();
+                let current_created_at = meta
+                    .versions
+                    .get(&meta.current_version.to_string())
+                    .and_then(|v| v.created_time.parse().ok());
                 Ok(Some(VaultMetadata {
                     deleted_versions,
+                    current_created_at,
                     current_version: meta.current_version,
                     custom: meta
                         .custom_metadata
@@ -697,6 +704,55 @@ impl Vault {
             })
             .await?;
         Ok(SecretBytes::from_string(generated.password))
+    }
+
+    /// Vault's `last_vault_rotation` of a static role (`GET MOUNT/static-roles/ROLE`): the
+    /// proof an engine rotation happened. `None` when there is no such role; `Some(None)`
+    /// when Vault has not rotated it yet.
+    pub async fn static_role_last_rotation(
+        &self,
+        mount: &str,
+        role: &str,
+    ) -> Result<Option<Option<jiff::Timestamp>>> {
+        let action = format!("read static role {mount}/static-roles/{role}");
+        let read = self
+            .retry
+            .run(|| async {
+                let request = StaticRoleRequest {
+                    mount: mount.to_string(),
+                    role: role.to_string(),
+                };
+                found(
+                    vaultrs::api::exec_with_result(&self.client, request).await,
+                    &action,
+                )
+            })
+            .await?;
+        Ok(read.map(|role| role.last_vault_rotation.and_then(|t| t.parse().ok())))
+    }
+
+    /// Asks the engine to rotate a static role's credential now (`POST
+    /// MOUNT/rotate-role/ROLE`). Never retried here: a retry after a lost answer would rotate
+    /// twice; the caller reads `last_vault_rotation` to learn whether the call happened.
+    pub async fn rotate_static_role(&self, mount: &str, role: &str) -> Result<()> {
+        let action = format!("rotate {mount}/rotate-role/{role}");
+        let request = RotateRoleRequest {
+            mount: mount.to_string(),
+            role: role.to_string(),
+        };
+        match vaultrs::api::exec_with_empty(&self.client, request).await {
+            Ok(()) => Ok(()),
+            Err(e) => Err(match classify(e, &action) {
+                Failure::Fatal(error) => error,
+                Failure::NotFound => Error::NotFound {
+                    what: format!("static role {mount}/{role}"),
+                },
+                Failure::CasMismatch => Error::Remote {
+                    action,
+                    detail: "unexpected answer".into(),
+                },
+            }),
+        }
     }
 }
 
@@ -971,4 +1027,33 @@ struct WriteRawRequest {
     path: String,
     #[endpoint(raw)]
     body: Vec<u8>,
+}
+
+/// `GET :mount/static-roles/:role`.
+#[derive(rustify_derive::Endpoint)]
+#[endpoint(
+    path = "{self.mount}/static-roles/{self.role}",
+    response = "StaticRole"
+)]
+struct StaticRoleRequest {
+    #[endpoint(skip)]
+    mount: String,
+    #[endpoint(skip)]
+    role: String,
+}
+
+#[derive(serde::Deserialize)]
+struct StaticRole {
+    #[serde(default)]
+    last_vault_rotation: Option<String>,
+}
+
+/// `POST :mount/rotate-role/:role`.
+#[derive(rustify_derive::Endpoint)]
+#[endpoint(path = "{self.mount}/rotate-role/{self.role}", method = "POST")]
+struct RotateRoleRequest {
+    #[endpoint(skip)]
+    mount: String,
+    #[endpoint(skip)]
+    role: String,
 }

@@ -8,7 +8,7 @@ use super::Context;
 use crate::domain::bootstrap::{check_consumable, ConsumeCheck, ConsumeMode};
 use crate::domain::names::{self, meta, Class};
 use crate::domain::outcome::Outcome;
-use crate::domain::provenance::{decode_key_list, Origin, Provenance};
+use crate::domain::provenance::{Origin, Provenance};
 use crate::domain::SecretRef;
 use crate::error::{Error, Result};
 use crate::output::{Report, SecretIdentity};
@@ -92,7 +92,7 @@ pub async fn run(plan: &Plan, ctx: &Context) -> Result<Report> {
     // claims; if rotation has since destroyed that version, the recorded fingerprint stands in.
     let base64 = metadata
         .as_ref()
-        .map(|m| decode_key_list(&m.custom))
+        .map(|m| crate::domain::rotation::base64_keys_at(&m.custom, version))
         .unwrap_or_default();
     let vault_fingerprint = match ctx
         .vault

@@ -1,48 +1,107 @@
-//! `rotate`: new values for keys of a Vault secret, exactly once per rotation id, then the
-//! consumers are told (again on every re-run, so a crash after the write still reaches them).
+//! `rotate`: new values for keys of a Vault secret, or an engine's static role rotated by
+//! Vault, exactly once per rotation id; then the consumers are told, ExternalSecrets first and
+//! workloads once those have synced, with stamps derived from the rotation record (so a
+//! repeated id re-drives only what did not complete, and never rolls a consumer twice).
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use jiff::Timestamp;
 use serde::Serialize;
 
 use super::Context;
-use crate::clock::now_rfc3339;
-use crate::domain::consumers::Consumer;
+use crate::domain::consumers::{Consumer, Sync};
+use crate::domain::expiry::{format_max_age, is_due};
 use crate::domain::fingerprint::{Fingerprint, FingerprintKey};
 use crate::domain::generate::Recipe;
 use crate::domain::names::meta;
 use crate::domain::outcome::Outcome;
-use crate::domain::provenance::{decode_key_list, encode_key_list, Origin, Provenance};
+use crate::domain::provenance::{Origin, Provenance};
 use crate::domain::rotation::{
-    decide, record_path, versions_to_destroy, RotationRecord, RotationStep,
+    accounted_version, base64_keys_at, decide, decide_engine, record_base64_keys, record_path,
+    versions_to_destroy, EngineStep, Parameters, RotationRecord, RotationStep, Target,
 };
 use crate::error::{Error, ErrorReport, ExitStatus, Result};
+use crate::kube::Refresh;
 use crate::logging::audit;
 use crate::output::Report;
-use crate::secret::SecretBytes;
+use crate::secret::{SecretBytes, SecretData};
 use crate::vault::{base64_keys, CasWrite, VaultMetadata};
 
-/// A rotation, complete: everything is checked before the first remote call.
-pub struct Plan {
+/// A KV rotation: secops writes the new values.
+pub struct KvPlan {
     pub path: String,
     /// Deduplicated, in the order given.
     pub keys: Vec<String>,
-    pub rotation_id: String,
+    /// The generator's name, recorded as part of the id's intent.
+    pub generator: String,
     pub recipe: Recipe,
-    pub consumers: Vec<Consumer>,
     /// Destroy versions older than the newest N after the write.
     pub keep_versions: Option<u32>,
     /// Take over a path without secops provenance.
     pub adopt: bool,
+}
+
+/// What a rotation acts on.
+pub enum What {
+    Kv(KvPlan),
+    /// Vault rotates the static role `MOUNT/ROLE` (`POST MOUNT/rotate-role/ROLE`).
+    StaticRole {
+        mount: String,
+        role: String,
+    },
+}
+
+/// A rotation, complete: everything is checked before the first remote call.
+pub struct Plan {
+    pub rotation_id: String,
+    pub what: What,
+    pub consumers: Vec<Consumer>,
     /// How long another run's unfinished claim on the id is honoured.
     pub claim_lease_seconds: i64,
+    /// How long to wait for ExternalSecrets to sync before restarting workloads (0: no wait).
+    pub sync_timeout: Duration,
+    /// Rotate only when the current value is older than this.
+    pub if_older_than: Option<Duration>,
+}
+
+impl Plan {
+    fn parameters(&self) -> Parameters {
+        match &self.what {
+            What::Kv(kv) => Parameters {
+                target: Target::Kv(kv.path.clone()),
+                keys: kv.keys.clone(),
+                generator: kv.generator.clone(),
+            },
+            What::StaticRole { mount, role } => Parameters {
+                target: Target::StaticRole {
+                    mount: mount.clone(),
+                    role: role.clone(),
+                },
+                keys: Vec::new(),
+                generator: String::new(),
+            },
+        }
+    }
+
+    fn max_age_seconds(&self) -> Option<i64> {
+        self.if_older_than.map(|age| age.as_secs() as i64)
+    }
 }
 
 /// Polls of a fresh claim held by a concurrent run before giving up with a temporary failure.
 const WAIT_POLLS: u32 = 40;
 const WAIT_INTERVAL: Duration = Duration::from_millis(250);
 const STEP_LIMIT: u32 = WAIT_POLLS + crate::retry::RACE_ATTEMPTS as u32;
+/// How often an ExternalSecret's status is read while waiting for its sync.
+const SYNC_POLL: Duration = Duration::from_millis(250);
+
+/// Where engine rotations keep their state for `status` (engines have no custom_metadata).
+pub const ENGINE_STATE_ROOT: &str = "secops/engine-rotations/";
+
+pub fn engine_state_path(mount: &str, role: &str) -> String {
+    format!("{ENGINE_STATE_ROOT}{mount}/{role}")
+}
 
 async fn generate(ctx: &Context, recipe: &Recipe) -> Result<SecretBytes> {
     match (recipe.generate_locally(), recipe) {
@@ -56,8 +115,8 @@ async fn generate(ctx: &Context, recipe: &Recipe) -> Result<SecretBytes> {
 
 /// Rotation needs secops provenance (or `--adopt`), and never touches a pushed path: the
 /// pushing operator is its authority.
-fn check_authority(plan: &Plan, metadata: &VaultMetadata) -> Result<()> {
-    let path = plan.path.clone();
+fn check_authority(kv: &KvPlan, metadata: &VaultMetadata) -> Result<()> {
+    let path = kv.path.clone();
     match Provenance::from_metadata(&metadata.custom) {
         Some(Provenance {
             origin: origin @ Origin::Push(_),
@@ -68,7 +127,7 @@ fn check_authority(plan: &Plan, metadata: &VaultMetadata) -> Result<()> {
             claimant: "rotate".into(),
         }),
         Some(_) => Ok(()),
-        None if plan.adopt || metadata.custom.contains_key(meta::ADOPTED_AT) => Ok(()),
+        None if kv.adopt || metadata.custom.contains_key(meta::ADOPTED_AT) => Ok(()),
         None => Err(Error::NotAdopted { path }),
     }
 }
@@ -76,9 +135,34 @@ fn check_authority(plan: &Plan, metadata: &VaultMetadata) -> Result<()> {
 /// What the rotation ended in, before consumers.
 struct Rotated {
     outcome: Outcome,
-    version: u64,
+    version: Option<u64>,
+    last_vault_rotation: Option<Timestamp>,
     fingerprint: Option<Fingerprint>,
     destroyed: Vec<u64>,
+    /// The consumers' stamp: the record's completion time.
+    stamp: Option<i64>,
+}
+
+impl Rotated {
+    fn without_write(outcome: Outcome) -> Rotated {
+        Rotated {
+            outcome,
+            version: None,
+            last_vault_rotation: None,
+            fingerprint: None,
+            destroyed: Vec::new(),
+            stamp: None,
+        }
+    }
+
+    fn already(record: &RotationRecord) -> Rotated {
+        Rotated {
+            version: record.version,
+            last_vault_rotation: record.rotated,
+            stamp: record.completed_at,
+            ..Rotated::without_write(Outcome::AlreadyRotated)
+        }
+    }
 }
 
 /// What became of one consumer.
@@ -95,10 +179,15 @@ struct RotateDocument<'a> {
     command: &'static str,
     outcome: Outcome,
     mount: &'a str,
-    path: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    path: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    static_role: Option<&'a str>,
     rotation_id: &'a str,
     keys: &'a [String],
-    version: u64,
+    version: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_vault_rotation: Option<String>,
     fingerprint: Option<Fingerprint>,
     destroyed_versions: Vec<u64>,
     consumers: Vec<Refreshed>,
@@ -107,52 +196,38 @@ struct RotateDocument<'a> {
 }
 
 pub async fn run(plan: &Plan, ctx: &Context) -> Result<Report> {
-    let mount = ctx.settings.kv_mount.as_str();
-    let key = if ctx.settings.dry_run {
-        ctx.vault.existing_fingerprint_key(mount).await?
-    } else {
-        Some(ctx.vault.fingerprint_key(mount).await?)
-    };
-    let rotated = rotate(ctx, plan, mount, key.as_ref()).await?;
-    let mut consumers = Vec::new();
-    let mut status = ExitStatus::Ok;
-    if rotated.outcome != Outcome::Planned {
-        for consumer in &plan.consumers {
-            let target = consumer.to_string();
-            consumers.push(match ctx.kube()?.refresh_consumer(consumer).await {
-                Ok(()) => {
-                    audit(
-                        "refresh-consumer",
-                        consumer,
-                        Outcome::Refreshed,
-                        Some(rotated.version),
-                        None,
-                    );
-                    Refreshed {
-                        target,
-                        outcome: Outcome::Refreshed,
-                        error: None,
-                    }
-                }
-                Err(error) => {
-                    status = status.max(error.exit_status());
-                    Refreshed {
-                        target,
-                        outcome: Outcome::Failed,
-                        error: Some((&error).into()),
-                    }
-                }
-            });
+    let kv_mount = ctx.settings.kv_mount.as_str();
+    let rotated = match &plan.what {
+        What::Kv(kv) => {
+            let key = if ctx.settings.dry_run {
+                ctx.vault.existing_fingerprint_key(kv_mount).await?
+            } else {
+                Some(ctx.vault.fingerprint_key(kv_mount).await?)
+            };
+            rotate_kv(ctx, plan, kv, kv_mount, key.as_ref()).await?
         }
-    }
+        What::StaticRole { mount, role } => rotate_engine(ctx, plan, mount, role).await?,
+    };
+    let (consumers, status) = match rotated.stamp {
+        Some(stamp) if !plan.consumers.is_empty() => {
+            refresh_consumers(ctx, plan, stamp, rotated.version).await
+        }
+        _ => (Vec::new(), ExitStatus::Ok),
+    };
+    let (mount, path, static_role, keys) = match &plan.what {
+        What::Kv(kv) => (kv_mount, Some(kv.path.as_str()), None, kv.keys.as_slice()),
+        What::StaticRole { mount, role } => (mount.as_str(), None, Some(role.as_str()), &[][..]),
+    };
     let document = RotateDocument {
         command: "rotate",
         outcome: rotated.outcome,
         mount,
-        path: &plan.path,
+        path,
+        static_role,
         rotation_id: &plan.rotation_id,
-        keys: &plan.keys,
+        keys,
         version: rotated.version,
+        last_vault_rotation: rotated.last_vault_rotation.map(|t| t.to_string()),
         fingerprint: rotated.fingerprint,
         destroyed_versions: rotated.destroyed,
         consumers,
@@ -162,44 +237,103 @@ pub async fn run(plan: &Plan, ctx: &Context) -> Result<Report> {
     Ok(Report::new(&document).with_status(status))
 }
 
-async fn rotate(
+/// The record of the id and its KV version (0: none).
+async fn read_record(
+    ctx: &Context,
+    mount: &str,
+    record_at: &str,
+) -> Result<(Option<RotationRecord>, u64)> {
+    let Some(held) = ctx
+        .vault
+        .read(mount, record_at, None, &BTreeSet::new())
+        .await?
+    else {
+        return Ok((None, 0));
+    };
+    let record = RotationRecord::from_data(&held.data).ok_or_else(|| Error::Remote {
+        action: format!("read rotation record {mount}/{record_at}"),
+        detail: "the record is not one secops wrote".into(),
+    })?;
+    Ok((Some(record), held.version))
+}
+
+fn other_intent(plan: &Plan, recorded: &RotationRecord) -> Error {
+    Error::Refused {
+        action: format!("rotate {} ({})", plan.parameters(), plan.rotation_id),
+        detail: format!(
+            "rotation id {} was used for {}; one trigger has one effect: give this rotation its own id",
+            plan.rotation_id, recorded.parameters
+        ),
+    }
+}
+
+/// Writes the record completed (`cas` on the version read). `None` when another run changed
+/// it first: the caller re-reads and re-decides, so exactly one run reports `rotated`.
+async fn complete(
+    ctx: &Context,
+    mount: &str,
+    record_at: &str,
+    record: RotationRecord,
+    record_version: u64,
+) -> Result<Option<RotationRecord>> {
+    let done = RotationRecord {
+        completed_at: Some(crate::clock::now().as_second()),
+        ..record
+    };
+    match ctx
+        .vault
+        .write(mount, record_at, &done.to_data(), record_version)
+        .await?
+    {
+        CasWrite::Written { .. } => Ok(Some(done)),
+        CasWrite::Mismatch | CasWrite::Denied => Ok(None),
+    }
+}
+
+async fn rotate_kv(
     ctx: &Context,
     plan: &Plan,
+    kv: &KvPlan,
     mount: &str,
     key: Option<&FingerprintKey>,
 ) -> Result<Rotated> {
-    let record_at = record_path(&plan.path, &plan.rotation_id);
-    let no_base64 = BTreeSet::new();
+    let record_at = record_path(&plan.rotation_id);
+    let parameters = plan.parameters();
     for _ in 0..STEP_LIMIT {
-        let record = ctx.vault.read(mount, &record_at, None, &no_base64).await?;
-        let (record, record_version) = match &record {
-            Some(held) => (RotationRecord::from_data(&held.data), held.version),
-            None => (None, 0),
-        };
-        let metadata = ctx
-            .vault
-            .read_metadata(mount, &plan.path)
-            .await?
-            .ok_or_else(|| Error::NotFound {
-                what: format!("Vault secret {mount}/{}", plan.path),
-            })?;
-        check_authority(plan, &metadata)?;
-        let base64 = decode_key_list(&metadata.custom);
-        let now = crate::clock::now().as_second();
-        // The claim to take over (or rebase), if any; `None` claims afresh.
-        let previous = match decide(
+        let (record, record_version) = read_record(ctx, mount, &record_at).await?;
+        let metadata = match &record {
+            Some(r) if r.parameters != parameters => return Err(other_intent(plan, r)),
+            _ => ctx.vault.read_metadata(mount, &kv.path).await?,
+        }
+        .ok_or_else(|| Error::NotFound {
+            what: format!("Vault secret {mount}/{}", kv.path),
+        })?;
+        check_authority(kv, &metadata)?;
+        let now = crate::clock::now();
+        if let (None, Some(max_age)) = (&record, plan.max_age_seconds()) {
+            if !is_due(metadata.current_created_at, now, max_age) {
+                return Ok(Rotated::without_write(Outcome::NotDue));
+            }
+        }
+        let step = decide(
             record.as_ref(),
+            &parameters,
             metadata.current_version,
-            now,
+            now.as_second(),
             plan.claim_lease_seconds,
-        ) {
-            RotationStep::AlreadyRotated { version } => {
-                return Ok(Rotated {
-                    outcome: Outcome::AlreadyRotated,
-                    version,
-                    fingerprint: None,
-                    destroyed: Vec::new(),
-                });
+        );
+        // The claim to take over (or rebase), if any; `None` claims afresh.
+        let previous = match step {
+            RotationStep::OtherIntent => {
+                let record = record.expect("OtherIntent comes from a record");
+                return Err(other_intent(plan, &record));
+            }
+            RotationStep::AlreadyRotated => {
+                let record = record.expect("AlreadyRotated comes from a record");
+                if !ctx.settings.dry_run {
+                    stamp_metadata(ctx, plan, kv, mount, &record, &metadata).await?;
+                }
+                return Ok(Rotated::already(&record));
             }
             RotationStep::Wait => {
                 tokio::time::sleep(WAIT_INTERVAL).await;
@@ -207,9 +341,11 @@ async fn rotate(
             }
             RotationStep::CheckWritten { version } => {
                 let record = record.expect("CheckWritten comes from a record");
+                // That version is decoded with the key list its claim recorded: the path's
+                // metadata still describes the version before it.
                 let written = ctx
                     .vault
-                    .read(mount, &plan.path, Some(version), &base64)
+                    .read(mount, &kv.path, Some(version), &record.base64_keys)
                     .await?;
                 let ours = match (&written, key) {
                     (Some(written), Some(key)) => {
@@ -217,21 +353,19 @@ async fn rotate(
                     }
                     _ => false,
                 };
-                if let (true, Some(written)) = (ours, written) {
-                    // This id wrote `version`, and the run died before completing its record.
-                    let written_base64 = base64_keys(&written.data);
-                    let claim = (record, record_version);
-                    return finish(
-                        ctx,
-                        plan,
-                        mount,
-                        &record_at,
-                        claim,
-                        version,
-                        &written_base64,
-                        &metadata,
-                    )
-                    .await;
+                if ours {
+                    if ctx.settings.dry_run {
+                        return Ok(Rotated::without_write(Outcome::Planned));
+                    }
+                    // This id wrote `version`, and its run died (or is about to finish).
+                    let record = RotationRecord {
+                        version: Some(version),
+                        ..record
+                    };
+                    match complete(ctx, mount, &record_at, record, record_version).await? {
+                        Some(done) => return finish(ctx, plan, kv, mount, done, &metadata).await,
+                        None => continue,
+                    }
                 }
                 // Someone else's write superseded the claim: rebase on the current version.
                 Some((record, record_version))
@@ -243,13 +377,13 @@ async fn rotate(
             )),
         };
         if let Some(done) =
-            claim_and_write(ctx, plan, mount, key, &record_at, previous, &metadata).await?
+            claim_and_write(ctx, plan, kv, mount, key, &record_at, previous, &metadata).await?
         {
             return Ok(done);
         }
     }
     Err(Error::temporary(
-        format!("rotate {} ({})", plan.path, plan.rotation_id),
+        format!("rotate {} ({})", kv.path, plan.rotation_id),
         "another run holds this rotation id and has not finished",
     ))
 }
@@ -260,45 +394,56 @@ async fn rotate(
 async fn claim_and_write(
     ctx: &Context,
     plan: &Plan,
+    kv: &KvPlan,
     mount: &str,
     key: Option<&FingerprintKey>,
     record_at: &str,
     previous: Option<(RotationRecord, u64)>,
     metadata: &VaultMetadata,
 ) -> Result<Option<Rotated>> {
-    let base64 = decode_key_list(&metadata.custom);
+    let path = &kv.path;
+    let base64 = base64_keys_at(&metadata.custom, metadata.current_version);
+    if metadata.current_version > accounted_version(&metadata.custom) && !base64.is_empty() {
+        // Without its key list the bytes of that version cannot be told from their base64
+        // text; writing them back could corrupt the keys this rotation keeps.
+        return Err(Error::Refused {
+            action: format!("rotate {mount}/{path}"),
+            detail: format!(
+                "version {} was not written by a finished secops step and the path holds base64-encoded keys; re-run the rotation id that wrote it",
+                metadata.current_version
+            ),
+        });
+    }
     let current = ctx
         .vault
-        .read(mount, &plan.path, None, &base64)
+        .read(mount, path, None, &base64)
         .await?
         .ok_or_else(|| Error::NotFound {
-            what: format!("a readable current version of {mount}/{}", plan.path),
+            what: format!("a readable current version of {mount}/{path}"),
         })?;
     if ctx.settings.dry_run {
         return Ok(Some(Rotated {
-            outcome: Outcome::Planned,
-            version: current.version,
-            fingerprint: None,
-            destroyed: Vec::new(),
+            version: Some(current.version),
+            ..Rotated::without_write(Outcome::Planned)
         }));
     }
     let key = key.expect("a key exists outside dry runs");
-    let mut data = current.data.clone();
-    for name in &plan.keys {
-        data.insert(name.clone(), generate(ctx, &plan.recipe).await?);
+    let mut data: SecretData = current.data.clone();
+    for name in &kv.keys {
+        data.insert(name.clone(), generate(ctx, &kv.recipe).await?);
     }
     let fingerprint = key.fingerprint(&data);
-    let (mut intents, cas) = match previous {
-        Some((record, record_version)) => (record.intents, record_version),
-        None => (Vec::new(), 0),
+    let (mut claim, cas) = match previous {
+        Some((record, record_version)) => (record, record_version),
+        None => (
+            RotationRecord::claim(plan.parameters(), crate::clock::now().as_second()),
+            0,
+        ),
     };
-    intents.push(fingerprint.clone());
-    let claim = RotationRecord {
-        base_version: current.version,
-        intents,
-        claimed_at: crate::clock::now().as_second(),
-        version: None,
-    };
+    claim.intents.push(fingerprint.clone());
+    claim.base_version = current.version;
+    claim.base64_keys = base64_keys(&data);
+    claim.claimed_at = crate::clock::now().as_second();
     let CasWrite::Written {
         version: claim_version,
     } = ctx
@@ -308,81 +453,45 @@ async fn claim_and_write(
     else {
         return Ok(None);
     };
-    let CasWrite::Written { version } = ctx
-        .vault
-        .write(mount, &plan.path, &data, current.version)
-        .await?
+    let CasWrite::Written { version } =
+        ctx.vault.write(mount, path, &data, current.version).await?
     else {
         return Ok(None);
     };
-    let mut rotated = finish(
-        ctx,
-        plan,
-        mount,
-        record_at,
-        (claim, claim_version),
-        version,
-        &base64_keys(&data),
-        metadata,
-    )
-    .await?;
+    let claim = RotationRecord {
+        version: Some(version),
+        ..claim
+    };
+    let Some(done) = complete(ctx, mount, record_at, claim, claim_version).await? else {
+        // Another run took the claim over meanwhile; it recognises this write by its intent.
+        return Ok(None);
+    };
+    let mut rotated = finish(ctx, plan, kv, mount, done, metadata).await?;
     rotated.fingerprint = Some(fingerprint);
     Ok(Some(rotated))
 }
 
-/// Completes the record, stamps the path's metadata, and trims old versions.
-#[allow(clippy::too_many_arguments)]
+/// The run that completed the record: stamps the path's metadata, audits the one `rotate`
+/// event of the id, and trims old versions.
 async fn finish(
     ctx: &Context,
     plan: &Plan,
+    kv: &KvPlan,
     mount: &str,
-    record_at: &str,
-    (record, record_version): (RotationRecord, u64),
-    version: u64,
-    written_base64: &BTreeSet<String>,
+    done: RotationRecord,
     metadata: &VaultMetadata,
 ) -> Result<Rotated> {
-    let done = RotationRecord {
-        version: Some(version),
-        ..record
-    };
-    if let CasWrite::Mismatch = ctx
-        .vault
-        .write(mount, record_at, &done.to_data(), record_version)
-        .await?
-    {
-        // A run that took the claim over will recognise our write through its intents.
-        tracing::warn!(
-            path = plan.path,
-            rotation_id = plan.rotation_id,
-            "rotation record changed under us; the write stands"
-        );
-    }
-    let mut custom = metadata.custom.clone();
-    custom.insert(meta::ROTATION_ID.into(), plan.rotation_id.clone());
-    custom.insert(meta::ROTATED_AT.into(), now_rfc3339());
-    custom.insert(meta::ROTATION_VERSION.into(), version.to_string());
-    if written_base64.is_empty() {
-        custom.remove(meta::BASE64_KEYS);
-    } else {
-        custom.insert(meta::BASE64_KEYS.into(), encode_key_list(written_base64));
-    }
-    if plan.adopt
-        && Provenance::from_metadata(&metadata.custom).is_none()
-        && !custom.contains_key(meta::ADOPTED_AT)
-    {
-        custom.insert(meta::ADOPTED_AT.into(), now_rfc3339());
-    }
-    ctx.vault.write_metadata(mount, &plan.path, &custom).await?;
-    let target = format!("{mount}/{}", plan.path);
+    let version = done.version.expect("a completed KV record has a version");
+    stamp_metadata(ctx, plan, kv, mount, &done, metadata).await?;
+    let target = format!("{mount}/{}", kv.path);
     audit("rotate", &target, Outcome::Rotated, Some(version), None);
     let mut destroyed = Vec::new();
-    if let Some(keep) = plan.keep_versions {
-        if let Some(fresh) = ctx.vault.read_metadata(mount, &plan.path).await? {
+    if let Some(keep) = kv.keep_versions {
+        if let Some(fresh) = ctx.vault.read_metadata(mount, &kv.path).await? {
             destroyed = versions_to_destroy(&fresh.live_versions, version, keep);
             if !destroyed.is_empty() {
                 ctx.vault
-                    .destroy_versions(mount, &plan.path, &destroyed)
+                    .destroy_versions(mount, &kv.path, &destroyed)
                     .await?;
                 audit(
                     "destroy-versions",
@@ -396,8 +505,383 @@ async fn finish(
     }
     Ok(Rotated {
         outcome: Outcome::Rotated,
-        version,
+        version: Some(version),
+        last_vault_rotation: None,
         fingerprint: None,
         destroyed,
+        stamp: done.completed_at,
     })
+}
+
+/// Records the rotation in the path's metadata, unless it already names this rotation or a
+/// later one. Run by the completing run and repeated by any later run of the id, so a crash
+/// between the record and the metadata converges.
+async fn stamp_metadata(
+    ctx: &Context,
+    plan: &Plan,
+    kv: &KvPlan,
+    mount: &str,
+    done: &RotationRecord,
+    metadata: &VaultMetadata,
+) -> Result<()> {
+    let version = done.version.expect("a completed KV record has a version");
+    let stamped = metadata
+        .custom
+        .get(meta::ROTATION_VERSION)
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_some_and(|v| v >= version);
+    if stamped {
+        return Ok(());
+    }
+    let completed = Timestamp::from_second(done.completed_at.unwrap_or_default())
+        .unwrap_or_else(|_| crate::clock::now());
+    let mut custom = metadata.custom.clone();
+    custom.insert(meta::ROTATION_ID.into(), plan.rotation_id.clone());
+    custom.insert(meta::ROTATED_AT.into(), crate::clock::rfc3339(completed));
+    custom.insert(meta::ROTATION_VERSION.into(), version.to_string());
+    record_base64_keys(&mut custom, version, &done.base64_keys);
+    if let Some(max_age) = plan.max_age_seconds() {
+        custom.insert(meta::MAX_AGE.into(), format_max_age(max_age));
+    }
+    if kv.adopt
+        && Provenance::from_metadata(&metadata.custom).is_none()
+        && !custom.contains_key(meta::ADOPTED_AT)
+    {
+        custom.insert(meta::ADOPTED_AT.into(), crate::clock::now_rfc3339());
+    }
+    ctx.vault.write_metadata(mount, &kv.path, &custom).await
+}
+
+/// Engine-backed rotation: the per-id record is claimed with `cas=0` before the call, and
+/// Vault's `last_vault_rotation` moving past the claim's is the proof the call happened.
+async fn rotate_engine(ctx: &Context, plan: &Plan, mount: &str, role: &str) -> Result<Rotated> {
+    let kv_mount = ctx.settings.kv_mount.as_str();
+    let record_at = record_path(&plan.rotation_id);
+    let parameters = plan.parameters();
+    let target = format!("{mount}/static-roles/{role}");
+    for _ in 0..STEP_LIMIT {
+        let (record, record_version) = read_record(ctx, kv_mount, &record_at).await?;
+        if let Some(r) = record.as_ref().filter(|r| r.parameters != parameters) {
+            return Err(other_intent(plan, r));
+        }
+        let last = ctx
+            .vault
+            .static_role_last_rotation(mount, role)
+            .await?
+            .ok_or_else(|| Error::NotFound {
+                what: format!("static role {target}"),
+            })?;
+        let now = crate::clock::now();
+        if let (None, Some(max_age)) = (&record, plan.max_age_seconds()) {
+            if !is_due(last, now, max_age) {
+                return Ok(Rotated::without_write(Outcome::NotDue));
+            }
+        }
+        let step = decide_engine(
+            record.as_ref(),
+            &parameters,
+            last,
+            now.as_second(),
+            plan.claim_lease_seconds,
+        );
+        let (claim, cas) = match step {
+            EngineStep::OtherIntent => {
+                let record = record.expect("OtherIntent comes from a record");
+                return Err(other_intent(plan, &record));
+            }
+            EngineStep::AlreadyRotated => {
+                let record = record.expect("AlreadyRotated comes from a record");
+                if !ctx.settings.dry_run {
+                    record_engine_state(ctx, plan, mount, role, &record).await?;
+                }
+                return Ok(Rotated::already(&record));
+            }
+            EngineStep::Wait => {
+                tokio::time::sleep(WAIT_INTERVAL).await;
+                continue;
+            }
+            EngineStep::Proven { rotated } => {
+                if ctx.settings.dry_run {
+                    return Ok(Rotated::without_write(Outcome::Planned));
+                }
+                let record = RotationRecord {
+                    rotated: Some(rotated),
+                    ..record.expect("Proven comes from a record")
+                };
+                match complete(ctx, kv_mount, &record_at, record, record_version).await? {
+                    Some(done) => return finish_engine(ctx, plan, mount, role, done).await,
+                    None => continue,
+                }
+            }
+            _ if ctx.settings.dry_run => {
+                return Ok(Rotated::without_write(Outcome::Planned));
+            }
+            EngineStep::Claim => (RotationRecord::claim(parameters.clone(), 0), 0),
+            EngineStep::TakeOver => (
+                record.expect("TakeOver comes from a record"),
+                record_version,
+            ),
+        };
+        let claim = RotationRecord {
+            base_rotation: last,
+            claimed_at: now.as_second(),
+            ..claim
+        };
+        let CasWrite::Written {
+            version: claim_version,
+        } = ctx
+            .vault
+            .write(kv_mount, &record_at, &claim.to_data(), cas)
+            .await?
+        else {
+            continue;
+        };
+        let called = ctx.vault.rotate_static_role(mount, role).await;
+        // Whatever the call answered, Vault's own record says whether it happened.
+        let after = match ctx.vault.static_role_last_rotation(mount, role).await {
+            Ok(after) => after.flatten(),
+            Err(read_error) => return Err(called.err().unwrap_or(read_error)),
+        };
+        let proven = after.filter(|at| last.is_none_or(|base| *at > base));
+        let Some(rotated) = proven else {
+            if let Err(error) = called {
+                // Not rotated: release the claim so the retry takes it over at once.
+                let released = RotationRecord {
+                    claimed_at: 0,
+                    ..claim
+                };
+                let _ = ctx
+                    .vault
+                    .write(kv_mount, &record_at, &released.to_data(), claim_version)
+                    .await;
+                return Err(error);
+            }
+            return Err(Error::Remote {
+                action: format!("rotate {target}"),
+                detail: "Vault accepted the rotation but last_vault_rotation did not move".into(),
+            });
+        };
+        let record = RotationRecord {
+            rotated: Some(rotated),
+            ..claim
+        };
+        match complete(ctx, kv_mount, &record_at, record, claim_version).await? {
+            Some(done) => return finish_engine(ctx, plan, mount, role, done).await,
+            None => continue,
+        }
+    }
+    Err(Error::temporary(
+        format!("rotate {target} ({})", plan.rotation_id),
+        "another run holds this rotation id and has not finished",
+    ))
+}
+
+async fn finish_engine(
+    ctx: &Context,
+    plan: &Plan,
+    mount: &str,
+    role: &str,
+    done: RotationRecord,
+) -> Result<Rotated> {
+    record_engine_state(ctx, plan, mount, role, &done).await?;
+    let target = format!("{mount}/static-roles/{role}");
+    audit("rotate", &target, Outcome::Rotated, None, None);
+    Ok(Rotated {
+        last_vault_rotation: done.rotated,
+        stamp: done.completed_at,
+        ..Rotated::without_write(Outcome::Rotated)
+    })
+}
+
+/// An engine rotation's provenance for `status`: the last rotation id, Vault's rotation time,
+/// the consumers and the maximum age, at `secops/engine-rotations/MOUNT/ROLE`. Written only
+/// when it does not already describe this rotation or a later one.
+async fn record_engine_state(
+    ctx: &Context,
+    plan: &Plan,
+    mount: &str,
+    role: &str,
+    done: &RotationRecord,
+) -> Result<()> {
+    let kv_mount = ctx.settings.kv_mount.as_str();
+    let at = engine_state_path(mount, role);
+    let completed = done.completed_at.unwrap_or_default();
+    for _ in 0..crate::retry::RACE_ATTEMPTS {
+        let held = ctx
+            .vault
+            .read(kv_mount, &at, None, &BTreeSet::new())
+            .await?;
+        let field = |name: &str| {
+            held.as_ref()
+                .and_then(|h| h.data.get(name))
+                .and_then(|v| v.as_utf8())
+                .map(String::from)
+        };
+        let recorded_at: i64 = field("completed_at")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        if recorded_at >= completed {
+            return Ok(());
+        }
+        let rotations: u64 = field("rotations").and_then(|v| v.parse().ok()).unwrap_or(0) + 1;
+        let consumers: Vec<String> = plan.consumers.iter().map(|c| c.to_string()).collect();
+        let mut fields = vec![
+            ("rotation_id", plan.rotation_id.clone()),
+            ("completed_at", completed.to_string()),
+            ("rotations", rotations.to_string()),
+            ("consumers", consumers.join(",")),
+        ];
+        if let Some(rotated) = done.rotated {
+            fields.push(("last_vault_rotation", rotated.to_string()));
+        }
+        let max_age = plan
+            .max_age_seconds()
+            .or_else(|| field("max_age").and_then(|v| crate::domain::expiry::parse_max_age(&v)));
+        if let Some(max_age) = max_age {
+            fields.push(("max_age", format_max_age(max_age)));
+        }
+        let data: SecretData = fields
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), SecretBytes::from_string(v)))
+            .collect();
+        let cas = held.map(|h| h.version).unwrap_or(0);
+        if let CasWrite::Written { .. } = ctx.vault.write(kv_mount, &at, &data, cas).await? {
+            return Ok(());
+        }
+    }
+    Err(Error::LostRace {
+        action: format!("record the rotation of {mount}/{role}"),
+    })
+}
+
+/// ExternalSecrets first; workloads only once every ExternalSecret reports a sync at or after
+/// the stamp (bounded by `--sync-timeout`), so no pod starts before ESO wrote the new value.
+/// Consumers that already carry the stamp are left alone.
+async fn refresh_consumers(
+    ctx: &Context,
+    plan: &Plan,
+    stamp: i64,
+    version: Option<u64>,
+) -> (Vec<Refreshed>, ExitStatus) {
+    let mut results = Vec::new();
+    let mut status = ExitStatus::Ok;
+    let mut fail = |consumer: &Consumer, error: Error, results: &mut Vec<Refreshed>| {
+        status = status.max(error.exit_status());
+        results.push(Refreshed {
+            target: consumer.to_string(),
+            outcome: Outcome::Failed,
+            error: Some((&error).into()),
+        });
+    };
+    let kube = match ctx.kube() {
+        Ok(kube) => kube,
+        Err(error) => {
+            for consumer in &plan.consumers {
+                fail(consumer, Error::Internal(error.to_string()), &mut results);
+            }
+            return (results, status);
+        }
+    };
+    let (workloads, external_secrets): (Vec<&Consumer>, Vec<&Consumer>) =
+        plan.consumers.iter().partition(|c| c.is_workload());
+    let mut waiting = Vec::new();
+    let mut blocked = false;
+    for consumer in external_secrets {
+        match kube.refresh_consumer(consumer, stamp).await {
+            Ok(refresh) => waiting.push((consumer, refresh)),
+            Err(error) => {
+                blocked = true;
+                fail(consumer, error, &mut results);
+            }
+        }
+    }
+    let wait = !workloads.is_empty() && !plan.sync_timeout.is_zero();
+    let deadline = tokio::time::Instant::now() + plan.sync_timeout;
+    let unsynced = loop {
+        let mut pending = Vec::new();
+        for (consumer, refresh) in std::mem::take(&mut waiting) {
+            let sync = if wait {
+                kube.external_secret_sync(consumer, stamp).await
+            } else {
+                Ok(Sync::Synced)
+            };
+            match sync {
+                Ok(Sync::Synced) => {
+                    let outcome = match refresh {
+                        Refresh::Stamped => {
+                            audit(
+                                "refresh-consumer",
+                                consumer,
+                                Outcome::Refreshed,
+                                version,
+                                None,
+                            );
+                            Outcome::Refreshed
+                        }
+                        Refresh::AlreadyStamped => Outcome::Unchanged,
+                    };
+                    results.push(Refreshed {
+                        target: consumer.to_string(),
+                        outcome,
+                        error: None,
+                    });
+                }
+                Ok(state) => pending.push((consumer, refresh, state)),
+                Err(error) => {
+                    blocked = true;
+                    fail(consumer, error, &mut results);
+                }
+            }
+        }
+        if pending.is_empty() || tokio::time::Instant::now() >= deadline {
+            break pending;
+        }
+        waiting = pending.into_iter().map(|(c, r, _)| (c, r)).collect();
+        tokio::time::sleep(SYNC_POLL).await;
+    };
+    for (consumer, _, state) in unsynced {
+        blocked = true;
+        let seen = match state {
+            Sync::Failing(reason) => format!("ESO reports it not ready ({reason})"),
+            _ => "ESO has not refreshed it since the rotation".to_string(),
+        };
+        let error = Error::temporary(
+            format!("wait for {consumer} to sync"),
+            format!("{seen} within --sync-timeout; the retry re-drives the consumers"),
+        );
+        fail(consumer, error, &mut results);
+    }
+    for consumer in workloads {
+        if blocked {
+            let error = Error::temporary(
+                format!("restart {consumer}"),
+                "not restarted: its ExternalSecrets have not synced the new value",
+            );
+            fail(consumer, error, &mut results);
+            continue;
+        }
+        match kube.refresh_consumer(consumer, stamp).await {
+            Ok(Refresh::Stamped) => {
+                audit(
+                    "refresh-consumer",
+                    consumer,
+                    Outcome::Refreshed,
+                    version,
+                    None,
+                );
+                results.push(Refreshed {
+                    target: consumer.to_string(),
+                    outcome: Outcome::Refreshed,
+                    error: None,
+                });
+            }
+            Ok(Refresh::AlreadyStamped) => results.push(Refreshed {
+                target: consumer.to_string(),
+                outcome: Outcome::Unchanged,
+                error: None,
+            }),
+            Err(error) => fail(consumer, error, &mut results),
+        }
+    }
+    (results, status)
 }

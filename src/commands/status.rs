@@ -2,7 +2,7 @@
 //! broken invariant (RFC section 3.3; `docs/contract.md` §6.6); exit 3 when one is found, so
 //! a CronWorkflow can alert.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::IsTerminal as _;
 
 use futures::stream::{self, StreamExt as _};
@@ -11,10 +11,11 @@ use serde::Serialize;
 
 use super::{pages, Context};
 use crate::domain::authority::{
-    assess_bootstrap, assess_internal, assess_orphan, Assessment, Authority, Phase, VaultFacts,
-    Violation, ViolationKind,
+    age_violation, assess_bootstrap, assess_internal, assess_orphan, Assessment, Authority, Phase,
+    VaultFacts, Violation, ViolationKind,
 };
 use crate::domain::bootstrap::SourceSecret;
+use crate::domain::expiry::{max_age_of, parse_max_age};
 use crate::domain::fingerprint::FingerprintKey;
 use crate::domain::names::{is_reserved, meta, Class, FINGERPRINT_KEY_PATH};
 use crate::domain::outcome::Outcome;
@@ -32,6 +33,8 @@ pub struct Plan {
     pub table: Option<bool>,
     /// The rendered Vault configuration to check for drift (`vault-config-drift`).
     pub vault_config: Option<super::vault_setup::ConfigSource>,
+    /// The maximum age of a current value where the path records none of its own.
+    pub max_age_seconds: Option<i64>,
 }
 
 const READ_CONCURRENCY: usize = 16;
@@ -43,6 +46,8 @@ enum RowKind {
     Bootstrap,
     Internal,
     Vault,
+    /// A static role an engine rotates (`rotate --static-role`).
+    Engine,
 }
 
 #[derive(Debug, Serialize)]
@@ -58,7 +63,16 @@ struct Row {
     vault_version: Option<u64>,
     last_handover: Option<String>,
     last_rotation: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rotation_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    consumers: Option<Vec<String>>,
     violations: Vec<Violation>,
+    /// When the current value was written, and its maximum age (judged once all rows exist).
+    #[serde(skip)]
+    written_at: Option<jiff::Timestamp>,
+    #[serde(skip)]
+    max_age: Option<i64>,
 }
 
 impl Row {
@@ -82,7 +96,11 @@ impl Row {
             vault_version: metadata.map(|m| m.current_version),
             last_handover: get(meta::HANDOVER_AT),
             last_rotation: get(meta::ROTATED_AT),
+            rotation_id: get(meta::ROTATION_ID),
+            consumers: None,
             violations: assessment.violations,
+            written_at: metadata.and_then(|m| m.current_created_at),
+            max_age: metadata.and_then(|m| max_age_of(&m.custom, None)),
         }
     }
 }
@@ -162,6 +180,84 @@ async fn provenance_paths(ctx: &Context, mount: &str) -> Result<Vec<(String, Vau
         .into_iter()
         .flatten()
         .collect())
+}
+
+impl Row {
+    /// The namespaces of an engine row's consumers: the row is in a scope that covers one of
+    /// them (an engine role has no namespace of its own; without consumers, only `-A`).
+    fn consumer_namespaces(&self) -> impl Iterator<Item = &str> {
+        self.consumers
+            .iter()
+            .flatten()
+            .filter_map(|c| c.split('/').nth(1))
+    }
+}
+
+/// One row per static role `rotate --static-role` has rotated, from the state it records
+/// under `secops/engine-rotations/`. A status identity not allowed to read that state gets
+/// no engine rows rather than no status.
+async fn engine_rows(ctx: &Context, mount: &str) -> Result<Vec<Row>> {
+    let root = crate::commands::rotate::ENGINE_STATE_ROOT.to_string();
+    let mut folders = vec![root.clone()];
+    let mut rows = Vec::new();
+    while let Some(folder) = folders.pop() {
+        let keys = match ctx.vault.list(mount, &folder).await {
+            Ok(keys) => keys,
+            Err(crate::error::Error::Forbidden { .. }) => {
+                tracing::warn!(
+                    folder,
+                    "not allowed to list engine rotations; status shows none"
+                );
+                return Ok(rows);
+            }
+            Err(error) => return Err(error),
+        };
+        for key in keys {
+            let full = format!("{folder}{key}");
+            if full.ends_with('/') {
+                folders.push(full);
+                continue;
+            }
+            let Some(held) = ctx.vault.read(mount, &full, None, &BTreeSet::new()).await? else {
+                continue;
+            };
+            let field = |name: &str| {
+                held.data
+                    .get(name)
+                    .and_then(|v| v.as_utf8())
+                    .map(String::from)
+            };
+            let Some((engine, role)) = full[root.len()..].rsplit_once('/') else {
+                continue;
+            };
+            let last = field("last_vault_rotation");
+            rows.push(Row {
+                kind: RowKind::Engine,
+                secret: None,
+                uid: None,
+                mount: engine.to_string(),
+                path: format!("static-roles/{role}"),
+                authority: Authority::Vault,
+                phase: Phase::Rotated(field("rotations").and_then(|n| n.parse().ok()).unwrap_or(1)),
+                vault_version: None,
+                last_handover: None,
+                last_rotation: last.clone(),
+                rotation_id: field("rotation_id"),
+                consumers: Some(
+                    field("consumers")
+                        .unwrap_or_default()
+                        .split(',')
+                        .filter(|c| !c.is_empty())
+                        .map(String::from)
+                        .collect(),
+                ),
+                violations: Vec::new(),
+                written_at: last.and_then(|t| t.parse().ok()),
+                max_age: field("max_age").and_then(|a| parse_max_age(&a)),
+            });
+        }
+    }
+    Ok(rows)
 }
 
 /// The kebab-case name a unit enum serializes as.
@@ -310,10 +406,14 @@ async fn fingerprint_key_row(ctx: &Context, mount: &str) -> Result<Option<Row>> 
         vault_version: Some(metadata.current_version),
         last_handover: None,
         last_rotation: None,
+        rotation_id: None,
+        consumers: None,
         violations: vec![Violation {
             kind: ViolationKind::FingerprintKeyLost,
             detail: format!("drift can no longer be seen: {gone}"),
         }],
+        written_at: None,
+        max_age: None,
     }))
 }
 
@@ -408,6 +508,20 @@ pub async fn run(plan: &Plan, ctx: &Context) -> Result<Report> {
             Some(&metadata),
             assessment,
         ));
+    }
+    let in_scope = |namespace: &str| plan.scope.contains(namespace, kube.default_namespace());
+    let all = plan.scope == Scope::AllNamespaces;
+    rows.extend(
+        engine_rows(ctx, &mount)
+            .await?
+            .into_iter()
+            .filter(|row| all || row.consumer_namespaces().any(in_scope)),
+    );
+    let now = crate::clock::now();
+    for row in &mut rows {
+        if let Some(v) = age_violation(row.written_at, now, row.max_age.or(plan.max_age_seconds)) {
+            row.violations.push(v);
+        }
     }
     let vault_config = vault_config_rows(plan, ctx).await?;
     let violations: usize = rows.iter().map(|r| r.violations.len()).sum::<usize>()

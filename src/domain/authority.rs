@@ -47,6 +47,8 @@ pub enum ViolationKind {
     OriginMoved,
     /// The fingerprint key exists but cannot be read: drift can no longer be seen.
     FingerprintKeyLost,
+    /// The current value is older than its maximum age (`--max-age`, `secops-max-age`).
+    TooOld,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -156,6 +158,16 @@ fn data_lost(vault: Option<&VaultFacts>) -> Option<Violation> {
             ),
         )
     })
+}
+
+/// A value written at `written_at` that is older than its maximum age.
+pub fn age_violation(
+    written_at: Option<jiff::Timestamp>,
+    now: jiff::Timestamp,
+    max_age_seconds: Option<i64>,
+) -> Option<Violation> {
+    super::expiry::too_old(written_at, now, max_age_seconds)
+        .map(|detail| violation(ViolationKind::TooOld, detail))
 }
 
 fn violation(kind: ViolationKind, detail: impl Into<String>) -> Violation {

@@ -1,6 +1,10 @@
-//! Consumers to update after a rotation: ExternalSecrets to force-sync, workloads to restart.
+//! Consumers to update after a rotation: ExternalSecrets to force-sync, workloads to restart,
+//! in that order, and the judgements of whether a consumer already has a rotation's stamp
+//! and whether an ExternalSecret has synced since.
 
 use std::fmt;
+
+use jiff::Timestamp;
 
 use super::is_dns_subdomain;
 use crate::error::{Error, Result};
@@ -81,9 +85,119 @@ pub fn parse_restart(text: &str) -> Result<Consumer> {
     )
 }
 
+impl Consumer {
+    /// Workloads restart only after the ExternalSecrets have synced the new value.
+    pub fn is_workload(&self) -> bool {
+        self.kind != ConsumerKind::ExternalSecret
+    }
+}
+
+/// How far a stamp may lie ahead of this run's clock and still count (clock skew between the
+/// pods of two runs). A stamp further ahead is not a refresh anyone made: it is re-driven.
+pub const MAX_CLOCK_SKEW_SECONDS: i64 = 60;
+
+/// A stamp as Unix seconds: ESO's `force-sync` is free text (secops writes Unix seconds),
+/// a pod template's `restartedAt` is RFC 3339; both forms are read in either place.
+pub fn parse_stamp(text: &str) -> Option<i64> {
+    let text = text.trim();
+    if let Ok(seconds) = text.parse::<i64>() {
+        return Some(seconds);
+    }
+    text.parse::<Timestamp>().ok().map(|t| t.as_second())
+}
+
+/// Whether a consumer's current stamp already covers a rotation stamped `stamp`: an instant
+/// at or after it (a later rotation's refresh covers ours), and not in the future. An
+/// unparseable or future stamp does not count, so it cannot silence a refresh.
+pub fn is_stamped(current: Option<&str>, stamp: i64, now: i64) -> bool {
+    current
+        .and_then(parse_stamp)
+        .is_some_and(|t| t >= stamp && t <= now + MAX_CLOCK_SKEW_SECONDS)
+}
+
+/// Where an ExternalSecret stands after its force-sync.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sync {
+    /// ESO refreshed it at or after the stamp and it is `Ready=True`.
+    Synced,
+    /// Not refreshed since the stamp yet.
+    Pending,
+    /// Refreshed since the stamp, but not ready; ESO's reason, if any.
+    Failing(String),
+}
+
+/// Judges ESO's documented status fields: `status.refreshTime` and the `Ready` condition.
+pub fn judge_sync(
+    refresh_time: Option<&str>,
+    ready: Option<&str>,
+    reason: Option<&str>,
+    stamp: i64,
+) -> Sync {
+    let refreshed = refresh_time
+        .and_then(|t| t.parse::<Timestamp>().ok())
+        .is_some_and(|t| t.as_second() >= stamp);
+    match (refreshed, ready) {
+        (true, Some("True")) => Sync::Synced,
+        (true, _) => Sync::Failing(reason.unwrap_or("not ready").to_string()),
+        (false, _) => Sync::Pending,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stamps_are_compared_as_instants() {
+        let now = 1_800_000_000;
+        let stamp = now - 10;
+        assert!(is_stamped(Some(&stamp.to_string()), stamp, now));
+        assert!(is_stamped(
+            Some("2027-01-15T08:00:00Z"),
+            1_800_000_000,
+            1_800_000_000
+        ));
+        assert!(
+            is_stamped(Some(&(now - 5).to_string()), stamp, now),
+            "a later rotation's"
+        );
+        assert!(
+            !is_stamped(Some(&(stamp - 1).to_string()), stamp, now),
+            "older"
+        );
+        assert!(!is_stamped(Some("zzz"), stamp, now), "unparseable");
+        assert!(!is_stamped(Some("9999999999"), stamp, now), "far future");
+        assert!(
+            !is_stamped(Some("2999-01-01T00:00:00Z"), stamp, now),
+            "far future"
+        );
+        assert!(!is_stamped(None, stamp, now));
+        assert_eq!(parse_stamp("1970-01-01T00:01:40Z"), Some(100));
+    }
+
+    #[test]
+    fn eso_sync_is_judged_from_refresh_time_and_ready() {
+        let stamp = parse_stamp("2026-05-01T10:00:00Z").unwrap();
+        assert_eq!(
+            judge_sync(Some("2026-05-01T10:00:00Z"), Some("True"), None, stamp),
+            Sync::Synced,
+            "at the stamp counts"
+        );
+        assert_eq!(
+            judge_sync(Some("2026-05-01T09:59:59Z"), Some("True"), None, stamp),
+            Sync::Pending
+        );
+        assert_eq!(judge_sync(None, None, None, stamp), Sync::Pending);
+        assert_eq!(
+            judge_sync(
+                Some("2026-05-01T10:00:03Z"),
+                Some("False"),
+                Some("SecretSyncedError"),
+                stamp
+            ),
+            Sync::Failing("SecretSyncedError".into())
+        );
+    }
 
     #[test]
     fn consumer_syntax() {

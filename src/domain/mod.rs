@@ -5,6 +5,7 @@ pub mod authority;
 pub mod bootstrap;
 pub mod claim;
 pub mod consumers;
+pub mod expiry;
 pub mod fingerprint;
 pub mod generate;
 pub mod names;

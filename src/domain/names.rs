@@ -14,6 +14,9 @@ pub const CONSUMED_BY: &str = "secops.dev/consumed-by";
 /// tell a `strip` that did not happen from an `annotate` that never meant to strip.
 pub const CONSUMED_MODE: &str = "secops.dev/consumed-mode";
 pub const PUSHED_AT: &str = "secops.dev/pushed-at";
+/// On a bootstrap Secret: the maximum age of the secret once in Vault (recorded at handover
+/// as `secops-max-age`).
+pub const MAX_AGE: &str = "secops.dev/max-age";
 
 pub mod meta {
     pub const ORIGIN: &str = "secops-origin";
@@ -27,6 +30,12 @@ pub mod meta {
     pub const BASE64_KEYS: &str = "secops-base64-keys";
     pub const K8S_TYPE: &str = "secops-k8s-type";
     pub const ADOPTED_AT: &str = "secops-adopted-at";
+    /// Not in the contract's first list: `KEY:V,...`, each key listed in `secops-base64-keys`
+    /// at some point and stored base64-encoded in versions older than V (a rotation replaced
+    /// it with text in version V), so that every version is decoded with its own key list.
+    pub const BASE64_KEYS_UNTIL: &str = "secops-base64-keys-until";
+    /// The maximum age of the current version (`status` reports an older one), e.g. `720h`.
+    pub const MAX_AGE: &str = "secops-max-age";
     /// Not in the contract's list: set when a handover's Secret was consumed with `--mode
     /// delete`, so `status` knows the origin is gone by design.
     pub const CONSUMED_MODE: &str = "secops-consumed-mode";

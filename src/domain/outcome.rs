@@ -16,6 +16,8 @@ pub enum Outcome {
     AlreadyConsumed,
     Rotated,
     AlreadyRotated,
+    /// `rotate --if-older-than`: the current value is young enough; nothing was written.
+    NotDue,
     Pushed,
     /// A consumer was told to pick up a new value.
     Refreshed,
@@ -49,6 +51,7 @@ impl Outcome {
             Outcome::AlreadyConsumed => "already-consumed",
             Outcome::Rotated => "rotated",
             Outcome::AlreadyRotated => "already-rotated",
+            Outcome::NotDue => "not-due",
             Outcome::Pushed => "pushed",
             Outcome::Refreshed => "refreshed",
             Outcome::Destroyed => "destroyed",
@@ -81,6 +84,7 @@ mod tests {
             Outcome::Written,
             Outcome::AlreadyConsumed,
             Outcome::AlreadyRotated,
+            Outcome::NotDue,
             Outcome::Planned,
             Outcome::Violations,
         ] {

@@ -39,12 +39,23 @@ fn the_demo_walks_every_phase_and_stops_what_it_started() {
         "exit code 3",
         "billing/db exists: 404",
         "handover-write    written",
+        "ExternalSecret synced by ESO at 20",
         "Demo finished",
     ] {
         assert!(
             stdout.contains(line),
             "demo output lacks {line:?}:\n{stdout}"
         );
+    }
+    if !stdout.contains("Engine-backed rotation: skipped") {
+        for line in [
+            "outcome=\"rotated\"  static_role=\"app\"",
+            "old password: refused by PostgreSQL; new password (database/static-creds/app): logs in",
+            "outcome=\"already-rotated\"",
+            "the same id again: password unchanged: yes",
+        ] {
+            assert!(stdout.contains(line), "demo output lacks {line:?}:\n{stdout}");
+        }
     }
     for prefix in [
         "OpenBao (dev) at http://",

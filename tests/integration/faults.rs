@@ -222,22 +222,24 @@ fn rotate_survives_a_fault_at_every_request() {
     for position in 0..positions {
         for (f, fault) in VAULT_FAULTS.iter().enumerate() {
             let path = format!("fr/p{position}-{f}");
+            // One id per rotation: an id names one intent (docs/contract.md §6.4).
+            let id = format!("once-{position}-{f}");
             BAO.write("secret", &path, json!({"v": "initial", "keep": "kept"}));
             proxy.arm(position, *fault);
-            let faulted = rotate(true, &path, "once");
+            let faulted = rotate(true, &path, &id);
             tally.injected();
             assert_eq!(
                 faulted.code, 75,
                 "{fault:?} at request {position}: {}",
                 faulted.stdout
             );
-            let rerun = rotate(false, &path, "once");
+            let rerun = rotate(false, &path, &id);
             assert_eq!(
                 rerun.code, 0,
                 "{fault:?} at {position}, re-run: {}",
                 rerun.stdout
             );
-            let again = rotate(false, &path, "once");
+            let again = rotate(false, &path, &id);
             assert_eq!(again.json()["outcome"], "already-rotated");
             let version = BAO.current_version("secret", &path);
             tally.duplicated += usize::from(version != 2);

@@ -3,8 +3,10 @@
 
 mod broken_state;
 mod cli;
+mod consumers;
 mod demo;
 mod emulator;
+mod engine;
 mod faults;
 mod foundation;
 mod handover;

@@ -24,6 +24,10 @@ pub enum ProxyFault {
 struct Plan {
     served: usize,
     faults: HashMap<usize, ProxyFault>,
+    /// Fail the request `offset` after the first one whose head contains this text.
+    after: Option<(String, usize, ProxyFault)>,
+    /// The request line of every request forwarded to Vault.
+    forwarded: Vec<String>,
 }
 
 pub struct FaultProxy {
@@ -52,6 +56,28 @@ impl FaultProxy {
         let mut plan = self.plan.lock().unwrap();
         plan.served = 0;
         plan.faults = HashMap::from([(position, fault)]);
+        plan.after = None;
+    }
+
+    /// Fails the request right after the first one whose request line and headers contain
+    /// `needle` (e.g. `POST /v1/secret/data/team/db `): a crash just after that request.
+    pub fn arm_after(&self, needle: &str, fault: ProxyFault) {
+        self.arm_at(needle, 1, fault);
+    }
+
+    /// Fails the request `offset` requests after the first one containing `needle` (0: that
+    /// request itself).
+    pub fn arm_at(&self, needle: &str, offset: usize, fault: ProxyFault) {
+        let mut plan = self.plan.lock().unwrap();
+        plan.served = 0;
+        plan.faults.clear();
+        plan.after = Some((needle.to_string(), offset, fault));
+    }
+
+    /// How many requests whose request line contains `needle` reached Vault.
+    pub fn forwarded(&self, needle: &str) -> usize {
+        let plan = self.plan.lock().unwrap();
+        plan.forwarded.iter().filter(|l| l.contains(needle)).count()
     }
 
     pub fn served(&self) -> usize {
@@ -99,7 +125,20 @@ fn serve(client: TcpStream, upstream: &str, plan: &Mutex<Plan>) {
         let mut plan = plan.lock().unwrap();
         let position = plan.served;
         plan.served += 1;
-        plan.faults.remove(&position)
+        let head = String::from_utf8_lossy(&request[..request.len().min(512)]).to_string();
+        if let Some((needle, offset, fault)) = plan.after.take() {
+            if head.contains(&needle) {
+                plan.faults.insert(position + offset, fault);
+            } else {
+                plan.after = Some((needle, offset, fault));
+            }
+        }
+        let fault = plan.faults.remove(&position);
+        if matches!(fault, None | Some(ProxyFault::DropAfter)) {
+            let line = head.lines().next().unwrap_or_default().to_string();
+            plan.forwarded.push(line);
+        }
+        fault
     };
     match fault {
         // Dropping the connection unanswered is the reset.

@@ -10,7 +10,9 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from contextlib import contextmanager
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -75,6 +77,39 @@ class Cluster:
             "metadata": {"name": name, "namespace": ns, "labels": {"secops.dev/class": cls}, "annotations": {"secops.dev/vault-path": path}},
             "data": {"value": base64.b64encode(value.encode()).decode()},
         })
+
+
+@contextmanager
+def eso_controller(cluster: Cluster, namespaces, fail: bool = False):
+    """A stand-in for External Secrets Operator's controller: syncs each ExternalSecret whose
+    `force-sync` annotation changed, reporting ESO's documented status (`refreshTime`, the
+    `Ready` condition, `syncedResourceVersion`), so `rotate` restarts workloads after it."""
+    stop = threading.Event()
+
+    def loop():
+        while not stop.is_set():
+            for ns in namespaces:
+                base = f"/apis/external-secrets.io/v1/namespaces/{ns}/externalsecrets"
+                code, body = cluster.request("GET", base)
+                for es in body.get("items", []) if code == 200 else []:
+                    wanted = (es["metadata"].get("annotations") or {}).get("force-sync")
+                    if not wanted or (es.get("status") or {}).get("syncedResourceVersion") == wanted:
+                        continue
+                    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+                    ready = {"type": "Ready", "status": "False" if fail else "True", "reason": "SecretSyncedError" if fail else "SecretSynced"}
+                    status = {"refreshTime": now, "conditions": [ready]}
+                    if not fail:
+                        status["syncedResourceVersion"] = wanted
+                    cluster.request("PATCH", f"{base}/{es['metadata']['name']}", {"status": status}, "application/merge-patch+json")
+            stop.wait(0.05)
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 class Vault:

@@ -142,7 +142,9 @@ COMMANDS = {
     "handover": ["handover", "-n", NS],
     "push": ["push-secret", "-n", NS],
     "rotate": ["rotate", "--path", f"{NS}/db", "--key", "value", "--generator", "hex", "--keep-versions", "2",
-               "--refresh", f"externalsecret/{NS}/db", "--restart", f"deployment/{NS}/api", "--rotation-id"],
+               "--refresh", f"externalsecret/{NS}/db", "--restart", f"deployment/{NS}/api",
+               # No ESO controller here: the consumers' privileges are the point, not the sync.
+               "--sync-timeout", "0", "--rotation-id"],
 }
 counter = iter(range(10**6))
 

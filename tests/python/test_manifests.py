@@ -192,3 +192,14 @@ def test_the_bootstrap_policy_names_exactly_what_vault_setup_writes():
     # The policies vault-setup applies are the keys of the ConfigMap it reads.
     applied = by_name(docs_for({}), "ConfigMap", "secops-vault-policies")["data"]
     assert {f"sys/policies/acl/secops-{k[:-4]}" for k in applied if k.endswith(".hcl")} == {p for p in base if p.startswith("sys/policies/acl/")}
+
+
+def test_the_rotate_policy_allows_exactly_rotate_role_and_its_proof_on_the_named_static_roles():
+    policies = next(d for d in docs_for(FULL) if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "secops-vault-policies")
+    blocks = {b.split('"')[1]: b for b in re.findall(r'path "[^"]+" \{[^}]*\}', policies["data"]["rotate.hcl"])}
+    assert '["update"]' in blocks["database/rotate-role/payments-app"]
+    assert '["read"]' in blocks["database/static-roles/payments-app"], "last_vault_rotation, the proof"
+    assert "secret/data/secops/engine-rotations/database/payments-app" in blocks
+    assert "secret/data/secops/rotation-ids/*" in blocks
+    assert not [p for p in blocks if "static-creds" in p or p.startswith("database/") and p.endswith("*")], "never the password, never other roles"
+    assert not [p for p in blocks if "payments-pg" in p or p == "secret/data/None"], blocks.keys()

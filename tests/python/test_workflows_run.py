@@ -9,6 +9,7 @@ import uuid
 import pytest
 
 from argo import Runner, StepFailed
+from conftest import eso_controller
 
 
 def by_kind(docs, kind, name=None):
@@ -55,6 +56,11 @@ def test_rotation_cron_and_sensors_write_once_per_id(services, runner, workflow_
         runner.run_workflow(workflow)
     assert consumed(cluster, "default", "db-password")
 
+    with eso_controller(cluster, ["default"]):
+        rotate_on_every_trigger(cluster, vault, runner, workflow_docs)
+
+
+def rotate_on_every_trigger(cluster, vault, runner, workflow_docs):
     cron = by_kind(workflow_docs, "CronWorkflow")[0]
     arguments = {p["name"]: p["value"] for p in cron["spec"]["workflowSpec"]["arguments"]["parameters"]}
     uid = str(uuid.uuid4())
@@ -145,3 +151,14 @@ def test_vault_setup_template_applies_the_rendered_configmap(services, runner):
         outcomes.append({i["outcome"] for i in json.loads(run["stdout"])["items"]})
     assert outcomes == [{"applied"}, {"unchanged"}], outcomes
     assert vault.get("sys/policies/acl/secops-handover")["policy"].startswith("# managed-by: secops")
+
+
+def test_the_static_role_template_agrees_with_the_binary(services, runner, workflow_docs):
+    cron = by_kind(workflow_docs, "CronWorkflow", "secops-rotate-example-pg")[0]
+    assert cron["spec"]["workflowSpec"]["workflowTemplateRef"]["name"] == "secops-rotate-static-role"
+    arguments = {p["name"]: p["value"] for p in cron["spec"]["workflowSpec"]["arguments"]["parameters"]}
+    assert arguments["static-role"] == "database/app" and arguments["if-older-than"] == "168h"
+    # No database engine in this OpenBao: the flags are accepted (not exit 2) and the role is
+    # not found (exit 4); tests/integration/engine.rs rotates a real PostgreSQL role.
+    with pytest.raises(StepFailed, match="exited 4"):
+        runner.submit("secops-rotate-static-role", arguments)

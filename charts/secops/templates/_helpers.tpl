@@ -150,8 +150,17 @@ volumes:
 {{- keys $rules | sortAlpha | join "\n" -}}
 {{- end }}
 
-{{/* The secops-rotate parameters of one configured rotation (rotation-id left to the caller). */}}
+{{/* The WorkflowTemplate of one configured rotation: a KV write, or an engine's static role. */}}
+{{- define "secops.rotationTemplate" -}}
+{{- if .staticRole }}secops-rotate-static-role{{ else }}secops-rotate{{ end }}
+{{- end }}
+
+{{/* The parameters of one configured rotation's template (rotation-id left to the caller). */}}
 {{- define "secops.rotationParameters" -}}
+{{- if .staticRole }}
+- name: static-role
+  value: {{ .staticRole | quote }}
+{{- else }}
 - name: path
   value: {{ .path | quote }}
 - name: keys
@@ -164,8 +173,13 @@ volumes:
   value: {{ .policy | default "" | quote }}
 - name: keep-versions
   value: {{ .keepVersions | default 0 | toString | quote }}
+{{- end }}
 - name: refresh
   value: {{ join "," (.refresh | default list) | quote }}
 - name: restart
   value: {{ join "," (.restart | default list) | quote }}
+- name: if-older-than
+  value: {{ .ifOlderThan | default "0" | quote }}
+- name: sync-timeout
+  value: {{ .syncTimeout | default "5m" | quote }}
 {{- end }}
