@@ -56,7 +56,8 @@ proptest! {
         let (ea, eb) = (canonical_encoding(&data(&a)), canonical_encoding(&data(&b)));
         prop_assert_eq!(a == b, *ea == *eb);
         let key = FingerprintKey::new(vec![7; 32]).unwrap();
-        prop_assert_eq!(a == b, key.fingerprint(&data(&a)) == key.fingerprint(&data(&b)));
+        let at = secops::domain::bootstrap::Target { mount: "secret".into(), path: "a/b".into() };
+        prop_assert_eq!(a == b, key.fingerprint(&at, &data(&a)) == key.fingerprint(&at, &data(&b)));
     }
 
     #[test]

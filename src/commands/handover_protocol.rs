@@ -64,9 +64,10 @@ pub async fn write_to_vault(
     target: Target,
 ) -> Result<Handed> {
     secret.require_data()?;
-    let fingerprint = key.fingerprint(&secret.data);
+    let fingerprint = key.fingerprint(&target, &secret.data);
     let origin = secret.bootstrap_origin();
     let base64 = base64_keys(&secret.data);
+    let max_age = secret.max_age()?;
     let at = now_rfc3339();
     let record = |version| {
         OwnershipRecord {
@@ -79,6 +80,7 @@ pub async fn write_to_vault(
             at: &at,
             at_key: Some(meta::HANDOVER_AT),
             adopted: false,
+            max_age,
         }
         .changes()
     };
@@ -158,7 +160,7 @@ pub async fn write_to_vault(
                     .read(&target.mount, &target.path, None, &base64)
                     .await?;
                 let Some(current) = current else { continue };
-                if key.fingerprint(&current.data) != fingerprint {
+                if key.fingerprint(&target, &current.data) != fingerprint {
                     return Err(not_owned("data with no secops provenance".into()));
                 }
                 if ctx.settings.dry_run {
@@ -205,13 +207,14 @@ pub async fn handed_over_before(
     match judge_existing(provenance.as_ref(), &origin, &secret.uid) {
         ExistingPath::AlreadyHandedOver { version } => {
             let recorded = provenance.and_then(|p| p.origin_fingerprint);
+            let fingerprint = recorded
+                .clone()
+                .unwrap_or_else(|| key.fingerprint(&target, &secret.data));
             Ok(Handed {
                 outcome: Outcome::Unchanged,
                 target,
                 version,
-                fingerprint: recorded
-                    .clone()
-                    .unwrap_or_else(|| key.fingerprint(&secret.data)),
+                fingerprint,
                 vault_fingerprint: recorded,
             })
         }
@@ -397,7 +400,7 @@ pub async fn mark(
                         })
                     }
                 };
-                current = key.fingerprint(&secret.data);
+                current = key.fingerprint(&handed.target, &secret.data);
             }
         }
     }

@@ -99,7 +99,7 @@ pub async fn run(plan: &Plan, ctx: &Context) -> Result<Report> {
         .read(&target.mount, &target.path, Some(version), &base64)
         .await?
     {
-        Some(held) => Some(key.fingerprint(&held.data)),
+        Some(held) => Some(key.fingerprint(&target, &held.data)),
         None => recorded,
     };
     let Some(vault_fingerprint) = vault_fingerprint else {
@@ -108,7 +108,7 @@ pub async fn run(plan: &Plan, ctx: &Context) -> Result<Report> {
             detail: format!("Vault no longer holds version {version} and recorded no fingerprint for it; nothing to verify against"),
         });
     };
-    let fingerprint = key.fingerprint(&source.data);
+    let fingerprint = key.fingerprint(&target, &source.data);
     let handed = Handed {
         outcome: Outcome::Unchanged,
         target: target.clone(),

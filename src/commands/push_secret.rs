@@ -87,7 +87,7 @@ async fn decide(
                         &base64_keys(&source.data),
                     )
                     .await?;
-                let held = held.map(|held| (held.version, key.fingerprint(&held.data)));
+                let held = held.map(|held| (held.version, key.fingerprint(target, &held.data)));
                 judge_unowned(
                     current_version,
                     held.as_ref().map(|(version, held)| (*version, held)),
@@ -116,6 +116,7 @@ fn ownership_record(
         at: &now_rfc3339(),
         at_key: None,
         adopted,
+        max_age: None,
     }
     .changes()
 }
@@ -125,6 +126,7 @@ fn ownership_record(
 async fn annotate_source(
     ctx: &Context,
     key: &FingerprintKey,
+    target: &Target,
     mut source: SourceSecret,
     version: u64,
     fingerprint: &Fingerprint,
@@ -155,7 +157,7 @@ async fn annotate_source(
             Conditional::Gone => return Err(gone()),
             Conditional::Conflict => {
                 let fresh = kube.get_secret(&source.reference).await?.ok_or_else(gone)?;
-                if fresh.uid != source.uid || key.fingerprint(&fresh.data) != *fingerprint {
+                if fresh.uid != source.uid || key.fingerprint(target, &fresh.data) != *fingerprint {
                     tracing::warn!(secret = %source.reference, "the source changed during the push; the next push publishes it");
                     return Ok(());
                 }
@@ -178,7 +180,7 @@ async fn push_one(
     source.require_class(Class::Internal)?;
     let target = source.target(&ctx.settings.kv_mount, &ctx.settings.allowed, path)?;
     source.require_data()?;
-    let fingerprint = key.fingerprint(&source.data);
+    let fingerprint = key.fingerprint(&target, &source.data);
     // Everything that could refuse the record is checked before the data is written.
     check_metadata_limits(
         &ownership_record(&source, u64::MAX, &fingerprint, adopt),
@@ -207,7 +209,7 @@ async fn push_one(
             PushStep::Unchanged { version } => {
                 // Finish a push whose annotation was lost.
                 if !ctx.settings.dry_run {
-                    annotate_source(ctx, key, source, version, &fingerprint).await?;
+                    annotate_source(ctx, key, &target, source, version, &fingerprint).await?;
                 }
                 return Ok(pushed(Outcome::Unchanged, version));
             }
@@ -230,7 +232,7 @@ async fn push_one(
                 ctx.vault
                     .patch_metadata(&target.mount, &target.path, &record)
                     .await?;
-                annotate_source(ctx, key, source, version, &fingerprint).await?;
+                annotate_source(ctx, key, &target, source, version, &fingerprint).await?;
                 return Ok(pushed(Outcome::Unchanged, version));
             }
             PushStep::Write {
@@ -283,7 +285,7 @@ async fn push_one(
         ctx.kube()?
             .record_event(&source.reference, &source.uid, "Pushed", &message, false)
             .await;
-        annotate_source(ctx, key, source, version, &fingerprint).await?;
+        annotate_source(ctx, key, &target, source, version, &fingerprint).await?;
         return Ok(pushed(Outcome::Pushed, version));
     }
     Err(Error::LostRace {

@@ -5,7 +5,9 @@ use futures::{StreamExt as _, TryStreamExt as _};
 use serde::Serialize;
 
 use super::{pages, Context};
-use crate::domain::bootstrap::{classify, consumed_state, BootstrapState, SourceSecret, VaultView};
+use crate::domain::bootstrap::{
+    classify, consumed_state, BootstrapState, SourceSecret, Target, VaultView,
+};
 use crate::domain::fingerprint::{Fingerprint, FingerprintKey};
 use crate::domain::names::Class;
 use crate::domain::outcome::Outcome;
@@ -89,7 +91,12 @@ async fn vault_view(
                 .vault
                 .read(mount, path, None, &base64_keys(&secret.data))
                 .await?;
-            let data_matches = held.is_some_and(|held| key.fingerprint(&held.data) == *fingerprint);
+            let target = Target {
+                mount: mount.to_string(),
+                path: path.to_string(),
+            };
+            let data_matches =
+                held.is_some_and(|held| key.fingerprint(&target, &held.data) == *fingerprint);
             Ok(VaultView::Unowned { data_matches })
         }
     }
@@ -100,8 +107,12 @@ async fn classify_one(
     key: Option<&FingerprintKey>,
     secret: &SourceSecret,
 ) -> Result<PlanItem> {
-    let fingerprint = key.map(|k| k.fingerprint(&secret.data));
     let target = secret.target(&ctx.settings.kv_mount, &ctx.settings.allowed, None);
+    // A Secret without a valid target gets no fingerprint: fingerprints are bound to the
+    // target they are recorded for, and printing one for any path would be a guessing oracle.
+    let fingerprint = key
+        .zip(target.as_ref().ok())
+        .map(|(k, target)| k.fingerprint(target, &secret.data));
     let (state, reason) = match &target {
         Err(error) => (BootstrapState::Invalid, error.to_string()),
         Ok(_) if secret.data.is_empty() && !secret.is_consumed() => (

@@ -10,6 +10,7 @@ use jiff::Timestamp;
 use serde::Serialize;
 
 use super::Context;
+use crate::domain::bootstrap::Target as KvTarget;
 use crate::domain::consumers::{Consumer, Sync};
 use crate::domain::expiry::{format_max_age, is_due};
 use crate::domain::fingerprint::{Fingerprint, FingerprintKey};
@@ -40,6 +41,16 @@ pub struct KvPlan {
     pub keep_versions: Option<u32>,
     /// Take over a path without secops provenance.
     pub adopt: bool,
+}
+
+impl KvPlan {
+    /// What this rotation's fingerprints are recorded for.
+    fn target(&self, mount: &str) -> KvTarget {
+        KvTarget {
+            mount: mount.to_string(),
+            path: self.path.clone(),
+        }
+    }
 }
 
 /// What a rotation acts on.
@@ -348,9 +359,9 @@ async fn rotate_kv(
                     .read(mount, &kv.path, Some(version), &record.base64_keys)
                     .await?;
                 let ours = match (&written, key) {
-                    (Some(written), Some(key)) => {
-                        record.intents.contains(&key.fingerprint(&written.data))
-                    }
+                    (Some(written), Some(key)) => record
+                        .intents
+                        .contains(&key.fingerprint(&kv.target(mount), &written.data)),
                     _ => false,
                 };
                 if ours {
@@ -432,7 +443,7 @@ async fn claim_and_write(
     for name in &kv.keys {
         data.insert(name.clone(), generate(ctx, &kv.recipe).await?);
     }
-    let fingerprint = key.fingerprint(&data);
+    let fingerprint = key.fingerprint(&kv.target(mount), &data);
     let (mut claim, cas) = match previous {
         Some((record, record_version)) => (record, record_version),
         None => (

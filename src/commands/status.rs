@@ -340,7 +340,6 @@ async fn row_for(
     now: i64,
 ) -> Result<Row> {
     let mount = ctx.settings.kv_mount.as_str();
-    let current = key.map(|k| k.fingerprint(&secret.data));
     let name = secret.reference.to_string();
     let target = match secret.target(mount, &ctx.settings.allowed, None) {
         Ok(target) => target,
@@ -349,6 +348,7 @@ async fn row_for(
             return Ok(Row::new(kind, name, mount, "", None, assessment));
         }
     };
+    let current = key.map(|k| k.fingerprint(&target, &secret.data));
     let metadata = ctx.vault.read_metadata(&target.mount, &target.path).await?;
     let provenance = metadata
         .as_ref()

@@ -121,6 +121,22 @@ impl SourceSecret {
         self.annotations.get(names::CONSUMED_MODE)?.parse().ok()
     }
 
+    /// The maximum age its value may reach in Vault (`secops.dev/max-age`); an annotation
+    /// that is not a duration is refused before anything is written.
+    pub fn max_age(&self) -> Result<Option<i64>> {
+        match self.annotations.get(names::MAX_AGE) {
+            None => Ok(None),
+            Some(text) => {
+                super::expiry::parse_max_age(text)
+                    .map(Some)
+                    .ok_or_else(|| Error::InvalidSource {
+                        secret: self.reference.to_string(),
+                        reason: format!("{}: {text:?} is not a duration like 720h", names::MAX_AGE),
+                    })
+            }
+        }
+    }
+
     /// The Vault version recorded on the Secret when it was consumed or pushed.
     pub fn recorded_version(&self) -> Option<u64> {
         self.annotations.get(names::VAULT_VERSION)?.parse().ok()

@@ -9,6 +9,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use zeroize::Zeroizing;
 
+use super::bootstrap::Target;
 use crate::secret::SecretData;
 
 const PREFIX: &str = "hmac-sha256:";
@@ -38,8 +39,15 @@ impl FingerprintKey {
         &self.0
     }
 
-    pub fn fingerprint(&self, data: &SecretData) -> Fingerprint {
+    /// The fingerprint of `data` as recorded for `target`. The target is part of the MAC, so
+    /// fingerprints recorded for different paths cannot be compared: someone who can have a
+    /// guess fingerprinted under their own path learns nothing about another path's value.
+    pub fn fingerprint(&self, target: &Target, data: &SecretData) -> Fingerprint {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC accepts any key length");
+        for part in [target.mount.as_bytes(), target.path.as_bytes()] {
+            mac.update(&(part.len() as u64).to_be_bytes());
+            mac.update(part);
+        }
         mac.update(&canonical_encoding(data));
         Fingerprint(format!(
             "{PREFIX}{}",
@@ -127,18 +135,38 @@ mod tests {
         assert_eq!(*encoded, expected);
     }
 
+    fn target(mount: &str, path: &str) -> Target {
+        Target {
+            mount: mount.into(),
+            path: path.into(),
+        }
+    }
+
     #[test]
-    fn fingerprints_depend_on_key_and_data_only() {
+    fn fingerprints_depend_on_key_target_and_data() {
+        let at = target("secret", "team-a/db");
         let d = data(&[("password", b"hunter2"), ("user", b"app")]);
-        let fp = key(1).fingerprint(&d);
-        assert_eq!(fp, key(1).fingerprint(&d.clone()));
-        assert_ne!(fp, key(2).fingerprint(&d));
-        assert_ne!(
-            fp,
-            key(1).fingerprint(&data(&[("password", b"hunter3"), ("user", b"app")]))
-        );
+        let fp = key(1).fingerprint(&at, &d);
+        assert_eq!(fp, key(1).fingerprint(&at, &d.clone()));
+        assert_ne!(fp, key(2).fingerprint(&at, &d));
+        let other = data(&[("password", b"hunter3"), ("user", b"app")]);
+        assert_ne!(fp, key(1).fingerprint(&at, &other));
         assert!(Fingerprint::parse(fp.as_str()).is_some());
         assert!(!fp.as_str().contains(&hex::encode(b"hunter2")));
+    }
+
+    #[test]
+    fn the_same_value_under_another_target_is_incomparable() {
+        // No guessing oracle: a guess fingerprinted for team-b's path says nothing about
+        // team-a's, and the length prefixes keep mount and path from sliding into each other.
+        let d = data(&[("password", b"hunter2")]);
+        let a = key(1).fingerprint(&target("secret", "team-a/db"), &d);
+        assert_ne!(a, key(1).fingerprint(&target("secret", "team-b/db"), &d));
+        assert_ne!(a, key(1).fingerprint(&target("kv", "team-a/db"), &d));
+        assert_ne!(
+            key(1).fingerprint(&target("ab", "c"), &d),
+            key(1).fingerprint(&target("a", "bc"), &d)
+        );
     }
 
     #[test]

@@ -117,6 +117,8 @@ pub struct OwnershipRecord<'a> {
     pub at_key: Option<&'static str>,
     /// A push that took over data it did not write (`--adopt`) says so.
     pub adopted: bool,
+    /// The maximum age of the value (`secops.dev/max-age` on the source), for `status`.
+    pub max_age: Option<i64>,
 }
 
 impl OwnershipRecord<'_> {
@@ -133,6 +135,9 @@ impl OwnershipRecord<'_> {
         }
         if self.adopted {
             set(meta::ADOPTED_AT, self.at.to_string());
+        }
+        if let Some(seconds) = self.max_age {
+            set(meta::MAX_AGE, super::expiry::format_max_age(seconds));
         }
         let base64 = (!self.base64_keys.is_empty()).then(|| encode_key_list(self.base64_keys));
         patch.insert(meta::BASE64_KEYS.to_string(), base64);

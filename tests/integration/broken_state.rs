@@ -514,3 +514,81 @@ fn status_never_says_clean_when_it_is_not() {
     );
     tally.report("status truth");
 }
+
+#[test]
+fn fingerprints_cannot_be_compared_across_targets() {
+    let cluster = Cluster::start();
+    for ns in ["oracle-a", "oracle-b"] {
+        cluster.namespace(ns);
+    }
+    // Team A's low-entropy value, handed over; team B plants the same value as a guess.
+    cluster.bootstrap_secret(
+        "oracle-a",
+        "db",
+        "oracle-a/db",
+        &[("password", b"summer2026")],
+    );
+    assert_eq!(
+        secops(Some(&cluster), &["handover", "-n", "oracle-a"]).code,
+        0
+    );
+    cluster.bootstrap_secret(
+        "oracle-b",
+        "guess",
+        "oracle-b/guess",
+        &[("password", b"summer2026")],
+    );
+    // ... and once more without a usable target, which must get no fingerprint at all.
+    cluster.create(json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "aimless", "namespace": "oracle-b", "labels": {"secops.dev/class": "bootstrap"}},
+        "data": {"password": STANDARD.encode("summer2026")},
+    }));
+    let recorded =
+        BAO.custom_metadata("secret", "oracle-a/db")["secops-origin-fingerprint"].clone();
+    let plan = secops(Some(&cluster), &["read-bootstrap", "-n", "oracle-b"]);
+    assert_eq!(plan.code, 0, "{}", plan.stdout);
+    let items = plan.json()["items"].as_array().unwrap().clone();
+    let fingerprint =
+        |name: &str| items.iter().find(|i| i["name"] == name).unwrap()["fingerprint"].clone();
+    assert!(fingerprint("guess").is_string());
+    assert_ne!(
+        fingerprint("guess"),
+        json!(recorded),
+        "the same value under another path differs"
+    );
+    assert!(
+        fingerprint("aimless").is_null(),
+        "no target, no fingerprint"
+    );
+}
+
+#[test]
+fn a_max_age_annotation_is_recorded_at_handover_or_refused_before_writing() {
+    let cluster = Cluster::start();
+    let ns = "max-age";
+    cluster.namespace(ns);
+    let annotated = |name: &str, age: &str| {
+        cluster.create(json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": name, "namespace": ns, "labels": {"secops.dev/class": "bootstrap"},
+                         "annotations": {"secops.dev/vault-path": format!("{ns}/{name}"), "secops.dev/max-age": age}},
+            "data": {"v": STANDARD.encode("value")},
+        }))
+    };
+    annotated("monthly", "720h");
+    annotated("garbled", "a month");
+    let good = secops(
+        Some(&cluster),
+        &["write-vault", "--secret", "max-age/monthly"],
+    );
+    assert_eq!(good.code, 0, "{}", good.stdout);
+    let custom = BAO.custom_metadata("secret", "max-age/monthly");
+    assert!(custom.contains_key("secops-max-age"), "{custom:?}");
+    let bad = secops(
+        Some(&cluster),
+        &["write-vault", "--secret", "max-age/garbled"],
+    );
+    assert_eq!(bad.code, 2, "{}", bad.stdout);
+    assert!(untouched("secret", "max-age/garbled"));
+}

@@ -198,7 +198,13 @@ fn a_crash_after_the_write_still_reaches_the_consumers_without_a_second_version(
     .collect();
     let claim = RotationRecord {
         base_version: 2,
-        intents: vec![key.fingerprint(&data)],
+        intents: vec![key.fingerprint(
+            &secops::domain::bootstrap::Target {
+                mount: "secret".into(),
+                path: path.clone(),
+            },
+            &data,
+        )],
         ..RotationRecord::claim(
             Parameters {
                 target: Target::Kv(path.clone()),
