@@ -1094,7 +1094,11 @@ mod tests {
         argv.extend_from_slice(args);
         let cli = Cli::try_parse_from(argv).expect("parses");
         // A token keeps the login offline; the flag names a file that exists.
-        let token = std::env::temp_dir().join(format!("secops-cli-test-{}", std::process::id()));
+        // One file per call: tests run in parallel threads of one process.
+        static CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let token =
+            std::env::temp_dir().join(format!("secops-cli-test-{}-{call}", std::process::id()));
         std::fs::write(&token, "t").unwrap();
         let cli = Cli {
             vault: VaultArgs {

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use super::ownership::{check_metadata_limits, claim, Claimed};
+use super::ownership::{check_metadata_limits, claim, not_owned, Claimed};
 use super::Context;
 use crate::clock::now_rfc3339;
 use crate::domain::bootstrap::{judge_existing, ConsumeMode, ExistingPath, SourceSecret, Target};
@@ -93,14 +93,8 @@ pub async fn write_to_vault(
         vault_fingerprint,
         fingerprint: fingerprint.clone(),
     };
-    let not_owned = |owner: String| Error::NotOwned {
-        path: target.to_string(),
-        owner,
-        claimant: origin.to_string(),
-    };
-    if !ctx.settings.dry_run {
-        ctx.require_writable(&target.mount).await?;
-    }
+    let not_owned = |owner: String| not_owned(&target, &origin, owner);
+    ctx.require_writable(&target.mount).await?;
     for _ in 0..RACE_ATTEMPTS {
         let claimed = match ctx.settings.dry_run {
             true => None,

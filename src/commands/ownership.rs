@@ -74,6 +74,15 @@ pub async fn claim(ctx: &Context, target: &Target, origin: &Origin, uid: &str) -
     })
 }
 
+/// The refusal of a write to a path another origin owns or has claimed.
+pub fn not_owned(target: &Target, claimant: &Origin, owner: String) -> Error {
+    Error::NotOwned {
+        path: target.to_string(),
+        owner,
+        claimant: claimant.to_string(),
+    }
+}
+
 /// Checks an ownership record against Vault's limits before anything is written, so a
 /// Secret that cannot be recorded is refused with nothing half-written.
 pub fn check_metadata_limits(patch: &MetadataPatch, secret: &str) -> Result<()> {

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use futures::{StreamExt as _, TryStreamExt as _};
 use serde::Serialize;
 
-use super::ownership::{check_metadata_limits, claim, Claimed};
+use super::ownership::{check_metadata_limits, claim, not_owned, Claimed};
 use super::{pages, Context};
 use crate::clock::now_rfc3339;
 use crate::domain::bootstrap::{SecretHeader, SourceSecret, Target};
@@ -194,14 +194,8 @@ async fn push_one(
         fingerprint: fingerprint.clone(),
     };
     let origin = source.push_origin();
-    let not_owned = |owner: String| Error::NotOwned {
-        path: target.to_string(),
-        owner,
-        claimant: origin.to_string(),
-    };
-    if !ctx.settings.dry_run {
-        ctx.require_writable(&target.mount).await?;
-    }
+    let not_owned = |owner: String| not_owned(&target, &origin, owner);
+    ctx.require_writable(&target.mount).await?;
     let mut denied = false;
     for _ in 0..RACE_ATTEMPTS {
         let step = decide(ctx, key, &source, &target, &fingerprint, adopt).await?;

@@ -461,6 +461,18 @@ pub async fn run(plan: &Plan, ctx: &Context) -> Result<Report> {
             Origin::Bootstrap(r) | Origin::Push(r) => r,
             Origin::Other(_) => continue,
         };
+        // A row for a Vault path whose origin is not where it should be.
+        let vault_row = |assessment| {
+            let name = reference.to_string();
+            Row::new(
+                RowKind::Vault,
+                name,
+                &mount,
+                &path,
+                Some(&metadata),
+                assessment,
+            )
+        };
         if !plan
             .scope
             .contains(&reference.namespace, kube.default_namespace())
@@ -484,14 +496,7 @@ pub async fn run(plan: &Plan, ctx: &Context) -> Result<Report> {
                         detail,
                     }],
                 };
-                rows.push(Row::new(
-                    RowKind::Vault,
-                    reference.to_string(),
-                    &mount,
-                    &path,
-                    Some(&metadata),
-                    assessment,
-                ));
+                rows.push(vault_row(assessment));
             }
             continue;
         }
@@ -500,14 +505,7 @@ pub async fn run(plan: &Plan, ctx: &Context) -> Result<Report> {
             continue;
         }
         let assessment = assess_orphan(&provenance, &metadata.custom, metadata.current_version);
-        rows.push(Row::new(
-            RowKind::Vault,
-            reference.to_string(),
-            &mount,
-            &path,
-            Some(&metadata),
-            assessment,
-        ));
+        rows.push(vault_row(assessment));
     }
     let in_scope = |namespace: &str| plan.scope.contains(namespace, kube.default_namespace());
     let all = plan.scope == Scope::AllNamespaces;

@@ -334,30 +334,57 @@ pub enum MountAction {
     Keep,
 }
 
-/// The KV v2 mount: absent is enabled only with `--enable-missing`; another engine or KV v1
-/// at that path is refused.
+/// What a mount secops needs is, and how a refusal names what it found.
+struct Wanted<'a> {
+    /// "KV v2 mount", "auth method".
+    what: &'a str,
+    action: &'a str,
+    fits: fn(&MountFacts) -> bool,
+    describe: fn(&MountFacts) -> String,
+}
+
+/// Absent is enabled only with `--enable-missing`; something else at that path is refused.
+fn decide_mount(
+    mount: &str,
+    actual: Option<&MountFacts>,
+    enable_missing: bool,
+    wanted: Wanted,
+) -> Result<MountAction> {
+    match actual {
+        None if enable_missing => Ok(MountAction::Enable),
+        None => Err(Error::NotFound {
+            what: format!(
+                "{} {mount:?} (pass --enable-missing to enable it)",
+                wanted.what
+            ),
+        }),
+        Some(facts) if (wanted.fits)(facts) => Ok(MountAction::Keep),
+        Some(facts) => Err(Error::Refused {
+            action: format!("{} {mount:?}", wanted.action),
+            detail: (wanted.describe)(facts),
+        }),
+    }
+}
+
+/// The KV v2 mount; another engine or KV v1 at that path is refused.
 pub fn decide_kv_mount(
     mount: &str,
     actual: Option<&MountFacts>,
     enable_missing: bool,
 ) -> Result<MountAction> {
-    match actual {
-        None if enable_missing => Ok(MountAction::Enable),
-        None => Err(Error::NotFound {
-            what: format!("KV v2 mount {mount:?} (pass --enable-missing to enable it)"),
-        }),
-        Some(facts) if facts.kind == "kv" && facts.version.as_deref() == Some("2") => {
-            Ok(MountAction::Keep)
-        }
-        Some(facts) => Err(Error::Refused {
-            action: format!("use mount {mount:?}"),
-            detail: format!(
+    let wanted = Wanted {
+        what: "KV v2 mount",
+        action: "use mount",
+        fits: |facts| facts.kind == "kv" && facts.version.as_deref() == Some("2"),
+        describe: |facts| {
+            format!(
                 "it is a {} engine (version {}), secops needs KV v2",
                 facts.kind,
                 facts.version.as_deref().unwrap_or("1")
-            ),
-        }),
-    }
+            )
+        },
+    };
+    decide_mount(mount, actual, enable_missing, wanted)
 }
 
 /// The kubernetes auth method at `mount`, under the same rules.
@@ -366,17 +393,13 @@ pub fn decide_auth_mount(
     actual: Option<&MountFacts>,
     enable_missing: bool,
 ) -> Result<MountAction> {
-    match actual {
-        None if enable_missing => Ok(MountAction::Enable),
-        None => Err(Error::NotFound {
-            what: format!("auth method at {mount:?} (pass --enable-missing to enable it)"),
-        }),
-        Some(facts) if facts.kind == "kubernetes" => Ok(MountAction::Keep),
-        Some(facts) => Err(Error::Refused {
-            action: format!("use auth mount {mount:?}"),
-            detail: format!("it is a {} auth method, not kubernetes", facts.kind),
-        }),
-    }
+    let wanted = Wanted {
+        what: "auth method at",
+        action: "use auth mount",
+        fits: |facts| facts.kind == "kubernetes",
+        describe: |facts| format!("it is a {} auth method, not kubernetes", facts.kind),
+    };
+    decide_mount(mount, actual, enable_missing, wanted)
 }
 
 #[cfg(test)]
