@@ -64,6 +64,7 @@ pub async fn write_to_vault(
     target: Target,
 ) -> Result<Handed> {
     secret.require_data()?;
+    secret.refuse_vault_init_material(&target, &ctx.settings.kv_mount)?;
     let fingerprint = key.fingerprint(&target, &secret.data);
     let origin = secret.bootstrap_origin();
     let base64 = base64_keys(&secret.data);

@@ -209,6 +209,42 @@ impl SourceSecret {
         }
     }
 
+    /// Vault's (or OpenBao's) own init output, unseal or recovery keys and the root token,
+    /// must not be handed over into the Vault it unseals: whoever can read that path could
+    /// unseal or own Vault. It belongs in an auto-unseal KMS or offline. Refused unless the
+    /// Secret names a mount of its own (`secops.dev/vault-mount`) other than `default_mount`.
+    pub fn refuse_vault_init_material(&self, target: &Target, default_mount: &str) -> Result<()> {
+        let named_elsewhere =
+            self.annotations.contains_key(names::VAULT_MOUNT) && target.mount != default_mount;
+        if named_elsewhere || !self.looks_like_vault_init_material() {
+            return Ok(());
+        }
+        Err(Error::Refused {
+            action: format!("hand over {}", self.reference),
+            detail: "it holds Vault init material (unseal or recovery keys, root token); keep \
+                     it in an auto-unseal KMS or offline, or name a distinct mount with \
+                     secops.dev/vault-mount"
+                .into(),
+        })
+    }
+
+    fn looks_like_vault_init_material(&self) -> bool {
+        const FIELDS: [&str; 5] = [
+            "unseal_keys_b64",
+            "unseal_keys_hex",
+            "recovery_keys_b64",
+            "recovery_keys_hex",
+            "root_token",
+        ];
+        self.data.iter().any(|(key, value)| {
+            let key = key.to_ascii_lowercase().replace(['-', '.'], "_");
+            FIELDS.iter().any(|field| key == *field || key == field.trim_end_matches("_b64"))
+                // `bao operator init -format=json` saved whole, under any key name.
+                || serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(value.expose())
+                    .is_ok_and(|init| FIELDS.iter().any(|field| init.contains_key(*field)))
+        })
+    }
+
     /// A Secret with nothing in it has nothing to hand over; refusing it beats writing an
     /// empty authority that every consumer would then trust.
     pub fn require_data(&self) -> Result<()> {
@@ -518,6 +554,46 @@ mod tests {
         assert_eq!(combine(Written, AlreadyConsumed), AlreadyConsumed);
         assert_eq!(combine(Written, Consumed), Consumed);
         assert_eq!(combine(Unchanged, Consumed), Consumed);
+    }
+
+    #[test]
+    fn vault_init_material_is_refused_unless_a_mount_of_its_own_is_named() {
+        let target = Target {
+            mount: "secret".into(),
+            path: "team-a/db".into(),
+        };
+        let init = r#"{"unseal_keys_b64":["x"],"root_token":"y"}"#;
+        for data in [
+            &[("init.json", init)][..],
+            &[("root_token", "s.x")],
+            &[("unseal-keys-b64", "a,b,c")],
+        ] {
+            let s = secret(&[(names::VAULT_PATH, "team-a/db")], data);
+            let refused = s.refuse_vault_init_material(&target, "secret").unwrap_err();
+            assert_eq!(refused.exit_status().code(), 3);
+            assert!(
+                !refused.to_string().contains("s.x"),
+                "no value in the refusal"
+            );
+        }
+        let elsewhere = Target {
+            mount: "vault-init".into(),
+            path: "team-a/db".into(),
+        };
+        let named = secret(
+            &[
+                (names::VAULT_PATH, "team-a/db"),
+                (names::VAULT_MOUNT, "vault-init"),
+            ],
+            &[("init.json", init)],
+        );
+        assert!(named
+            .refuse_vault_init_material(&elsewhere, "secret")
+            .is_ok());
+        let ordinary = secret(&[], &[("password", "root_token is a word"), ("token", "t")]);
+        assert!(ordinary
+            .refuse_vault_init_material(&target, "secret")
+            .is_ok());
     }
 
     #[test]

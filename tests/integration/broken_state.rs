@@ -592,3 +592,42 @@ fn a_max_age_annotation_is_recorded_at_handover_or_refused_before_writing() {
     assert_eq!(bad.code, 2, "{}", bad.stdout);
     assert!(untouched("secret", "max-age/garbled"));
 }
+
+#[test]
+fn vault_init_material_is_never_handed_over_into_the_vault_it_unseals() {
+    let canaries = Canaries::new();
+    let cluster = Cluster::start();
+    let ns = "init-material";
+    cluster.namespace(ns);
+    let token = String::from_utf8(canaries.plant("root-token")).unwrap();
+    let init =
+        json!({"unseal_keys_b64": ["k1", "k2", "k3"], "unseal_threshold": 2, "root_token": token});
+    let create = |name: &str, mount: Option<&str>| {
+        let mut annotations = json!({"secops.dev/vault-path": format!("{ns}/{name}")});
+        if let Some(mount) = mount {
+            annotations["secops.dev/vault-mount"] = json!(mount);
+        }
+        cluster.create(json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": name, "namespace": ns, "labels": {"secops.dev/class": "bootstrap"}, "annotations": annotations},
+            "data": {"init.json": STANDARD.encode(init.to_string())},
+        }));
+    };
+    create("init", None);
+    let refused = secops(Some(&cluster), &["handover", "-n", ns]);
+    assert_eq!(refused.code, 3, "{}", refused.stdout);
+    assert_eq!(refused.json()["items"][0]["error"]["kind"], "refused");
+    assert!(untouched("secret", &format!("{ns}/init")));
+    canaries.assert_run_clean(&refused);
+    // Named into a mount of its own, deliberately: handed over there.
+    enable_mount("init-kv", "2");
+    cluster.delete_secret(ns, "init");
+    create("init", Some("init-kv"));
+    let named = secops(
+        Some(&cluster),
+        &["handover", "-n", ns, "--allowed-mount", "init-kv"],
+    );
+    assert_eq!(named.code, 0, "{}", named.stdout);
+    assert_eq!(BAO.current_version("init-kv", &format!("{ns}/init")), 1);
+    canaries.assert_run_clean(&named);
+}
