@@ -102,8 +102,6 @@ class Runner:
     def _steps(self, spec: dict, template: dict, scope: dict) -> dict:
         for group in template["steps"]:
             for step in group:
-                if "when" in step and not self.evaluate(self.substitute(step["when"], scope)):
-                    continue
                 items = [None]
                 if "withParam" in step:
                     items = json.loads(self.substitute(step["withParam"], scope))
@@ -113,6 +111,9 @@ class Runner:
                         local.update({f"item.{k}": v for k, v in item.items()})
                     elif item is not None:
                         local["item"] = item
+                    # As Argo: `when` is evaluated per expanded item, with the item's fields.
+                    if "when" in step and not self.evaluate(self.substitute(step["when"], local)):
+                        continue
                     arguments = {p["name"]: self.substitute(str(p["value"]), local) for p in step.get("arguments", {}).get("parameters", [])}
                     outputs = self._execute(spec, step["template"], arguments, {k: v for k, v in scope.items() if k.startswith("workflow.")})
                     for key, value in outputs.items():

@@ -72,7 +72,11 @@ def rotate_on_every_trigger(cluster, vault, runner, workflow_docs):
     code, deploy = cluster.request("GET", "/apis/apps/v1/namespaces/default/deployments/api")
     assert "secops.dev/restartedAt" in deploy["spec"]["template"]["metadata"]["annotations"]
 
-    schedule = by_kind(workflow_docs, "Sensor", "secops-rotate-schedule")[0]
+    # The calendar Sensor schedules rotations only where no CronWorkflow does.
+    assert not by_kind(workflow_docs, "Sensor", "secops-rotate-schedule")
+    import secops_manifests as m
+    without_cron = m.documents(m.render({**m.workflow_values(), "cronWorkflows": {"enabled": False}}))
+    schedule = by_kind(without_cron, "Sensor", "secops-rotate-schedule")[0]
     event_id = str(uuid.uuid4())
     fired = Runner.fire(schedule, "rotate-example-db", {"context": {"id": event_id}, "data": {}})
     assert fired[0]["spec"]["arguments"]["parameters"][0] == {"name": "rotation-id", "value": event_id}
