@@ -22,7 +22,7 @@ from conftest import bin_dir
 from pods import PodMaker
 from test_least_privilege import mint_token, vault_api
 
-RELEASE_NS = "secops"
+RELEASE_NS = "secops-pods"  # its own release, apart from the other tests' "secops"
 APPS = ["pods-a", "pods-b"]
 AUTH_MOUNT = "k8s-pods"
 WEBHOOK_TOKEN = "webhook-" + uuid.uuid4().hex
@@ -39,11 +39,18 @@ def chart_values(vault_addr: str, cluster_url: str, **extra) -> dict:
     }
 
 
+def render(values: dict) -> list[dict]:
+    import helm_python as helm
+
+    with helm.Chart.load(str(m.CHART)) as chart:
+        return m.documents(chart.render(values, name="secops", namespace=RELEASE_NS))
+
+
 class ChartStage:
     def __init__(self, services, work: Path):
         self.cluster, self.vault = services["cluster"], services["vault"]
         self.values = chart_values(self.vault.addr, self.cluster.url)
-        self.docs = m.documents(m.render(self.values))
+        self.docs = render(self.values)
         for ns in [RELEASE_NS, *APPS]:
             self.cluster.namespace(ns)
         for doc in self.docs:
@@ -182,7 +189,7 @@ def tick(stage, docs, rotation: str):
 
 @pytest.mark.parametrize("cron", [True, False])
 def test_one_schedule_tick_writes_one_new_version(stage, cron):
-    docs = m.documents(m.render({**stage.values, "cronWorkflows": {"enabled": cron}}))
+    docs = render({**stage.values, "cronWorkflows": {"enabled": cron}})
     if not stage.cluster.secret("pods-a", "db"):
         stage.cluster.bootstrap("pods-a", "db", "pods-a/db", "db-initial")
         stage.runner.submit("secops-bootstrap-handover", {"namespaces": "pods-a"})
