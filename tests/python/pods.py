@@ -16,9 +16,19 @@ class Pod:
 
 # Fields Argo copies from the WorkflowSpec, then the template, onto the pod (template wins).
 _INHERITED = ("serviceAccountName", "automountServiceAccountToken", "securityContext")
+# Pod-shaping fields this module does not model: a manifest using one must not pass unjudged.
+_NOT_MODELLED = ("podSpecPatch", "initContainers", "sidecars", "executor", "hostNetwork", "nodeSelector", "affinity", "tolerations", "priorityClassName")
+_CONTAINER_FIELDS = {"name", "image", "imagePullPolicy", "command", "args", "env", "resources", "securityContext", "volumeMounts", "workingDir"}
 
 
 def workflow_pod(spec: dict, template: dict, origin: str) -> Pod:
+    for holder in (spec, template):
+        unmodelled = [f for f in _NOT_MODELLED if f in holder]
+        if unmodelled:
+            raise ValueError(f"{origin}: {unmodelled} not modelled by tests/python/pods.py")
+    extra = set(template["container"]) - _CONTAINER_FIELDS
+    if extra:
+        raise ValueError(f"{origin}: container fields {sorted(extra)} not modelled by tests/python/pods.py")
     pod: dict = {}
     for field in _INHERITED:
         value = template.get(field, spec.get(field))
@@ -57,11 +67,18 @@ def would_mount_token(pod_spec: dict, service_account: dict) -> bool:
 
 
 # -- building a pod on this machine ------------------------------------------------------------
-# What the runner honours of a PodSpec (everything else is ignored, listed in HONOURED below's
-# docstring): serviceAccountName, automountServiceAccountToken (with the ServiceAccount's),
-# volumes (emptyDir, configMap, secret, projected serviceAccountToken/configMap/secret),
-# container env (value, valueFrom fieldRef/secretKeyRef/configMapKeyRef), volumeMounts
-# (mountPath, subPath), workingDir, command/args.
+# Honoured: serviceAccountName (the account must exist), automountServiceAccountToken (pod
+# field, else the ServiceAccount's, else true) with the token from TokenRequest; volumes
+# emptyDir, configMap, secret and projected (serviceAccountToken with its audience and
+# expirationSeconds, configMap, secret), with items; volumeMounts mountPath and subPath (paths
+# in env values and args are mapped to them); env value and valueFrom fieldRef
+# (metadata.name, metadata.namespace, spec.serviceAccountName), secretKeyRef, configMapKeyRef
+# (optional too); workingDir; command and args.
+# Ignored (the binary runs as this process, not in a container): image, imagePullPolicy,
+# resources, securityContext (pod and container), readOnly mounts, emptyDir sizeLimit,
+# activeDeadlineSeconds, parallelism, retry backoff. Refused, so no manifest passes unjudged:
+# podSpecPatch, init/sidecar containers, scheduling fields, envFrom and unknown container
+# fields, other volume kinds and valueFrom sources.
 
 import base64
 import json

@@ -11,7 +11,7 @@ import re
 import pytest
 
 import secops_manifests as m
-from pods import pod_specs, service_account_of, would_mount_token
+from pods import pod_specs, service_account_of, workflow_pod, would_mount_token
 
 FULL = m.workflow_values()
 
@@ -181,3 +181,13 @@ def test_vault_namespace_reaches_every_secops_container():
     for origin, env in envs({**FULL, "vault": {"namespace": "team-a"}}):
         assert env.get("VAULT_NAMESPACE") == "team-a", origin
     assert all("VAULT_NAMESPACE" not in env for _, env in envs(FULL))
+
+
+def test_the_pod_model_refuses_what_it_does_not_model():
+    template = by_name(docs_for({}), "WorkflowTemplate", "secops-status")["spec"]
+    step = next(t for t in template["templates"] if "container" in t)
+    for patch in ({"podSpecPatch": "{}"}, {"sidecars": []}):
+        with pytest.raises(ValueError, match="not modelled"):
+            workflow_pod(template, {**step, **patch}, "x")
+    with pytest.raises(ValueError, match="envFrom"):
+        workflow_pod(template, {**step, "container": {**step["container"], "envFrom": []}}, "x")

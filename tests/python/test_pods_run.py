@@ -67,19 +67,16 @@ class ChartStage:
         })
         self.apply({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "secops-webhook-token", "namespace": RELEASE_NS},
                     "data": {"token": base64.b64encode(WEBHOOK_TOKEN.encode()).decode()}})
-        config = self.configmap("secops-vault-policies")
-        directory = work / "vault-config"
-        directory.mkdir()
-        for key, text in config.items():
-            (directory / key).write_text(text)
         ca = work / "ca.crt"
         subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj", "/CN=pods",
                         "-keyout", str(work / "ca.key"), "-out", str(ca)], check=True, capture_output=True)
         assert vault_api(self.vault.addr, "POST", "sys/policies/acl/secops-vault-setup", {"policy": self.configmap("secops-vault-setup")["vault-setup.hcl"]}) == 204
         setup = subprocess.run(
-            [str(bin_dir() / "secops"), "vault-setup", "--from-dir", str(directory), "--enable-missing", "--kubernetes-host", self.cluster.url,
-             "--kubernetes-ca-file", str(ca), "--kubernetes-use-client-jwt"],
-            env={"PATH": "/usr/bin:/bin", "VAULT_ADDR": self.vault.addr, "VAULT_TOKEN": mint_token("secops-vault-setup", self.vault.addr), "SECOPS_MAX_ATTEMPTS": "1"},
+            # The operator's first run, from a workstation (README): the ConfigMap as applied.
+            [str(bin_dir() / "secops"), "vault-setup", "--from-configmap", f"{RELEASE_NS}/secops-vault-policies", "--enable-missing",
+             "--kubernetes-host", self.cluster.url, "--kubernetes-ca-file", str(ca), "--kubernetes-use-client-jwt"],
+            env={"PATH": "/usr/bin:/bin", "VAULT_ADDR": self.vault.addr, "VAULT_TOKEN": mint_token("secops-vault-setup", self.vault.addr),
+                 "KUBECONFIG": services["env"]["KUBECONFIG"], "SECOPS_MAX_ATTEMPTS": "1"},
             capture_output=True, text=True, timeout=60)
         assert setup.returncode == 0, setup.stdout + setup.stderr[-2000:]
         templates = {d["metadata"]["name"]: d for d in self.docs if d["kind"] == "WorkflowTemplate"}
