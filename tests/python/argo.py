@@ -1,11 +1,18 @@
 """A small interpreter for the Argo features the secops templates use: parameters,
 `{{item.*}}`, `withParam` over a step's output, output parameters from files, `when`, and
-retryStrategy on exit 75; and for the Sensors' parameter mappings. Each container runs the
-locally built secops instead of the image, so a template whose arguments do not match the
-CLI, or whose output paths do not match what the binary writes, fails here."""
+retryStrategy on exit 75; and for the Sensors' parameter mappings and the webhook's
+authSecret. Each container runs the locally built secops instead of the image, so a template
+whose arguments do not match the CLI, or whose output paths do not match what the binary
+writes, fails here.
+
+Two ways to run a step. With `pods` (a pods.PodMaker), the pod Kubernetes would make from
+the template (pods.py): its service account, its token only where Kubernetes would mount
+one, its volumes, mounts and env resolved from the emulator, and nothing from the harness.
+Without, the harness's env (an admin kubeconfig, a root Vault token) stands in for them."""
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import re
@@ -13,6 +20,8 @@ import subprocess
 import tempfile
 import uuid
 from pathlib import Path
+
+from pods import PodMaker, PodRefused, workflow_pod
 
 TOKEN = re.compile(r"\{\{\s*([^}]+?)\s*\}\}")
 
@@ -44,8 +53,9 @@ def _dot_set(data, path: str, value):
 
 
 class Runner:
-    def __init__(self, secops_bin: str, env: dict[str, str], templates: dict[str, dict]):
+    def __init__(self, secops_bin: str, env: dict[str, str], templates: dict[str, dict], pods: PodMaker | None = None):
         self.secops_bin = secops_bin
+        self.pods = pods
         self.env = env
         self.templates = templates  # WorkflowTemplates by name
         self.runs: list[dict] = []  # every container run: args, exit code, outputs
@@ -96,14 +106,14 @@ class Runner:
         if "steps" in template:
             return self._steps(spec, template, scope)
         if "container" in template:
+            if self.pods:
+                return self._pod(spec, template, scope)
             return self._container(template, scope)
         raise ValueError(f"template {name!r}: unsupported kind")
 
     def _steps(self, spec: dict, template: dict, scope: dict) -> dict:
         for group in template["steps"]:
             for step in group:
-                if "when" in step and not self.evaluate(self.substitute(step["when"], scope)):
-                    continue
                 items = [None]
                 if "withParam" in step:
                     items = json.loads(self.substitute(step["withParam"], scope))
@@ -113,6 +123,9 @@ class Runner:
                         local.update({f"item.{k}": v for k, v in item.items()})
                     elif item is not None:
                         local["item"] = item
+                    # As Argo: `when` is evaluated per expanded item, with the item's fields.
+                    if "when" in step and not self.evaluate(self.substitute(step["when"], local)):
+                        continue
                     arguments = {p["name"]: self.substitute(str(p["value"]), local) for p in step.get("arguments", {}).get("parameters", [])}
                     outputs = self._execute(spec, step["template"], arguments, {k: v for k, v in scope.items() if k.startswith("workflow.")})
                     for key, value in outputs.items():
@@ -148,6 +161,53 @@ class Runner:
                     raise StepFailed(f"output {parameter['name']!r}: {parameter['valueFrom']['path']} was not written")
                 outputs[parameter["name"]] = path.read_text().strip()
             return outputs
+
+    def _pod(self, spec: dict, template: dict, scope: dict) -> dict:
+        """One step as the pod Kubernetes would run: a new pod (tokens, volumes) per attempt."""
+        pod_spec = workflow_pod(spec, template, template["name"]).spec
+        container = pod_spec["containers"][0]
+        limit = int(template.get("retryStrategy", {}).get("limit", 0))
+        retries = "== 75" in template.get("retryStrategy", {}).get("expression", "")
+        pod_name = f"{scope['workflow.name']}-{template['name']}-{uuid.uuid4().hex[:5]}"
+        for attempt in range(limit + 1):
+            with tempfile.TemporaryDirectory() as root:
+                try:
+                    pod = self.pods.build(pod_spec, container, pod_name, Path(root), lambda text: self.substitute(text, scope))
+                except PodRefused as refused:
+                    raise StepFailed(f"{template['name']}: the pod is refused: {refused}") from None
+                command = [self.substitute(c, scope) for c in container["command"] + container.get("args", [])]
+                assert command[0] == "/secops", f"unexpected entrypoint {command[0]}"
+                args = [pod.host_path(a) for a in command[1:]]
+                result = subprocess.run([self.secops_bin, *args], env=pod.env, cwd=pod.cwd, capture_output=True, text=True, timeout=120)
+                outputs = {}
+                for parameter in template.get("outputs", {}).get("parameters", []):
+                    path = Path(pod.host_path(parameter["valueFrom"]["path"]))
+                    if path.exists():
+                        outputs[parameter["name"]] = path.read_text().strip()
+            if not (result.returncode == 75 and retries):
+                break
+        self.runs.append({"args": command[1:], "code": result.returncode, "stdout": result.stdout, "stderr": result.stderr, "outputs": outputs, "env": pod.env})
+        if result.returncode != 0:
+            raise StepFailed(f"{' '.join(command)} exited {result.returncode}: {result.stdout.strip()} {result.stderr.strip()[-500:]}")
+        for parameter in template.get("outputs", {}).get("parameters", []):
+            if parameter["name"] not in outputs:
+                raise StepFailed(f"output {parameter['name']!r}: {parameter['valueFrom']['path']} was not written")
+        return outputs
+
+    # -- event sources -------------------------------------------------------------------
+    @staticmethod
+    def webhook_accepts(event_source: dict, event_name: str, headers: dict[str, str], cluster, namespace: str) -> bool:
+        """Whether Argo Events' webhook server passes a request on: with `authSecret`, only
+        one carrying `Authorization: Bearer <the Secret's key>`; without, every request."""
+        webhook = event_source["spec"]["webhook"][event_name]
+        auth = webhook.get("authSecret")
+        if not auth:
+            return True
+        code, secret = cluster.request("GET", f"/api/v1/namespaces/{namespace}/secrets/{auth['name']}")
+        if code != 200 or auth["key"] not in secret.get("data", {}):
+            return False  # the EventSource cannot start without it
+        token = base64.b64decode(secret["data"][auth["key"]]).decode()
+        return headers.get("Authorization") == f"Bearer {token}"
 
     # -- sensors -------------------------------------------------------------------------
     @staticmethod

@@ -21,11 +21,12 @@ import secops_manifests as m
 from conftest import bin_dir
 
 NS = "lp-app"
+ROLES = ("handover", "push", "rotate", "status")
 RELEASE_NS = "secops"
 AUTH_MOUNT = "k8s-lp"
 VALUES = {
     "namespaces": [NS],
-    "vault": {"address": "http://unused", "kvMount": "secret", "authMount": AUTH_MOUNT, "roles": {"handover": "secops-handover", "rotate": "secops-rotate", "push": "secops-push"}},
+    "vault": {"address": "http://unused", "kvMount": "secret", "authMount": AUTH_MOUNT, "roles": {"handover": "secops-handover", "rotate": "secops-rotate", "push": "secops-push", "status": "secops-status"}},
     "rotations": [{"name": "db", "schedule": "0 3 * * 0", "path": f"{NS}/db", "keys": ["value"], "keepVersions": 2, "refresh": [f"externalsecret/{NS}/db"], "restart": [f"deployment/{NS}/api"]}],
 }
 
@@ -59,7 +60,7 @@ class Stage:
         docs = m.documents(m.render(VALUES))
         self.roles = {(d["metadata"].get("namespace"), d["metadata"]["name"]): d for d in docs if d["kind"] == "Role"}
         config = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "secops-vault-policies")["data"]
-        self.hcl = {role: config[f"{role}.hcl"] for role in ("handover", "rotate", "push")}
+        self.hcl = {role: config[f"{role}.hcl"] for role in ROLES}
         self.vault_roles = json.loads(config["roles.json"])
         for ns in (RELEASE_NS, NS):
             self.cluster.namespace(ns)
@@ -70,7 +71,7 @@ class Stage:
         self.apply({
             "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": "lp-auth-delegator"},
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:auth-delegator"},
-            "subjects": [{"kind": "ServiceAccount", "name": f"secops-{r}", "namespace": RELEASE_NS} for r in ("handover", "rotate", "push")],
+            "subjects": [{"kind": "ServiceAccount", "name": f"secops-{r}", "namespace": RELEASE_NS} for r in ROLES],
         })
         # The Vault side as `secops vault-setup` applies it, with a short-lived token of the
         # bootstrap policy the chart renders (ConfigMap secops-vault-setup), nothing more.
@@ -140,6 +141,7 @@ class Stage:
 
 COMMANDS = {
     "handover": ["handover", "-n", NS],
+    "status": ["status", "-n", NS, "--output", "json"],
     "push": ["push-secret", "-n", NS],
     "rotate": ["rotate", "--path", f"{NS}/db", "--key", "value", "--generator", "hex", "--keep-versions", "2",
                "--refresh", f"externalsecret/{NS}/db", "--restart", f"deployment/{NS}/api",
@@ -176,15 +178,25 @@ def stage(services):
     return stage
 
 
+def succeeded(role, run) -> bool:
+    """status exits 3 on a violation as on a refusal: it succeeded when it reported rows."""
+    if role == "status" and run.returncode in (0, 3):
+        try:
+            return "rows" in json.loads(run.stdout)
+        except ValueError:
+            return False
+    return run.returncode == 0
+
+
 def test_each_command_succeeds_with_its_own_service_account(stage):
-    for role in ("handover", "push", "rotate", "rotate"):
+    for role in ("handover", "push", "rotate", "rotate", "status"):
         fresh_work(stage)
         run = stage.run(role, command(role))
-        assert run.returncode == 0, f"{role}: {run.stdout} {run.stderr[-2000:]}"
+        assert succeeded(role, run), f"{role}: {run.returncode} {run.stdout} {run.stderr[-2000:]}"
         assert "could not post the Kubernetes Event" not in run.stderr, role
 
 
-@pytest.mark.parametrize("role,borrowed", [("handover", "rotate"), ("push", "rotate"), ("rotate", "handover"), ("rotate", "push")])
+@pytest.mark.parametrize("role,borrowed", [("handover", "rotate"), ("push", "rotate"), ("rotate", "handover"), ("rotate", "push"), ("handover", "status"), ("push", "status"), ("rotate", "status")])
 def test_another_commands_account_is_refused_where_it_needs_more(stage, role, borrowed):
     fresh_work(stage)
     run = stage.run(borrowed, command(role))
@@ -197,7 +209,7 @@ def roles_of(stage, role):
     return [k for k in stage.roles if k[1] == f"secops-{role}"]
 
 
-@pytest.mark.parametrize("role", ["handover", "push", "rotate"])
+@pytest.mark.parametrize("role", ROLES)
 def test_removing_any_single_rule_breaks_a_step(stage, role):
     assert roles_of(stage, role), f"the chart renders Roles for {role}"
     for key in roles_of(stage, role):
@@ -209,22 +221,22 @@ def test_removing_any_single_rule_breaks_a_step(stage, role):
             try:
                 fresh_work(stage)
                 run = stage.run(role, command(role))
-                degraded = run.returncode != 0 or "could not post the Kubernetes Event" in run.stderr
+                degraded = not succeeded(role, run) or "could not post the Kubernetes Event" in run.stderr
                 assert degraded, f"{key} still works without rule {original['rules'][index]}"
             finally:
                 stage.apply(original)
 
 
-@pytest.mark.parametrize("role", ["handover", "push", "rotate"])
+@pytest.mark.parametrize("role", ROLES)
 def test_removing_any_single_vault_policy_path_breaks_a_step(stage, role):
     hcl = stage.hcl[role]
-    assert len(policy_blocks(hcl)) >= 3, hcl
+    assert len(policy_blocks(hcl)) >= 2, hcl
     for block in policy_blocks(hcl):
         stage.write_policy(role, hcl.replace(block, ""))
         try:
             fresh_work(stage)
             run = stage.run(role, command(role))
-            assert run.returncode != 0, f"{role} still works without {block.splitlines()[0]}"
+            assert not succeeded(role, run), f"{role} still works without {block.splitlines()[0]}"
         finally:
             stage.write_policy(role, hcl)
 
@@ -233,7 +245,7 @@ def test_vault_setup_applied_everything_and_a_re_run_changes_nothing(stage):
     applied = json.loads(stage.first_setup.stdout)
     assert applied["outcome"] == "done"
     kinds = {(i["kind"], i["path"]) for i in applied["items"]}
-    for role in ("handover", "rotate", "push"):
+    for role in ROLES:
         assert ("policy", f"sys/policies/acl/secops-{role}") in kinds
         assert ("role", f"auth/{AUTH_MOUNT}/role/secops-{role}") in kinds
     assert ("auth-method", f"sys/auth/{AUTH_MOUNT}") in kinds and ("auth-config", f"auth/{AUTH_MOUNT}/config") in kinds

@@ -14,7 +14,7 @@ import yaml
 import secops_manifests as m
 
 FULL = yaml.safe_load((m.CHART / "ci" / "full-values.yaml").read_text())
-VALUE_SETS = {"default": {}, "full": FULL, "workflows": m.workflow_values(), "all-namespaces": {"allNamespaces": True}}
+VALUE_SETS = {"default": {}, "full": FULL, "workflows": m.workflow_values(), "events-without-cron": {**FULL, "cronWorkflows": {"enabled": False}}}
 # The Argo schemas live outside the repository; where none can be found (offline, no shared
 # copy) the checks that need them skip, saying why and what fixes it.
 needs_schemas = pytest.mark.skipif(m.schemas_missing() is not None, reason=m.schemas_missing() or "")
@@ -87,7 +87,7 @@ def test_each_check_can_fail(kind):
 
 @needs_schemas
 def test_project_checks_catch_what_schemas_cannot():
-    template = first(docs_for({}), "WorkflowTemplate")
+    template = copy.deepcopy(by_name(docs_for({}), "WorkflowTemplate", "secops-bootstrap-handover"))
     assert m.validate(template) == []
     unresolved = copy.deepcopy(template)
     unresolved["spec"]["templates"][0]["steps"][0][0]["template"] = "no-such-template"
@@ -146,8 +146,6 @@ def test_rbac_is_least_privilege():
                 for rule in doc["rules"]:
                     assert "*" not in rule["verbs"] + rule["resources"] + rule["apiGroups"], doc
         assert not [d for d in docs if d["kind"] in ("ClusterRole", "ClusterRoleBinding")], "no cluster-wide access by default"
-    cluster_wide = docs_for({"allNamespaces": True})
-    assert {d["metadata"]["name"] for d in cluster_wide if d["kind"] == "ClusterRole"} == {"secops-handover", "secops-push"}
     consumer_roles = [d for d in docs_for(FULL) if d["kind"] == "Role" and d["metadata"]["name"] == "secops-rotate-consumers"]
     assert consumer_roles and all(rule["resourceNames"] and rule["verbs"] == ["get", "patch"] for r in consumer_roles for rule in r["rules"])
     assert not [d for d in docs_for({}) if d["metadata"]["name"] == "secops-rotate-consumers"], "no consumer access without targets"
@@ -183,7 +181,7 @@ def test_the_bootstrap_policy_names_exactly_what_vault_setup_writes():
         hcl = by_name(docs_for(values), "ConfigMap", "secops-vault-setup")["data"]["vault-setup.hcl"]
         return re.findall(r'path "([^"]+)"', hcl)
     base = paths({})
-    assert sorted(p for p in base if p.startswith("sys/policies/acl/")) == ["sys/policies/acl/secops-handover", "sys/policies/acl/secops-push", "sys/policies/acl/secops-rotate"]
+    assert sorted(p for p in base if p.startswith("sys/policies/acl/")) == [f"sys/policies/acl/secops-{r}" for r in ("handover", "push", "rotate", "status")]
     assert not [p for p in base if "*" in p.replace("secops/vault-setup/roles/*", "")], "no globs"
     assert not [p for p in base if "vault-setup" in p and p.startswith(("sys/policies", "auth/"))], "never its own policy or role"
     assert not [p for p in base if p.startswith(("sys/mounts", "sys/auth"))] and "auth/kubernetes/config" not in base

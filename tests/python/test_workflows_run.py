@@ -31,7 +31,9 @@ def test_handover_fans_out_per_item_and_per_shard(services, runner):
     steps = [r["args"][0] for r in runner.runs]
     assert steps.count("write-vault") == 5 and steps.count("mark-consumed") == 5, steps
     runner.submit("secops-bootstrap-handover", {"namespaces": "wf-shards", "shards": "3"})
-    assert [r["args"][0] for r in runner.runs].count("handover") == 3
+    shards = [r["args"] for r in runner.runs if r["args"][0] == "handover"]
+    # One step per shard holding work (an empty shard, by uid hash, starts no pod).
+    assert 1 <= len(shards) <= 3 and len({a[a.index("--shard") + 1] for a in shards}) == len(shards), shards
     for ns in ("wf-items", "wf-shards"):
         for i in range(5):
             assert consumed(cluster, ns, f"s{i}"), f"{ns}/s{i}"
@@ -72,7 +74,11 @@ def rotate_on_every_trigger(cluster, vault, runner, workflow_docs):
     code, deploy = cluster.request("GET", "/apis/apps/v1/namespaces/default/deployments/api")
     assert "secops.dev/restartedAt" in deploy["spec"]["template"]["metadata"]["annotations"]
 
-    schedule = by_kind(workflow_docs, "Sensor", "secops-rotate-schedule")[0]
+    # The calendar Sensor schedules rotations only where no CronWorkflow does.
+    assert not by_kind(workflow_docs, "Sensor", "secops-rotate-schedule")
+    import secops_manifests as m
+    without_cron = m.documents(m.render({**m.workflow_values(), "cronWorkflows": {"enabled": False}}))
+    schedule = by_kind(without_cron, "Sensor", "secops-rotate-schedule")[0]
     event_id = str(uuid.uuid4())
     fired = Runner.fire(schedule, "rotate-example-db", {"context": {"id": event_id}, "data": {}})
     assert fired[0]["spec"]["arguments"]["parameters"][0] == {"name": "rotation-id", "value": event_id}
@@ -113,7 +119,7 @@ def test_a_template_that_disagrees_with_the_binary_fails(services, runner):
     write["container"]["args"] = [a.replace("--expect-uid", "--expected-uid") for a in write["container"]["args"]]
     runner.templates["secops-bootstrap-handover"] = bad_flag
     with pytest.raises(StepFailed, match="exited 2"):
-        runner.submit("secops-bootstrap-handover", {"namespaces": "wf-broken"})
+        runner.submit("secops-bootstrap-handover", {"namespaces": "wf-broken", "shards": "0"})
     bad_output = copy.deepcopy(original)
     plan = next(t for t in bad_output["spec"]["templates"] if t["name"] == "read-bootstrap")
     plan["outputs"]["parameters"][0]["valueFrom"]["path"] = "/out/plan.json"
@@ -149,7 +155,9 @@ def test_vault_setup_template_applies_the_rendered_configmap(services, runner):
         run = runner.runs[before]
         assert run["args"][0] == "vault-setup" and run["code"] == 0, run
         outcomes.append({i["outcome"] for i in json.loads(run["stdout"])["items"]})
-    assert outcomes == [{"applied"}, {"unchanged"}], outcomes
+    # Vault is shared by the session: a policy that names no namespace (secops-status) may
+    # already be there, as another test's vault-setup applied it.
+    assert "applied" in outcomes[0] and outcomes[0] <= {"applied", "unchanged"} and outcomes[1] == {"unchanged"}, outcomes
     assert vault.get("sys/policies/acl/secops-handover")["policy"].startswith("# managed-by: secops")
 
 

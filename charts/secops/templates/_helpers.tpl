@@ -62,6 +62,10 @@ args:
 env:
   - name: VAULT_ADDR
     value: {{ $v.vault.address | quote }}
+{{- if $v.vault.namespace }}
+  - name: VAULT_NAMESPACE
+    value: {{ $v.vault.namespace | quote }}
+{{- end }}
   - name: SECOPS_VAULT_AUTH
     value: kubernetes
   - name: SECOPS_VAULT_ROLE
@@ -124,9 +128,11 @@ backoff:
   maxDuration: {{ .Values.retry.maxBackoff | quote }}
 {{- end }}
 
-{{/* Settings every WorkflowTemplate shares. */}}
+{{/* Settings every WorkflowTemplate shares. Its service account mounts no token by itself:
+every step pod asks for one here, since secops and Argo's executor both call the API. */}}
 {{- define "secops.workflowSpec" -}}
 serviceAccountName: {{ index .root.Values.serviceAccounts .role }}
+automountServiceAccountToken: true
 activeDeadlineSeconds: {{ .root.Values.activeDeadlineSeconds }}
 securityContext:
 {{ include "secops.podSecurityContext" .root | indent 2 }}
@@ -182,4 +188,14 @@ volumes:
   value: {{ .ifOlderThan | default "0" | quote }}
 - name: sync-timeout
   value: {{ .syncTimeout | default "5m" | quote }}
+{{- end }}
+
+{{/* The rotations a calendar Sensor schedules: only where no CronWorkflow does (one
+scheduler per rotation, or each tick would rotate twice under two ids). */}}
+{{- define "secops.calendarRotations" -}}
+{{- if and .Values.events.enabled (not .Values.cronWorkflows.enabled) -}}
+{{- toJson (.Values.rotations | default list) -}}
+{{- else -}}
+[]
+{{- end -}}
 {{- end }}

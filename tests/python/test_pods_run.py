@@ -1,0 +1,204 @@
+"""The chart end to end, with only its own identities: rendered, applied to the emulator, the
+Vault side applied by `secops vault-setup` with the bootstrap policy's token, then each
+WorkflowTemplate run as the pods Kubernetes would make (argo.py with pods.PodMaker): the
+step's service account, a token only where Kubernetes would mount one, env and volumes
+resolved from the cluster. No harness kubeconfig, no root Vault token."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import subprocess
+import tempfile
+import uuid
+from pathlib import Path
+
+import pytest
+
+import secops_manifests as m
+from argo import Runner, StepFailed
+from conftest import bin_dir
+from pods import PodMaker
+from test_least_privilege import mint_token, vault_api
+
+RELEASE_NS = "secops-pods"  # its own release, apart from the other tests' "secops"
+APPS = ["pods-a", "pods-b"]
+AUTH_MOUNT = "k8s-pods"
+WEBHOOK_TOKEN = "webhook-" + uuid.uuid4().hex
+
+
+def chart_values(vault_addr: str, cluster_url: str, **extra) -> dict:
+    return {
+        "namespaces": APPS,
+        "vault": {"address": vault_addr, "authMount": AUTH_MOUNT},
+        "rotations": [{"name": "pods-db", "schedule": "0 3 * * 0", "path": "pods-a/db", "keys": ["value"], "generator": "hex", "keepVersions": 2}],
+        "events": {"enabled": True, "webhook": {"enabled": True}},
+        "vaultSetup": {"enableMissing": True, "kubernetesHost": cluster_url},
+        **extra,
+    }
+
+
+def render(values: dict) -> list[dict]:
+    import helm_python as helm
+
+    with helm.Chart.load(str(m.CHART)) as chart:
+        return m.documents(chart.render(values, name="secops", namespace=RELEASE_NS))
+
+
+class ChartStage:
+    def __init__(self, services, work: Path):
+        self.cluster, self.vault = services["cluster"], services["vault"]
+        self.values = chart_values(self.vault.addr, self.cluster.url)
+        self.docs = render(self.values)
+        for ns in [RELEASE_NS, *APPS]:
+            self.cluster.namespace(ns)
+        for doc in self.docs:
+            if doc["kind"] in ("ServiceAccount", "Role", "RoleBinding", "ConfigMap"):
+                doc = copy.deepcopy(doc)
+                doc["metadata"].setdefault("namespace", RELEASE_NS)
+                self.apply(doc)
+        # The operator's part (docs/runbook.md): Vault may review the tokens it is shown
+        # (kubernetes auth with the client's JWT), and the webhook's token Secret.
+        self.apply({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": "pods-auth-delegator"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:auth-delegator"},
+            "subjects": [{"kind": "ServiceAccount", "name": d["metadata"]["name"], "namespace": RELEASE_NS} for d in self.docs if d["kind"] == "ServiceAccount"],
+        })
+        self.apply({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "secops-webhook-token", "namespace": RELEASE_NS},
+                    "data": {"token": base64.b64encode(WEBHOOK_TOKEN.encode()).decode()}})
+        ca = work / "ca.crt"
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj", "/CN=pods",
+                        "-keyout", str(work / "ca.key"), "-out", str(ca)], check=True, capture_output=True)
+        assert vault_api(self.vault.addr, "POST", "sys/policies/acl/secops-vault-setup", {"policy": self.configmap("secops-vault-setup")["vault-setup.hcl"]}) == 204
+        setup = subprocess.run(
+            # The operator's first run, from a workstation (README): the ConfigMap as applied.
+            [str(bin_dir() / "secops"), "vault-setup", "--from-configmap", f"{RELEASE_NS}/secops-vault-policies", "--enable-missing",
+             "--kubernetes-host", self.cluster.url, "--kubernetes-ca-file", str(ca), "--kubernetes-use-client-jwt"],
+            env={"PATH": "/usr/bin:/bin", "VAULT_ADDR": self.vault.addr, "VAULT_TOKEN": mint_token("secops-vault-setup", self.vault.addr),
+                 "KUBECONFIG": services["env"]["KUBECONFIG"], "SECOPS_MAX_ATTEMPTS": "1"},
+            capture_output=True, text=True, timeout=60)
+        assert setup.returncode == 0, setup.stdout + setup.stderr[-2000:]
+        templates = {d["metadata"]["name"]: d for d in self.docs if d["kind"] == "WorkflowTemplate"}
+        self.runner = Runner(str(bin_dir() / "secops"), {}, templates, pods=PodMaker(self.cluster, RELEASE_NS))
+
+    def configmap(self, name):
+        return next(d for d in self.docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == name)["data"]
+
+    def apply(self, doc):
+        api = doc["apiVersion"]
+        prefix = f"/api/{api}" if "/" not in api else f"/apis/{api}"
+        plural = doc["kind"].lower() + "s"
+        ns = doc["metadata"].get("namespace")
+        base = f"{prefix}/namespaces/{ns}/{plural}" if ns else f"{prefix}/{plural}"
+        code, _ = self.cluster.request("GET", f"{base}/{doc['metadata']['name']}")
+        method, path = ("PUT", f"{base}/{doc['metadata']['name']}") if code == 200 else ("POST", base)
+        code, body = self.cluster.request(method, path, doc)
+        assert code in (200, 201), body
+
+    def by_name(self, kind, name, docs=None):
+        return next(d for d in (docs or self.docs) if d["kind"] == kind and d["metadata"]["name"] == name)
+
+
+@pytest.fixture(scope="module")
+def stage(services):
+    return ChartStage(services, Path(tempfile.mkdtemp(prefix="secops-pods-")))
+
+
+def consumed(cluster, ns, name) -> bool:
+    secret = cluster.secret(ns, name)
+    return bool(secret) and secret["metadata"].get("labels", {}).get("secops.dev/state") == "consumed"
+
+
+def test_handover_push_rotation_and_status_run_with_only_the_chart_identities(stage):
+    cluster, vault, runner = stage.cluster, stage.vault, stage.runner
+    for ns in APPS:
+        for i in range(6):
+            cluster.bootstrap(ns, f"s{i}", f"{ns}/s{i}", f"value-{ns}-{i}")
+    cluster.bootstrap("pods-a", "db", "pods-a/db", "db-initial")
+    cluster.bootstrap("pods-b", "cert", "pods-b/cert", "operator-made", cls="internal")
+
+    runner.submit("secops-bootstrap-handover")  # the defaults: both namespaces, sharded
+    shards = [r for r in runner.runs if r["args"][0] == "handover"]
+    assert 1 <= len(shards) <= 4 and all("--shard" in r["args"] for r in shards)
+    for ns in APPS:
+        for i in range(6):
+            assert consumed(cluster, ns, f"s{i}") and vault.current_version("secret", f"{ns}/s{i}") == 1, f"{ns}/s{i}"
+    runner.submit("secops-push-secret")
+    assert vault.current_version("secret", "pods-b/cert") == 1
+
+    cron = stage.by_name("CronWorkflow", "secops-rotate-pods-db")["spec"]["workflowSpec"]
+    arguments = {p["name"]: p["value"] for p in cron["arguments"]["parameters"]}
+    runner.submit(cron["workflowTemplateRef"]["name"], arguments)
+    assert vault.current_version("secret", "pods-a/db") == 2
+
+    status_cron = stage.by_name("CronWorkflow", "secops-status")["spec"]["workflowSpec"]
+    outputs = runner.submit(status_cron["workflowTemplateRef"]["name"]) or runner.runs[-1]["outputs"]
+    report = json.loads(runner.runs[-1]["outputs"]["result"])
+    assert report["command"] == "status" and runner.runs[-1]["code"] == 0, report
+    for run in runner.runs:
+        assert "VAULT_TOKEN" not in run["env"] and run["env"]["SECOPS_VAULT_AUTH"] == "kubernetes", run["args"]
+
+
+def test_status_fails_visibly_on_a_violation_with_the_report_as_output(stage):
+    cluster, runner = stage.cluster, stage.runner
+    cluster.bootstrap("pods-a", "drift", "pods-a/drift", "first")
+    runner.submit("secops-bootstrap-handover", {"namespaces": "pods-a"})
+    assert consumed(cluster, "pods-a", "drift")
+    code, _ = cluster.request("PATCH", "/api/v1/namespaces/pods-a/secrets/drift", {"data": {"value": base64.b64encode(b"changed in git").decode()}}, "application/merge-patch+json")
+    assert code == 200
+    with pytest.raises(StepFailed, match="exited 3"):
+        runner.submit("secops-status")
+    report = json.loads(runner.runs[-1]["outputs"]["result"])
+    assert any(v["kind"] == "drifted" for row in report["rows"] for v in row.get("violations", [])), report
+    cluster.request("DELETE", "/api/v1/namespaces/pods-a/secrets/drift")
+
+
+@pytest.mark.parametrize("template", ["secops-bootstrap-handover", "secops-status"])
+def test_a_step_pod_without_a_token_fails_as_in_a_cluster(stage, template):
+    """The chart before its fix: the closed ServiceAccounts decide, no token is mounted, and
+    secops finds no in-cluster credentials (the harness hands none in)."""
+    original = stage.runner.templates[template]
+    closed = copy.deepcopy(original)
+    closed["spec"].pop("automountServiceAccountToken")
+    stage.runner.templates[template] = closed
+    try:
+        with pytest.raises(StepFailed, match="exited 2"):
+            stage.runner.submit(template)
+        assert "KUBECONFIG" not in stage.runner.runs[-1]["env"]
+    finally:
+        stage.runner.templates[template] = original
+
+
+def tick(stage, docs, rotation: str):
+    """Everything one schedule tick of `rotation` starts: its CronWorkflows and its calendar
+    Sensor triggers, each as the Workflow it submits."""
+    workflows = []
+    for doc in docs:
+        if doc["kind"] == "CronWorkflow" and doc["metadata"]["name"] == f"secops-rotate-{rotation}":
+            workflows.append({"spec": copy.deepcopy(doc["spec"]["workflowSpec"])})
+        if doc["kind"] == "Sensor":
+            for dep in doc["spec"]["dependencies"]:
+                if dep["eventSourceName"] == "secops-calendar" and dep["eventName"] == f"rotate-{rotation}":
+                    workflows.extend(Runner.fire(doc, dep["name"], {"context": {"id": str(uuid.uuid4())}, "data": {}}))
+    return workflows
+
+
+@pytest.mark.parametrize("cron", [True, False])
+def test_one_schedule_tick_writes_one_new_version(stage, cron):
+    docs = render({**stage.values, "cronWorkflows": {"enabled": cron}})
+    if not stage.cluster.secret("pods-a", "db"):
+        stage.cluster.bootstrap("pods-a", "db", "pods-a/db", "db-initial")
+        stage.runner.submit("secops-bootstrap-handover", {"namespaces": "pods-a"})
+    before = stage.vault.current_version("secret", "pods-a/db")
+    for workflow in tick(stage, docs, "pods-db"):
+        stage.runner.run_workflow(workflow)
+    assert stage.vault.current_version("secret", "pods-a/db") == before + 1
+
+
+def test_the_rotation_webhook_passes_on_only_requests_with_the_secret_token(stage):
+    source = stage.by_name("EventSource", "secops-webhook")
+    accepts = lambda headers: Runner.webhook_accepts(source, "rotate", headers, stage.cluster, RELEASE_NS)  # noqa: E731
+    assert not accepts({})
+    assert not accepts({"Authorization": "Bearer guessed"})
+    assert accepts({"Authorization": f"Bearer {WEBHOOK_TOKEN}"})
