@@ -1,0 +1,157 @@
+//! The configurations checked: at most three concurrent actors (counting the GitOps
+//! controller) on one path, each able to crash at any call and be re-run.
+
+use crate::actors::{Command, Rule};
+use crate::{GitOps, Scenario, SecretSpec};
+
+/// Secret indices into `world::SECRET_NAMES`.
+pub const A: u8 = 0;
+pub const B: u8 = 1;
+pub const X: u8 = 2;
+pub const Y: u8 = 3;
+
+fn bootstrap(name: u8, val: u8) -> SecretSpec {
+    SecretSpec {
+        name,
+        internal: false,
+        path: 0,
+        val,
+    }
+}
+
+fn internal(name: u8, val: u8) -> SecretSpec {
+    SecretSpec {
+        name,
+        internal: true,
+        path: 0,
+        val,
+    }
+}
+
+fn base(name: &'static str) -> Scenario {
+    Scenario {
+        name,
+        rule: Rule::Current,
+        secrets: Vec::new(),
+        seeded: Vec::new(),
+        actors: Vec::new(),
+        runs: 2,
+        faults: 1,
+        gitops: Vec::new(),
+        gitops_budget: 0,
+        ticks: 0,
+        create_only: false,
+        soft_delete: None,
+    }
+}
+
+/// One bootstrap Secret handed over by its workflow (`write-vault`, `mark-consumed`) and
+/// by a `handover` batch at once, while GitOps re-applies or re-creates it.
+pub fn handover_gitops() -> Scenario {
+    Scenario {
+        secrets: vec![bootstrap(A, 1)],
+        actors: vec![
+            Command::Steps { secret: A },
+            Command::Handover { secret: A },
+        ],
+        gitops: vec![
+            GitOps::Reapply { secret: A },
+            GitOps::Recreate { secret: A },
+        ],
+        gitops_budget: 1,
+        ..base("handover + workflow + GitOps, one Secret")
+    }
+}
+
+/// Two bootstrap Secrets with the same data aimed at one path (the case a fingerprint
+/// alone cannot tell apart), one by its workflow and one by `handover`, under a
+/// create-only Vault policy (a `cas=0` write to an existing path is a 403).
+pub fn handover_two_secrets() -> Scenario {
+    Scenario {
+        secrets: vec![bootstrap(A, 1), bootstrap(B, 1)],
+        actors: vec![
+            Command::Steps { secret: A },
+            Command::Handover { secret: B },
+        ],
+        create_only: true,
+        ..base("two Secrets, same data, one path, create-only policy")
+    }
+}
+
+/// The ownership issue: two operators push different Secrets to one path, while a
+/// bootstrap Secret aimed at it is handed over.
+pub fn push_race() -> Scenario {
+    Scenario {
+        secrets: vec![internal(X, 3), internal(Y, 4), bootstrap(A, 1)],
+        actors: vec![
+            Command::Push { secret: X },
+            Command::Push { secret: Y },
+            Command::Handover { secret: A },
+        ],
+        ..base("push + push + handover, one path")
+    }
+}
+
+/// Two pushers of identical data: the `Record` branch (data without provenance that
+/// matches) must still pick one owner.
+pub fn push_same_data() -> Scenario {
+    Scenario {
+        secrets: vec![internal(X, 3), internal(Y, 3)],
+        actors: vec![Command::Push { secret: X }, Command::Push { secret: Y }],
+        ..base("push + push, same data, one path")
+    }
+}
+
+/// Rotation of a handed-over path: two runs of one id (Argo retrying while the first is
+/// alive) and a second id, with a claim going stale.
+pub fn rotation() -> Scenario {
+    Scenario {
+        secrets: vec![bootstrap(A, 1)],
+        seeded: vec![A],
+        actors: vec![
+            Command::Rotate { path: 0, id: 0 },
+            Command::Rotate { path: 0, id: 0 },
+            Command::Rotate { path: 0, id: 1 },
+        ],
+        ticks: 2,
+        ..base("rotate id0 twice + rotate id1, one path")
+    }
+}
+
+/// Every command on one path: handover, push of another Secret, and a rotation.
+pub fn mixed() -> Scenario {
+    Scenario {
+        secrets: vec![bootstrap(A, 1), internal(X, 3)],
+        actors: vec![
+            Command::Handover { secret: A },
+            Command::Push { secret: X },
+            Command::Rotate { path: 0, id: 0 },
+        ],
+        ticks: 1,
+        ..base("handover + push + rotate, one path")
+    }
+}
+
+/// The pre-fix push rule, two pushers, no faults needed: must fail.
+pub fn prefix_push_race() -> Scenario {
+    Scenario {
+        rule: Rule::PreFix,
+        secrets: vec![internal(X, 3), internal(Y, 4)],
+        actors: vec![Command::Push { secret: X }, Command::Push { secret: Y }],
+        runs: 1,
+        faults: 0,
+        ..base("PRE-FIX rule: push + push, one path")
+    }
+}
+
+/// The scenarios the current protocol must pass.
+pub fn current() -> Vec<Scenario> {
+    vec![
+        handover_gitops(),
+        handover_two_secrets(),
+        push_race(),
+        push_same_data(),
+        rotation(),
+        mixed(),
+    ]
+}
