@@ -158,6 +158,11 @@ pub enum Pc {
     AnnotateReread { version: u8, outcome: Out },
     /// `rotate`: read the path's metadata, check authority, `decide`.
     RotateReadMetadata,
+    /// `rotate`, `Wait`: polling a live claim. The polls change nothing, so they are one
+    /// transition: the record changed (re-decide), or time passes until the claim is stale
+    /// (then `TakeOver`). Unless the scenario lets claimants stall past the lease, a waiter
+    /// is not scheduled while the claimant is alive between its claim and its completion.
+    RotateWaiting { now: u8 },
     /// `rotate`, `CheckWritten`: read the version after the claim's base.
     RotateReadWritten { version: u8 },
     /// `claim_and_write`: read the current data.
@@ -223,9 +228,9 @@ pub struct Actor {
 
 /// Exit-75 retries Argo gives a step in the model.
 pub const RETRIES: u8 = 2;
-/// Passes through rotate's read-decide loop before exit 75 (the real `STEP_LIMIT` is 45
-/// polls; two model the same outcomes at a fraction of the states).
-pub const ROTATE_PASSES: u8 = 3;
+/// Passes through rotate's read-decide loop before exit 75 (the real `STEP_LIMIT` is 45;
+/// polls that see nothing change are one transition here, see `Pc::RotateWaiting`).
+pub const ROTATE_PASSES: u8 = 4;
 /// The model's `--claim-lease`, in clock units.
 pub const LEASE: i64 = 1;
 
@@ -234,19 +239,35 @@ pub struct Ctx {
     pub key: FingerprintKey,
     pub allowed: AllowedPaths,
     pub rule: Rule,
+    /// The real keyed fingerprint of every value, computed once (HMAC in a debug build of
+    /// secops is the model's most expensive step otherwise); the last is that of no data.
+    fingerprints: Vec<Fingerprint>,
 }
 
 impl Ctx {
     pub fn new(rule: Rule) -> Self {
+        let key = FingerprintKey::new(vec![7; FingerprintKey::LEN]).expect("a 32-byte key");
+        let mut fingerprints: Vec<_> = (0..=Val::MAX).map(|v| fingerprint(&key, v)).collect();
+        fingerprints.push(key.fingerprint(&crate::world::secret_data(None)));
         Self {
-            key: FingerprintKey::new(vec![7; FingerprintKey::LEN]).expect("a 32-byte key"),
+            key,
             allowed: AllowedPaths::new(vec![]).expect("the default allowed paths"),
             rule,
+            fingerprints,
         }
     }
 
-    fn fp(&self, val: Val) -> Fingerprint {
-        fingerprint(&self.key, val)
+    /// `FingerprintKey::fingerprint` of a Secret holding `val`.
+    pub fn fp(&self, val: Val) -> Fingerprint {
+        self.fingerprints[usize::from(val)].clone()
+    }
+
+    /// The fingerprint of a Secret's data, which may have been stripped.
+    pub fn fp_of(&self, val: Option<Val>) -> Fingerprint {
+        match val {
+            Some(val) => self.fp(val),
+            None => self.fingerprints[self.fingerprints.len() - 1].clone(),
+        }
     }
 }
 
@@ -1089,7 +1110,7 @@ impl Step<'_> {
                 }
                 self.actor.mem.metadata = Some(custom);
                 let record = self.actor.mem.record.clone();
-                let domain = record.as_ref().map(|(r, _)| r.to_domain(&self.ctx.key));
+                let domain = record.as_ref().map(|(r, _)| r.to_domain(self.ctx));
                 let step = decide(
                     domain.as_ref(),
                     current.into(),
@@ -1099,7 +1120,11 @@ impl Step<'_> {
                 self.log.say(|| format!("    rotate decides {step:?}"));
                 match step {
                     RotationStep::AlreadyRotated { .. } => self.end(Ended::Done("already-rotated")),
-                    RotationStep::Wait => self.next_rotate_pass(),
+                    RotationStep::Wait => {
+                        self.actor.pc = Pc::RotateWaiting {
+                            now: self.world.now,
+                        }
+                    }
                     RotationStep::CheckWritten { version } => {
                         self.actor.pc = Pc::RotateReadWritten {
                             version: version as u8,
@@ -1115,6 +1140,22 @@ impl Step<'_> {
                     }
                 }
             }
+            Pc::RotateWaiting { now } => {
+                let held = self.world.vault.read(&record_at, None);
+                let seen = self.actor.mem.record.clone();
+                self.log
+                    .say(|| format!("vault GET {MOUNT}/{record_at} (polling) -> {held:?}"));
+                if now == self.world.now && held.as_ref().map(|h| h.0) == seen.as_ref().map(|s| s.1)
+                {
+                    // Nothing moved: the run (or Argo's retries of it) polls until the lease
+                    // has run out. The model's clock is what makes a claim stale.
+                    let claimed_at = seen.map_or(0, |(r, _)| r.claimed_at);
+                    self.world.now = self.world.now.max(claimed_at + LEASE as u8);
+                    self.log
+                        .say(|| format!("    ... the lease runs out (now {})", self.world.now));
+                }
+                self.next_rotate_pass();
+            }
             Pc::RotateReadWritten { version } => {
                 let held = self.world.vault.read(&path, Some(version));
                 self.log
@@ -1123,7 +1164,7 @@ impl Step<'_> {
                 let ours = held.and_then(|(_, d)| d.secret()).is_some_and(|val| {
                     record
                         .0
-                        .to_domain(&self.ctx.key)
+                        .to_domain(self.ctx)
                         .intents
                         .contains(&self.ctx.fp(val))
                 });
@@ -1162,7 +1203,9 @@ impl Step<'_> {
                 self.actor.pc = Pc::RotateClaim;
             }
             Pc::RotateClaim => {
-                let (claim, cas) = self.actor.mem.claim.clone().expect("a claim");
+                let (mut claim, cas) = self.actor.mem.claim.clone().expect("a claim");
+                // `claim_and_write` reads the clock right before this write.
+                claim.claimed_at = self.world.now;
                 let answer = self.world.vault.write(
                     &record_at,
                     Data::Record(claim.clone()),
@@ -1241,6 +1284,12 @@ impl Step<'_> {
             )),
         }
     }
+}
+
+/// Whether an actor holds a live claim: written, and its data write or completion not yet
+/// made (a crash ends it: the restarted run no longer holds it).
+pub fn holds_live_claim(pc: Pc) -> bool {
+    matches!(pc, Pc::RotateData | Pc::RotateComplete { .. })
 }
 
 /// Whether the call at `pc` changes the world (a lost response matters only there).

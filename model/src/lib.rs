@@ -59,12 +59,16 @@ pub struct Scenario {
     pub faults: u8,
     pub gitops: Vec<GitOps>,
     pub gitops_budget: u8,
-    /// Lease periods that may pass (rotation claims going stale).
-    pub ticks: u8,
+    /// A rotation run may stall past `--claim-lease` between its claim and its data write
+    /// (a paused pod, a partition): a waiter then takes over a claim whose holder is alive.
+    pub slow_claimants: bool,
     /// Vault's policy grants create but not update on data and claim paths.
     pub create_only: bool,
     /// An operator may soft-delete the current version of this path once.
     pub soft_delete: Option<u8>,
+    /// Properties this scenario is known to violate, each with the finding it stands for:
+    /// the test requires exactly these to fail, so a fix shows up as a test to update.
+    pub known: Vec<(&'static str, &'static str)>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -76,8 +80,6 @@ pub enum Action {
     /// The call is applied but the answer is lost (timeout, pod killed); Argo runs it again.
     LostResponse(usize),
     GitOps(usize),
-    /// A lease period passes.
-    Tick,
     /// An operator soft-deletes the current version of the path.
     SoftDelete,
 }
@@ -95,7 +97,6 @@ pub struct State {
     pub actors: Vec<Actor>,
     pub faults: u8,
     pub gitops: u8,
-    pub ticks: u8,
     pub soft_delete: bool,
     /// Disturbances so far (faults, GitOps changes, soft deletes).
     pub epoch: u8,
@@ -183,11 +184,6 @@ impl SecopsModel {
                     }
                 }
             }
-            Action::Tick => {
-                log.say_line("a lease period passes".into());
-                next.ticks -= 1;
-                next.world.now += 1;
-            }
             Action::SoftDelete => {
                 let path = world::PATHS[usize::from(self.scenario.soft_delete.expect("soft"))];
                 log.say_line(format!(
@@ -197,7 +193,7 @@ impl SecopsModel {
                 next.world.vault.soft_delete(path);
             }
         }
-        if !matches!(action, Action::Call(_) | Action::Tick) {
+        if !matches!(action, Action::Call(_)) {
             next.epoch += 1;
         }
         self.update_ghost(&mut next);
@@ -307,7 +303,6 @@ impl Model for SecopsModel {
             actors,
             faults: s.faults,
             gitops: s.gitops_budget,
-            ticks: s.ticks,
             soft_delete: s.soft_delete.is_some(),
             epoch: 0,
             ghost: Ghost::default(),
@@ -317,13 +312,21 @@ impl Model for SecopsModel {
     }
 
     fn actions(&self, state: &State, actions: &mut Vec<Action>) {
-        let mut rotating = false;
         for (i, actor) in state.actors.iter().enumerate() {
             if self.done(state, actor) {
                 continue;
             }
-            rotating |= matches!(self.scenario.actors[i], Command::Rotate { .. });
-            actions.push(Action::Call(i));
+            // Waiting ends with the clock passing a lease; unless claimants may stall, no
+            // live claim (of any id: the clock is shared) may be overtaken by it.
+            let waits_for_live_claim = matches!(actor.pc, Pc::RotateWaiting { .. })
+                && !self.scenario.slow_claimants
+                && state
+                    .actors
+                    .iter()
+                    .any(|other| actors::holds_live_claim(other.pc));
+            if !waits_for_live_claim {
+                actions.push(Action::Call(i));
+            }
             if state.faults > 0 {
                 // A crash before the first call of a run only repeats the state.
                 if actor.pc != Pc::Start {
@@ -336,9 +339,6 @@ impl Model for SecopsModel {
         }
         if state.gitops > 0 {
             actions.extend((0..self.scenario.gitops.len()).map(Action::GitOps));
-        }
-        if state.ticks > 0 && rotating {
-            actions.push(Action::Tick);
         }
         if state.soft_delete {
             actions.push(Action::SoftDelete);
@@ -471,6 +471,13 @@ pub fn check(scenario: Scenario, threads: usize, stop_at_failure: bool) -> Repor
         .collect();
     let start = Instant::now();
     let mut builder = model.checker().threads(threads);
+    // For exploring a scenario's growth: `SECOPS_MODEL_MAX_DEPTH=N` bounds the search.
+    if let Some(depth) = std::env::var("SECOPS_MODEL_MAX_DEPTH")
+        .ok()
+        .and_then(|d| d.parse().ok())
+    {
+        builder = builder.target_max_depth(depth);
+    }
     if stop_at_failure {
         builder = builder.finish_when(HasDiscoveries::AnyFailures);
     }

@@ -10,7 +10,7 @@ use secops::domain::provenance::{Origin, Provenance};
 use stateright::Property;
 
 use crate::actors::{Command, Ended};
-use crate::world::{fingerprint, Data, Owner, Writer, PATHS};
+use crate::world::{Data, Owner, Writer, PATHS};
 use crate::{SecopsModel, State};
 
 pub const ONE_ORIGIN: &str = "one origin per path";
@@ -105,7 +105,7 @@ fn origin_data(model: &SecopsModel, state: &State) -> bool {
             return false;
         };
         written_by(version.writer, &p.origin, &p.origin_uid)
-            && p.origin_fingerprint == Some(fingerprint(&model.ctx.key, val))
+            && p.origin_fingerprint == Some(model.ctx.fp(val))
     })
 }
 

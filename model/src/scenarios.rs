@@ -2,6 +2,7 @@
 //! controller) on one path, each able to crash at any call and be re-run.
 
 use crate::actors::{Command, Rule};
+use crate::properties::{NOTHING_HALF_WRITTEN, ROTATION_ONCE};
 use crate::{GitOps, Scenario, SecretSpec};
 
 /// Secret indices into `world::SECRET_NAMES`.
@@ -39,9 +40,10 @@ fn base(name: &'static str) -> Scenario {
         faults: 1,
         gitops: Vec::new(),
         gitops_budget: 0,
-        ticks: 0,
+        slow_claimants: false,
         create_only: false,
         soft_delete: None,
+        known: Vec::new(),
     }
 }
 
@@ -59,6 +61,7 @@ pub fn handover_gitops() -> Scenario {
             GitOps::Recreate { secret: A },
         ],
         gitops_budget: 1,
+        known: vec![(NOTHING_HALF_WRITTEN, FINDING_RECREATE)],
         ..base("handover + workflow + GitOps, one Secret")
     }
 }
@@ -102,9 +105,36 @@ pub fn push_same_data() -> Scenario {
     }
 }
 
-/// Rotation of a handed-over path: two runs of one id (Argo retrying while the first is
-/// alive) and a second id, with a claim going stale.
-pub fn rotation() -> Scenario {
+/// Rotation of a handed-over path: two runs of one id at once (a re-submitted workflow
+/// while the first still runs); a claim goes stale when its holder died.
+pub fn rotation_same_id() -> Scenario {
+    Scenario {
+        secrets: vec![bootstrap(A, 1)],
+        seeded: vec![A],
+        actors: vec![
+            Command::Rotate { path: 0, id: 0 },
+            Command::Rotate { path: 0, id: 0 },
+        ],
+        ..base("rotate id0 twice, one path")
+    }
+}
+
+/// Two rotation ids on one path at once.
+pub fn rotation_two_ids() -> Scenario {
+    Scenario {
+        secrets: vec![bootstrap(A, 1)],
+        seeded: vec![A],
+        actors: vec![
+            Command::Rotate { path: 0, id: 0 },
+            Command::Rotate { path: 0, id: 1 },
+        ],
+        ..base("rotate id0 + rotate id1, one path")
+    }
+}
+
+/// Three rotation runs (id0 twice, id1), each run once; about 2 million states, so not
+/// in the default set (`cargo run -p secops-model --release -- rotate3`).
+pub fn rotation_three() -> Scenario {
     Scenario {
         secrets: vec![bootstrap(A, 1)],
         seeded: vec![A],
@@ -113,8 +143,23 @@ pub fn rotation() -> Scenario {
             Command::Rotate { path: 0, id: 0 },
             Command::Rotate { path: 0, id: 1 },
         ],
-        ticks: 2,
-        ..base("rotate id0 twice + rotate id1, one path")
+        runs: 1,
+        ..base("rotate3: rotate id0 twice + rotate id1, one path")
+    }
+}
+
+/// The same id run twice, where a run may stall past `--claim-lease` while alive.
+pub fn rotation_slow_claimant() -> Scenario {
+    Scenario {
+        secrets: vec![bootstrap(A, 1)],
+        seeded: vec![A],
+        actors: vec![
+            Command::Rotate { path: 0, id: 0 },
+            Command::Rotate { path: 0, id: 0 },
+        ],
+        slow_claimants: true,
+        known: vec![(ROTATION_ONCE, FINDING_TAKEOVER)],
+        ..base("rotate id0 twice, a claimant stalls past the lease")
     }
 }
 
@@ -127,7 +172,6 @@ pub fn mixed() -> Scenario {
             Command::Push { secret: X },
             Command::Rotate { path: 0, id: 0 },
         ],
-        ticks: 1,
         ..base("handover + push + rotate, one path")
     }
 }
@@ -151,7 +195,19 @@ pub fn current() -> Vec<Scenario> {
         handover_two_secrets(),
         push_race(),
         push_same_data(),
-        rotation(),
+        rotation_same_id(),
+        rotation_two_ids(),
+        rotation_slow_claimant(),
         mixed(),
     ]
 }
+
+/// Found by the checker in the current protocol (see `docs/architecture.md`).
+pub const FINDING_RECREATE: &str = "GitOps re-creates the Secret (new uid) after the handover's \
+    claim and data write but before its provenance: the claim names a uid that no longer \
+    exists, so every later run is refused (not-owned) and the path stays data without \
+    provenance; read-bootstrap still calls it pending";
+pub const FINDING_TAKEOVER: &str = "a run that stalls past --claim-lease between its claim \
+    and its data write is taken over; the taker re-reads the current version, which the \
+    stalled run has just written, rebases its claim on it and writes a second version for \
+    the same rotation id";

@@ -92,10 +92,10 @@ pub struct Record {
 }
 
 impl Record {
-    pub fn to_domain(&self, key: &FingerprintKey) -> RotationRecord {
+    pub fn to_domain(&self, ctx: &crate::actors::Ctx) -> RotationRecord {
         RotationRecord {
             base_version: self.base_version.into(),
-            intents: self.intents.iter().map(|v| fingerprint(key, *v)).collect(),
+            intents: self.intents.iter().map(|v| ctx.fp(*v)).collect(),
             claimed_at: self.claimed_at.into(),
             version: self.version.map(u64::from),
         }
@@ -341,7 +341,7 @@ const KEY: &str = "value";
 pub fn secret_data(val: Option<Val>) -> SecretData {
     let mut data = SecretData::new();
     if let Some(val) = val {
-        data.insert(KEY.into(), SecretBytes::new(vec![b'0' + val]));
+        data.insert(KEY.into(), SecretBytes::new(vec![val]));
     }
     data
 }
