@@ -29,6 +29,21 @@ fn internal(name: u8, val: u8) -> SecretSpec {
     }
 }
 
+impl Scenario {
+    fn named(self, name: &'static str) -> Self {
+        Self { name, ..self }
+    }
+
+    /// The same scenario with two faults in all instead of one.
+    pub fn with_faults(self, faults: u8, name: &'static str) -> Self {
+        Self {
+            faults,
+            name,
+            ..self
+        }
+    }
+}
+
 fn base(name: &'static str) -> Scenario {
     Scenario {
         name,
@@ -132,6 +147,15 @@ pub fn rotation_two_ids() -> Scenario {
     }
 }
 
+/// The same id run twice while an operator soft-deletes the path's current version.
+pub fn rotation_soft_delete() -> Scenario {
+    Scenario {
+        soft_delete: Some(0),
+        ..rotation_same_id()
+    }
+    .named("rotate id0 twice, an operator soft-deletes the current version")
+}
+
 /// Three rotation runs (id0 twice, id1), each run once; about 2 million states, so not
 /// in the default set (`cargo run -p secops-model --release -- rotate3`).
 pub fn rotation_three() -> Scenario {
@@ -198,7 +222,11 @@ pub fn current() -> Vec<Scenario> {
         rotation_same_id(),
         rotation_two_ids(),
         rotation_slow_claimant(),
+        rotation_soft_delete(),
         mixed(),
+        handover_gitops().with_faults(2, "handover + workflow + GitOps, one Secret, 2 faults"),
+        push_race().with_faults(2, "push + push + handover, one path, 2 faults"),
+        mixed().with_faults(2, "handover + push + rotate, one path, 2 faults"),
     ]
 }
 
