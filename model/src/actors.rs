@@ -306,7 +306,7 @@ fn provenance_of(custom: &Meta) -> Option<Provenance> {
 }
 
 impl Step<'_> {
-    /// Runs the transition. Returns whether the world was changed by a write (for faults).
+    /// Runs the transition.
     pub fn run(mut self) {
         if self.actor.pc == Pc::Start {
             self.actor.run_epoch = self.epoch;

@@ -9,6 +9,7 @@ fn main() {
     let wanted: Vec<String> = std::env::args().skip(1).collect();
     let mut all = scenarios::current();
     all.push(scenarios::prefix_push_race());
+    all.push(scenarios::prefix_handover_same_data());
     all.push(scenarios::rotation_three());
     for scenario in all {
         let short = scenario

@@ -212,6 +212,22 @@ pub fn prefix_push_race() -> Scenario {
     }
 }
 
+/// The pre-fix handover rule (no claim; "same data without provenance" finished by
+/// whoever finds it), two Secrets with the same data on one path: must fail too.
+pub fn prefix_handover_same_data() -> Scenario {
+    Scenario {
+        rule: Rule::PreFix,
+        secrets: vec![bootstrap(A, 1), bootstrap(B, 1)],
+        actors: vec![
+            Command::Handover { secret: A },
+            Command::Handover { secret: B },
+        ],
+        runs: 1,
+        faults: 0,
+        ..base("PRE-FIX rule: handover + handover, same data, one path")
+    }
+}
+
 /// The scenarios the current protocol must pass.
 pub fn current() -> Vec<Scenario> {
     vec![

@@ -63,3 +63,14 @@ fn the_pre_fix_push_rule_is_caught() {
         "the checker must find the pre-fix race, found {violated:?}"
     );
 }
+
+#[test]
+fn the_pre_fix_handover_rule_is_caught() {
+    let report = check(scenarios::prefix_handover_same_data(), threads(), true);
+    report.print();
+    assert_eq!(
+        report.result(properties::ONE_ORIGIN),
+        "VIOLATED",
+        "two Secrets with the same data must not both own one path"
+    );
+}

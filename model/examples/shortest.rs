@@ -1,11 +1,16 @@
-//! Prints the shortest counterexample to one property of one scenario, fast (stops there).
+//! `cargo run -p secops-model --example shortest -- SCENARIO PROPERTY`: the shortest
+//! counterexample to one property (names matched by substring), found single-threaded.
 use secops_model::*;
 use stateright::{Checker, Model};
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let scenario = scenarios::current()
         .into_iter()
-        .chain([scenarios::rotation_three(), scenarios::prefix_push_race()])
+        .chain([
+            scenarios::rotation_three(),
+            scenarios::prefix_push_race(),
+            scenarios::prefix_handover_same_data(),
+        ])
         .find(|s| s.name.contains(&args[1]))
         .unwrap();
     let prop = properties::all()
