@@ -294,6 +294,7 @@ pub struct Step<'a> {
     pub epoch: u8,
 }
 
+/// The first hex digits of a fingerprint, to tell values apart in a printed trace.
 fn short(fp: &Fingerprint) -> String {
     fp.as_str()["hmac-sha256:".len()..]
         .chars()
