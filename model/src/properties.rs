@@ -1,0 +1,213 @@
+//! The promises of RFC-SECOPS-0001 and `docs/contract.md`, as properties of every reachable
+//! state. "Always" properties are invariants; the "converged" ones are checked in every
+//! state where all actors have finished their runs (a run and its fault-free re-run), which
+//! is where "eventually" is decided: every actor's runs are bounded, so every path reaches
+//! such a state. "Sometimes" properties guard against a vacuous model: the states they name
+//! must be reachable.
+
+use secops::domain::names;
+use secops::domain::provenance::{Origin, Provenance};
+use stateright::Property;
+
+use crate::actors::{Command, Ended};
+use crate::world::{Data, Owner, Writer, PATHS};
+use crate::{SecopsModel, State};
+
+pub const ONE_ORIGIN: &str = "one origin per path";
+pub const MARKED_ONLY_IF_NAMED: &str =
+    "marked consumed or pushed only if provenance names it (uid, version)";
+pub const ORIGIN_DATA: &str = "data at the origin version is what that origin wrote";
+pub const BOOTSTRAP_ONCE: &str = "no bootstrap value written after the handover";
+pub const ROTATION_ONCE: &str = "at most one new version per rotation id";
+pub const SETTLED: &str = "converged: every Secret consumed, pushed or refused with a reason";
+pub const NOTHING_HALF_WRITTEN: &str = "converged: nothing half-written (data has provenance)";
+pub const REACH_DONE: &str = "reachable: all actors finish";
+pub const REACH_WORK: &str = "reachable: a Secret consumed or pushed, or a rotation written";
+
+pub fn all() -> Vec<Property<SecopsModel>> {
+    vec![
+        Property::always(ONE_ORIGIN, one_origin),
+        Property::always(MARKED_ONLY_IF_NAMED, marked_only_if_named),
+        Property::always(ORIGIN_DATA, origin_data),
+        Property::always(BOOTSTRAP_ONCE, bootstrap_once),
+        Property::always(ROTATION_ONCE, rotation_once),
+        Property::always(SETTLED, |m, s| !m.all_done(s) || settled(m, s)),
+        Property::always(NOTHING_HALF_WRITTEN, |m, s| {
+            !m.all_done(s) || nothing_half_written(s)
+        }),
+        Property::sometimes(REACH_DONE, |m, s| m.all_done(s)),
+        Property::sometimes(REACH_WORK, work_done),
+    ]
+}
+
+fn provenance(state: &State, path: &str) -> Option<Provenance> {
+    Provenance::from_metadata(&state.world.vault.path(path)?.custom)
+}
+
+/// Once provenance names an owner (origin and uid), it names that owner forever.
+fn one_origin(_: &SecopsModel, state: &State) -> bool {
+    state.ghost.first_owner.iter().all(|(path, first)| {
+        provenance(state, path).is_some_and(|p| (p.origin.to_string(), p.origin_uid) == *first)
+    })
+}
+
+/// A bootstrap Secret labelled consumed, or an internal Secret annotated as pushed, is named
+/// by the provenance of its path (origin and uid), at the version it was marked with.
+fn marked_only_if_named(_: &SecopsModel, state: &State) -> bool {
+    state.world.kube.secrets.iter().all(|(&name, object)| {
+        let internal = object.labels.get(names::CLASS_LABEL).map(String::as_str)
+            == Some(names::Class::Internal.label_value());
+        let consumed = object.labels.get(names::STATE_LABEL).map(String::as_str)
+            == Some(names::STATE_CONSUMED);
+        let marked = match internal {
+            true => object.annotations.get(names::VAULT_VERSION),
+            false if consumed => object.annotations.get(names::VAULT_VERSION),
+            false => None,
+        };
+        let Some(marked) = marked else { return true };
+        let owner = Owner {
+            internal,
+            name,
+            uid: object.uid,
+        };
+        let path = &object.annotations[names::VAULT_PATH];
+        provenance(state, path).is_some_and(|p| {
+            p.is_owned_by(&owner.origin(), &owner.uid()) && p.origin_version.to_string() == *marked
+        })
+    })
+}
+
+fn written_by(writer: Writer, origin: &Origin, uid: &str) -> bool {
+    match writer {
+        Writer::Seed(o) | Writer::Handover(o) | Writer::Push(o) => {
+            o.origin() == *origin && o.uid() == uid
+        }
+        Writer::Rotation { .. } | Writer::Protocol => false,
+    }
+}
+
+/// The version provenance names was written by the origin it names, and holds the data
+/// whose fingerprint it records.
+fn origin_data(model: &SecopsModel, state: &State) -> bool {
+    PATHS.iter().all(|path| {
+        let Some(p) = provenance(state, path) else {
+            return true;
+        };
+        let Some(version) = state
+            .world
+            .vault
+            .path(path)
+            .and_then(|kv| kv.version(p.origin_version as u8))
+        else {
+            return false;
+        };
+        let Data::Secret(val) = version.data else {
+            return false;
+        };
+        written_by(version.writer, &p.origin, &p.origin_uid)
+            && p.origin_fingerprint == Some(model.ctx.fp(val))
+    })
+}
+
+/// At most one version of a path was ever written from a bootstrap Secret: once handed
+/// over, Git's value never comes back over Vault's (rotated) one.
+fn bootstrap_once(_: &SecopsModel, state: &State) -> bool {
+    PATHS.iter().all(|path| {
+        state.world.vault.path(path).is_none_or(|kv| {
+            kv.versions
+                .iter()
+                .filter(|v| matches!(v.writer, Writer::Seed(_) | Writer::Handover(_)))
+                .count()
+                <= 1
+        })
+    })
+}
+
+/// A rotation id writes at most one version, however often it is run.
+fn rotation_once(model: &SecopsModel, state: &State) -> bool {
+    model.scenario.actors.iter().all(|command| {
+        let Command::Rotate { path, id } = *command else {
+            return true;
+        };
+        state
+            .world
+            .vault
+            .path(PATHS[usize::from(path)])
+            .is_none_or(|kv| {
+                kv.versions
+                    .iter()
+                    .filter(|v| v.writer == Writer::Rotation { id })
+                    .count()
+                    <= 1
+            })
+    })
+}
+
+/// After every actor has finished (its last run started after the last fault or GitOps
+/// change): each Secret an actor works on is consumed (bootstrap) or annotated with the
+/// version its path's provenance names (internal), unless that actor's last run was refused
+/// with a reason; a rotation ended in `rotated`, `already-rotated` or a refusal; and no run
+/// ended in an exhausted exit 75.
+fn settled(model: &SecopsModel, state: &State) -> bool {
+    model
+        .scenario
+        .actors
+        .iter()
+        .zip(&state.actors)
+        .all(|(command, actor)| {
+            let refused = match actor.last {
+                Some(Ended::Refused(_)) => true,
+                Some(Ended::Done(_)) => false,
+                Some(Ended::Temporary) | None => return false,
+            };
+            let Some(secret) = command.secret() else {
+                return true;
+            };
+            let Some(object) = state.world.kube.get(secret) else {
+                return true;
+            };
+            let internal = matches!(command, Command::Push { .. });
+            let owner = Owner {
+                internal,
+                name: secret,
+                uid: object.uid,
+            };
+            let named =
+                provenance(state, &object.annotations[names::VAULT_PATH]).is_some_and(|p| {
+                    p.is_owned_by(&owner.origin(), &owner.uid())
+                        && object.annotations.get(names::VAULT_VERSION)
+                            == Some(&p.origin_version.to_string())
+                });
+            let consumed = object.labels.get(names::STATE_LABEL).map(String::as_str)
+                == Some(names::STATE_CONSUMED);
+            refused || (named && (internal || consumed))
+        })
+}
+
+/// No data path holds versions without provenance once everything has finished.
+fn nothing_half_written(state: &State) -> bool {
+    PATHS.iter().all(|path| {
+        state
+            .world
+            .vault
+            .path(path)
+            .is_none_or(|kv| kv.versions.is_empty() || provenance(state, path).is_some())
+    })
+}
+
+fn work_done(_: &SecopsModel, state: &State) -> bool {
+    let marked = state.world.kube.secrets.values().any(|o| {
+        o.labels.get(names::STATE_LABEL).map(String::as_str) == Some(names::STATE_CONSUMED)
+            || (o.labels.get(names::CLASS_LABEL).map(String::as_str)
+                == Some(names::Class::Internal.label_value())
+                && o.annotations.contains_key(names::VAULT_VERSION))
+    });
+    let rotated = PATHS.iter().any(|path| {
+        state.world.vault.path(path).is_some_and(|kv| {
+            kv.versions
+                .iter()
+                .any(|v| matches!(v.writer, Writer::Rotation { .. }))
+        })
+    });
+    marked || rotated
+}

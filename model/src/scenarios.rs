@@ -1,0 +1,257 @@
+//! The configurations checked: at most three concurrent actors (counting the GitOps
+//! controller) on one path, each able to crash at any call and be re-run.
+
+use crate::actors::{Command, Rule};
+use crate::properties::{NOTHING_HALF_WRITTEN, ROTATION_ONCE};
+use crate::{GitOps, Scenario, SecretSpec};
+
+/// Secret indices into `world::SECRET_NAMES`.
+pub const A: u8 = 0;
+pub const B: u8 = 1;
+pub const X: u8 = 2;
+pub const Y: u8 = 3;
+
+fn bootstrap(name: u8, val: u8) -> SecretSpec {
+    SecretSpec {
+        name,
+        internal: false,
+        path: 0,
+        val,
+    }
+}
+
+fn internal(name: u8, val: u8) -> SecretSpec {
+    SecretSpec {
+        name,
+        internal: true,
+        path: 0,
+        val,
+    }
+}
+
+impl Scenario {
+    fn named(self, name: &'static str) -> Self {
+        Self { name, ..self }
+    }
+
+    /// The same scenario with two faults in all instead of one.
+    pub fn with_faults(self, faults: u8, name: &'static str) -> Self {
+        Self {
+            faults,
+            name,
+            ..self
+        }
+    }
+}
+
+fn base(name: &'static str) -> Scenario {
+    Scenario {
+        name,
+        rule: Rule::Current,
+        secrets: Vec::new(),
+        seeded: Vec::new(),
+        actors: Vec::new(),
+        runs: 2,
+        faults: 1,
+        gitops: Vec::new(),
+        gitops_budget: 0,
+        slow_claimants: false,
+        create_only: false,
+        soft_delete: None,
+        known: Vec::new(),
+    }
+}
+
+/// One bootstrap Secret handed over by its workflow (`write-vault`, `mark-consumed`) and
+/// by a `handover` batch at once, while GitOps re-applies or re-creates it.
+pub fn handover_gitops() -> Scenario {
+    Scenario {
+        secrets: vec![bootstrap(A, 1)],
+        actors: vec![
+            Command::Steps { secret: A },
+            Command::Handover { secret: A },
+        ],
+        gitops: vec![
+            GitOps::Reapply { secret: A },
+            GitOps::Recreate { secret: A },
+        ],
+        gitops_budget: 1,
+        known: vec![(NOTHING_HALF_WRITTEN, FINDING_RECREATE)],
+        ..base("handover + workflow + GitOps, one Secret")
+    }
+}
+
+/// Two bootstrap Secrets with the same data aimed at one path (the case a fingerprint
+/// alone cannot tell apart), one by its workflow and one by `handover`, under a
+/// create-only Vault policy (a `cas=0` write to an existing path is a 403).
+pub fn handover_two_secrets() -> Scenario {
+    Scenario {
+        secrets: vec![bootstrap(A, 1), bootstrap(B, 1)],
+        actors: vec![
+            Command::Steps { secret: A },
+            Command::Handover { secret: B },
+        ],
+        create_only: true,
+        ..base("two Secrets, same data, one path, create-only policy")
+    }
+}
+
+/// The ownership issue: two operators push different Secrets to one path, while a
+/// bootstrap Secret aimed at it is handed over.
+pub fn push_race() -> Scenario {
+    Scenario {
+        secrets: vec![internal(X, 3), internal(Y, 4), bootstrap(A, 1)],
+        actors: vec![
+            Command::Push { secret: X },
+            Command::Push { secret: Y },
+            Command::Handover { secret: A },
+        ],
+        ..base("push + push + handover, one path")
+    }
+}
+
+/// Two pushers of identical data: the `Record` branch (data without provenance that
+/// matches) must still pick one owner.
+pub fn push_same_data() -> Scenario {
+    Scenario {
+        secrets: vec![internal(X, 3), internal(Y, 3)],
+        actors: vec![Command::Push { secret: X }, Command::Push { secret: Y }],
+        ..base("push + push, same data, one path")
+    }
+}
+
+/// Rotation of a handed-over path: two runs of one id at once (a re-submitted workflow
+/// while the first still runs); a claim goes stale when its holder died.
+pub fn rotation_same_id() -> Scenario {
+    Scenario {
+        secrets: vec![bootstrap(A, 1)],
+        seeded: vec![A],
+        actors: vec![
+            Command::Rotate { path: 0, id: 0 },
+            Command::Rotate { path: 0, id: 0 },
+        ],
+        ..base("rotate id0 twice, one path")
+    }
+}
+
+/// Two rotation ids on one path at once.
+pub fn rotation_two_ids() -> Scenario {
+    Scenario {
+        secrets: vec![bootstrap(A, 1)],
+        seeded: vec![A],
+        actors: vec![
+            Command::Rotate { path: 0, id: 0 },
+            Command::Rotate { path: 0, id: 1 },
+        ],
+        ..base("rotate id0 + rotate id1, one path")
+    }
+}
+
+/// The same id run twice while an operator soft-deletes the path's current version.
+pub fn rotation_soft_delete() -> Scenario {
+    Scenario {
+        soft_delete: Some(0),
+        ..rotation_same_id()
+    }
+    .named("rotate id0 twice, an operator soft-deletes the current version")
+}
+
+/// Three rotation runs (id0 twice, id1), each run once; about 2 million states, so not
+/// in the default set (`cargo run -p secops-model --release -- rotate3`).
+pub fn rotation_three() -> Scenario {
+    Scenario {
+        secrets: vec![bootstrap(A, 1)],
+        seeded: vec![A],
+        actors: vec![
+            Command::Rotate { path: 0, id: 0 },
+            Command::Rotate { path: 0, id: 0 },
+            Command::Rotate { path: 0, id: 1 },
+        ],
+        runs: 1,
+        ..base("rotate3: rotate id0 twice + rotate id1, one path")
+    }
+}
+
+/// The same id run twice, where a run may stall past `--claim-lease` while alive.
+pub fn rotation_slow_claimant() -> Scenario {
+    Scenario {
+        secrets: vec![bootstrap(A, 1)],
+        seeded: vec![A],
+        actors: vec![
+            Command::Rotate { path: 0, id: 0 },
+            Command::Rotate { path: 0, id: 0 },
+        ],
+        slow_claimants: true,
+        known: vec![(ROTATION_ONCE, FINDING_TAKEOVER)],
+        ..base("rotate id0 twice, a claimant stalls past the lease")
+    }
+}
+
+/// Every command on one path: handover, push of another Secret, and a rotation.
+pub fn mixed() -> Scenario {
+    Scenario {
+        secrets: vec![bootstrap(A, 1), internal(X, 3)],
+        actors: vec![
+            Command::Handover { secret: A },
+            Command::Push { secret: X },
+            Command::Rotate { path: 0, id: 0 },
+        ],
+        ..base("handover + push + rotate, one path")
+    }
+}
+
+/// The pre-fix push rule, two pushers, no faults needed: must fail.
+pub fn prefix_push_race() -> Scenario {
+    Scenario {
+        rule: Rule::PreFix,
+        secrets: vec![internal(X, 3), internal(Y, 4)],
+        actors: vec![Command::Push { secret: X }, Command::Push { secret: Y }],
+        runs: 1,
+        faults: 0,
+        ..base("PRE-FIX rule: push + push, one path")
+    }
+}
+
+/// The pre-fix handover rule (no claim; "same data without provenance" finished by
+/// whoever finds it), two Secrets with the same data on one path: must fail too.
+pub fn prefix_handover_same_data() -> Scenario {
+    Scenario {
+        rule: Rule::PreFix,
+        secrets: vec![bootstrap(A, 1), bootstrap(B, 1)],
+        actors: vec![
+            Command::Handover { secret: A },
+            Command::Handover { secret: B },
+        ],
+        runs: 1,
+        faults: 0,
+        ..base("PRE-FIX rule: handover + handover, same data, one path")
+    }
+}
+
+/// The scenarios the current protocol must pass.
+pub fn current() -> Vec<Scenario> {
+    vec![
+        handover_gitops(),
+        handover_two_secrets(),
+        push_race(),
+        push_same_data(),
+        rotation_same_id(),
+        rotation_two_ids(),
+        rotation_slow_claimant(),
+        rotation_soft_delete(),
+        mixed(),
+        handover_gitops().with_faults(2, "handover + workflow + GitOps, one Secret, 2 faults"),
+        push_race().with_faults(2, "push + push + handover, one path, 2 faults"),
+        mixed().with_faults(2, "handover + push + rotate, one path, 2 faults"),
+    ]
+}
+
+/// Found by the checker in the current protocol (see `docs/architecture.md`).
+pub const FINDING_RECREATE: &str = "GitOps re-creates the Secret (new uid) after the handover's \
+    claim and data write but before its provenance: the claim names a uid that no longer \
+    exists, so every later run is refused (not-owned) and the path stays data without \
+    provenance; read-bootstrap still calls it pending";
+pub const FINDING_TAKEOVER: &str = "a run that stalls past --claim-lease between its claim \
+    and its data write is taken over; the taker re-reads the current version, which the \
+    stalled run has just written, rebases its claim on it and writes a second version for \
+    the same rotation id";

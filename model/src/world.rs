@@ -1,0 +1,383 @@
+//! The outside world as the protocol sees it: Vault KV v2 and the Kubernetes Secrets, each
+//! remote call one function. Only what the protocol can observe or rely on is modelled:
+//!
+//! - KV v2: numbered versions, `cas` on data writes (`cas=0` creates only), soft delete,
+//!   `custom_metadata` changed by a merge PATCH or a full write, both *without* any check
+//!   (as in HashiCorp Vault), and an optional create-only policy under which a `cas=0` write
+//!   to an existing path is answered 403 (Vault checks `update` before `cas`).
+//! - Kubernetes: Secrets with a uid (new on re-create) and a resourceVersion; every patch
+//!   and delete is conditional on the resourceVersion read.
+//!
+//! Claims (`secops/claims/<path>`) and rotation records (`secops/rotations/<path>/<id>`) are
+//! ordinary KV paths here, as they are in Vault: the same `cas` rules arbitrate them.
+//!
+//! Each version also carries a ghost field, who wrote it, which no actor reads: the
+//! invariants use it to say what "the origin wrote" means.
+
+use std::collections::BTreeMap;
+
+use secops::domain::bootstrap::SourceSecret;
+use secops::domain::claim::Claim;
+use secops::domain::fingerprint::{Fingerprint, FingerprintKey};
+use secops::domain::names::{self, Class};
+use secops::domain::provenance::{MetadataPatch, Origin};
+use secops::domain::rotation::RotationRecord;
+use secops::domain::SecretRef;
+use secops::secret::{SecretBytes, SecretData};
+
+/// A secret value. Values are small numbers: Git's value of a bootstrap Secret, an
+/// operator's value of an internal one, or one a rotation generated.
+pub type Val = u8;
+/// `custom_metadata`, with the real key names (`secops-origin`, ...).
+pub type Meta = BTreeMap<String, String>;
+
+pub const NAMESPACE: &str = "ns";
+pub const MOUNT: &str = "secret";
+/// Kubernetes Secret names, by index.
+pub const SECRET_NAMES: [&str; 4] = ["a", "b", "x", "y"];
+/// Vault paths (inside the mount), by index; allowed by the default `{namespace}/**`.
+pub const PATHS: [&str; 2] = ["ns/p0", "ns/p1"];
+
+/// Who a Secret is: its class, name and uid. With the class this is an origin plus a uid,
+/// the pair provenance and claims name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Owner {
+    pub internal: bool,
+    pub name: u8,
+    pub uid: u8,
+}
+
+impl Owner {
+    pub fn reference(&self) -> SecretRef {
+        SecretRef::new(NAMESPACE, SECRET_NAMES[usize::from(self.name)])
+    }
+
+    pub fn origin(&self) -> Origin {
+        match self.internal {
+            false => Origin::Bootstrap(self.reference()),
+            true => Origin::Push(self.reference()),
+        }
+    }
+
+    pub fn uid(&self) -> String {
+        uid_text(self.uid)
+    }
+}
+
+pub fn uid_text(uid: u8) -> String {
+    format!("uid-{uid}")
+}
+
+/// Ghost: who wrote a version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Writer {
+    /// Present before the actors start (a finished handover).
+    Seed(Owner),
+    Handover(Owner),
+    Push(Owner),
+    Rotation {
+        id: u8,
+    },
+    /// A claim or rotation record.
+    Protocol,
+}
+
+/// A rotation record as held in its KV path (the real type has no `Hash`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Record {
+    pub base_version: u8,
+    pub intents: Vec<Val>,
+    pub claimed_at: u8,
+    pub version: Option<u8>,
+}
+
+impl Record {
+    pub fn to_domain(&self, ctx: &crate::actors::Ctx) -> RotationRecord {
+        RotationRecord {
+            base_version: self.base_version.into(),
+            intents: self.intents.iter().map(|v| ctx.fp(*v)).collect(),
+            claimed_at: self.claimed_at.into(),
+            version: self.version.map(u64::from),
+        }
+    }
+}
+
+/// What a KV version holds.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Data {
+    Secret(Val),
+    Claim(Owner),
+    Record(Record),
+}
+
+impl Data {
+    pub fn secret(&self) -> Option<Val> {
+        match self {
+            Data::Secret(v) => Some(*v),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Version {
+    pub data: Data,
+    pub deleted: bool,
+    pub writer: Writer,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct KvPath {
+    /// Version `n` is at index `n - 1`.
+    pub versions: Vec<Version>,
+    pub custom: Meta,
+}
+
+impl KvPath {
+    pub fn current_version(&self) -> u8 {
+        self.versions.len() as u8
+    }
+
+    pub fn version(&self, n: u8) -> Option<&Version> {
+        n.checked_sub(1)
+            .and_then(|i| self.versions.get(usize::from(i)))
+    }
+}
+
+/// The answer to a `cas` write, as `secops::vault::CasWrite` gives it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CasWrite {
+    Written { version: u8 },
+    Mismatch,
+    Denied,
+}
+
+/// The answer to a conditional Kubernetes write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Conditional {
+    Applied,
+    Conflict,
+    Gone,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Vault {
+    /// Keyed by the path inside the mount, claims and rotation records included.
+    pub paths: BTreeMap<String, KvPath>,
+    /// The token holds a create-only policy on data and claim paths: a `cas=0` write to an
+    /// existing path is a 403, not a CAS mismatch.
+    pub create_only: bool,
+}
+
+impl Vault {
+    pub fn path(&self, path: &str) -> Option<&KvPath> {
+        self.paths.get(path)
+    }
+
+    /// `PUT data` with `cas`.
+    pub fn write(&mut self, path: &str, data: Data, cas: u8, writer: Writer) -> CasWrite {
+        let create_only = self.create_only;
+        let entry = self.paths.entry(path.to_string()).or_default();
+        let current = entry.current_version();
+        if cas != current {
+            return match create_only && cas == 0 {
+                true => CasWrite::Denied,
+                false => CasWrite::Mismatch,
+            };
+        }
+        entry.versions.push(Version {
+            data,
+            deleted: false,
+            writer,
+        });
+        CasWrite::Written {
+            version: current + 1,
+        }
+    }
+
+    /// `GET data` (current, or one version); a soft-deleted version reads as absent.
+    pub fn read(&self, path: &str, version: Option<u8>) -> Option<(u8, Data)> {
+        let entry = self.paths.get(path)?;
+        let n = version.unwrap_or(entry.current_version());
+        let held = entry.version(n)?;
+        (!held.deleted).then(|| (n, held.data.clone()))
+    }
+
+    /// `GET metadata`: the current version and `custom_metadata`; `None` when nothing exists.
+    pub fn read_metadata(&self, path: &str) -> Option<(u8, Meta)> {
+        let entry = self.paths.get(path)?;
+        Some((entry.current_version(), entry.custom.clone()))
+    }
+
+    /// `PATCH metadata` (JSON merge patch), no check-and-set.
+    pub fn patch_metadata(&mut self, path: &str, patch: &MetadataPatch) {
+        let custom = &mut self.paths.entry(path.to_string()).or_default().custom;
+        for (key, value) in patch {
+            match value {
+                Some(value) => custom.insert(key.clone(), value.clone()),
+                None => custom.remove(key),
+            };
+        }
+    }
+
+    /// `POST metadata` with `custom_metadata`: replaces all of it, no check-and-set.
+    pub fn write_metadata(&mut self, path: &str, custom: Meta) {
+        self.paths.entry(path.to_string()).or_default().custom = custom;
+    }
+
+    /// `DELETE data`: soft-deletes the current version (an operator's action).
+    pub fn soft_delete(&mut self, path: &str) {
+        if let Some(last) = self
+            .paths
+            .get_mut(path)
+            .and_then(|entry| entry.versions.last_mut())
+        {
+            last.deleted = true;
+        }
+    }
+}
+
+/// A Kubernetes Secret.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Object {
+    pub uid: u8,
+    pub resource_version: u8,
+    /// `None`: no data (stripped).
+    pub val: Option<Val>,
+    pub labels: Meta,
+    pub annotations: Meta,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Kube {
+    /// Keyed by the index into [`SECRET_NAMES`].
+    pub secrets: BTreeMap<u8, Object>,
+    pub last_resource_version: u8,
+    pub last_uid: u8,
+}
+
+/// A patch of a Secret: labels and annotations merged, data optionally emptied.
+#[derive(Clone, Debug, Default)]
+pub struct ObjectPatch {
+    pub labels: Meta,
+    pub annotations: Meta,
+    pub strip_data: bool,
+}
+
+impl Kube {
+    pub fn get(&self, name: u8) -> Option<Object> {
+        self.secrets.get(&name).cloned()
+    }
+
+    fn bump(&mut self) -> u8 {
+        self.last_resource_version += 1;
+        self.last_resource_version
+    }
+
+    /// A merge patch conditional on the resourceVersion read.
+    pub fn patch(&mut self, name: u8, resource_version: u8, patch: &ObjectPatch) -> Conditional {
+        let next = self.last_resource_version + 1;
+        let Some(object) = self.secrets.get_mut(&name) else {
+            return Conditional::Gone;
+        };
+        if object.resource_version != resource_version {
+            return Conditional::Conflict;
+        }
+        object.labels.extend(patch.labels.clone());
+        object.annotations.extend(patch.annotations.clone());
+        if patch.strip_data {
+            object.val = None;
+        }
+        object.resource_version = next;
+        self.last_resource_version = next;
+        Conditional::Applied
+    }
+
+    /// Creates (or, GitOps, re-creates) a Secret: a new uid, a new resourceVersion.
+    pub fn create(&mut self, name: u8, internal: bool, path: u8, val: Val) {
+        self.last_uid += 1;
+        let uid = self.last_uid;
+        let resource_version = self.bump();
+        let class = match internal {
+            true => Class::Internal,
+            false => Class::Bootstrap,
+        };
+        self.secrets.insert(
+            name,
+            Object {
+                uid,
+                resource_version,
+                val: Some(val),
+                labels: Meta::from([(
+                    names::CLASS_LABEL.to_string(),
+                    class.label_value().to_string(),
+                )]),
+                annotations: Meta::from([(
+                    names::VAULT_PATH.to_string(),
+                    PATHS[usize::from(path)].to_string(),
+                )]),
+            },
+        );
+    }
+
+    /// GitOps self-heal: Git's data back, and a new resourceVersion; the labels and
+    /// annotations secops added are left (a client-side apply does not prune them).
+    pub fn reapply(&mut self, name: u8, val: Val) {
+        let next = self.bump();
+        if let Some(object) = self.secrets.get_mut(&name) {
+            object.val = Some(val);
+            object.resource_version = next;
+        }
+    }
+
+    pub fn delete(&mut self, name: u8) {
+        self.secrets.remove(&name);
+    }
+}
+
+/// The one data key every modelled Secret holds.
+const KEY: &str = "value";
+
+pub fn secret_data(val: Option<Val>) -> SecretData {
+    let mut data = SecretData::new();
+    if let Some(val) = val {
+        data.insert(KEY.into(), SecretBytes::new(vec![val]));
+    }
+    data
+}
+
+/// The real keyed fingerprint of a value, under the model's fingerprint key.
+pub fn fingerprint(key: &FingerprintKey, val: Val) -> Fingerprint {
+    key.fingerprint(&secret_data(Some(val)))
+}
+
+/// The Secret as the commands see it, built from the modelled object.
+pub fn source_secret(name: u8, object: &Object) -> SourceSecret {
+    SourceSecret {
+        reference: SecretRef::new(NAMESPACE, SECRET_NAMES[usize::from(name)]),
+        uid: uid_text(object.uid),
+        resource_version: object.resource_version.to_string(),
+        labels: object.labels.clone(),
+        annotations: object.annotations.clone(),
+        secret_type: "Opaque".into(),
+        data: secret_data(object.val),
+    }
+}
+
+/// A modelled claim as the real [`Claim`] type, to ask it who holds it.
+pub fn domain_claim(owner: &Owner) -> Claim {
+    Claim {
+        origin: owner.origin(),
+        uid: owner.uid(),
+        claimed_at: 0,
+    }
+}
+
+/// The whole outside world.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct World {
+    pub vault: Vault,
+    pub kube: Kube,
+    /// The clock rotation leases are judged by, in lease units.
+    pub now: u8,
+}

@@ -1,0 +1,76 @@
+//! Runs the model checker: every scenario of the current protocol must satisfy every
+//! property except the findings it lists as known (each must still be found), and the
+//! pre-fix push rule must produce a counterexample, so the checker is known able to fail.
+
+use std::collections::BTreeSet;
+
+use secops_model::{check, properties, scenarios, Scenario};
+
+fn threads() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+fn check_scenario(scenario: Scenario) -> Vec<String> {
+    let known: BTreeSet<_> = scenario.known.iter().map(|(p, _)| *p).collect();
+    let findings = scenario.known.clone();
+    let report = check(scenario, threads(), false);
+    report.print();
+    for (property, finding) in &findings {
+        println!("  known finding ({property}): {finding}");
+    }
+    let failed: BTreeSet<_> = report.failures().into_iter().collect();
+    let mut problems = Vec::new();
+    for property in failed.difference(&known) {
+        problems.push(format!("{}: {property} fails", report.scenario));
+    }
+    for property in known.difference(&failed) {
+        problems.push(format!(
+            "{}: the known finding against {property:?} is no longer found: the protocol was fixed, remove it from `known`",
+            report.scenario
+        ));
+    }
+    problems
+}
+
+#[test]
+fn the_current_protocol_keeps_every_promise() {
+    let problems: Vec<_> = scenarios::current()
+        .into_iter()
+        .flat_map(check_scenario)
+        .collect();
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
+#[test]
+#[ignore = "about 2 million states; run with --ignored (or `cargo run -p secops-model -- rotate3`)"]
+fn three_rotation_runs_keep_every_promise() {
+    let problems = check_scenario(scenarios::rotation_three());
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
+#[test]
+fn the_pre_fix_push_rule_is_caught() {
+    let report = check(scenarios::prefix_push_race(), threads(), true);
+    report.print();
+    let violated: Vec<_> = report
+        .failures()
+        .into_iter()
+        .filter(|p| report.result(p) == "VIOLATED")
+        .collect();
+    assert!(
+        violated.contains(&properties::ONE_ORIGIN)
+            && violated.contains(&properties::MARKED_ONLY_IF_NAMED),
+        "the checker must find the pre-fix race, found {violated:?}"
+    );
+}
+
+#[test]
+fn the_pre_fix_handover_rule_is_caught() {
+    let report = check(scenarios::prefix_handover_same_data(), threads(), true);
+    report.print();
+    assert_eq!(
+        report.result(properties::ONE_ORIGIN),
+        "VIOLATED",
+        "two Secrets with the same data must not both own one path"
+    );
+}
