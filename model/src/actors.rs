@@ -22,7 +22,7 @@ use secops::domain::outcome::Outcome;
 use secops::domain::path::AllowedPaths;
 use secops::domain::provenance::{MetadataPatch, Origin, Ownership, OwnershipRecord, Provenance};
 use secops::domain::push::{judge, judge_unowned, PushStep};
-use secops::domain::rotation::{decide, record_path, RotationStep};
+use secops::domain::rotation::{decide, record_base64_keys, record_path, RotationStep};
 use secops::error::Error;
 use secops::retry::RACE_ATTEMPTS;
 
@@ -171,10 +171,11 @@ pub enum Pc {
     RotateClaim,
     /// `claim_and_write`: write the data with `cas` = the version read.
     RotateData,
-    /// `finish`: complete the record.
+    /// `complete`: complete the record, `cas` = the record version read or claimed.
     RotateComplete { version: u8 },
-    /// `finish`: write the path's metadata (full write, from the metadata read earlier).
-    RotateStamp { version: u8 },
+    /// `stamp_metadata` (from `finish`, or from a run that found the id `AlreadyRotated`):
+    /// write the path's metadata (full write, from the metadata read this pass).
+    RotateStamp { version: u8, already: bool },
 }
 
 /// What a run has learned so far; forgotten when the process dies.
@@ -247,8 +248,8 @@ pub struct Ctx {
 impl Ctx {
     pub fn new(rule: Rule) -> Self {
         let key = FingerprintKey::new(vec![7; FingerprintKey::LEN]).expect("a 32-byte key");
-        let mut fingerprints: Vec<_> = (0..=Val::MAX).map(|v| fingerprint(&key, v)).collect();
-        fingerprints.push(key.fingerprint(&crate::world::secret_data(None)));
+        let mut fingerprints: Vec<_> = (0..=Val::MAX).map(|v| fingerprint(&key, Some(v))).collect();
+        fingerprints.push(fingerprint(&key, None));
         Self {
             key,
             allowed: AllowedPaths::new(vec![]).expect("the default allowed paths"),
@@ -513,6 +514,12 @@ impl Step<'_> {
             at: "t",
             at_key: (!internal).then_some(meta::HANDOVER_AT),
             adopted,
+            // The handover records the source's `secops.dev/max-age` (none in the model);
+            // a push records none.
+            max_age: match internal {
+                true => None,
+                false => source.max_age().expect("a valid max-age annotation"),
+            },
         }
         .changes()
     }
@@ -648,10 +655,7 @@ impl Step<'_> {
                 if Some(fresh.uid) != original {
                     return self.refuse("not-found");
                 }
-                let current = self
-                    .ctx
-                    .key
-                    .fingerprint(&crate::world::secret_data(fresh.val));
+                let current = self.ctx.fp_of(fresh.val);
                 self.actor.mem.current = Some(current.as_str().to_string());
                 self.actor.mem.secret = Some(fresh);
                 self.mark_decide();
@@ -957,10 +961,7 @@ impl Step<'_> {
                     return self.refuse("not-found");
                 };
                 let object = self.actor.mem.secret.as_ref().expect("the source");
-                let fresh_fp = self
-                    .ctx
-                    .key
-                    .fingerprint(&crate::world::secret_data(fresh.val));
+                let fresh_fp = self.ctx.fp_of(fresh.val);
                 if fresh.uid != object.uid || fresh_fp != self.own_fingerprint() {
                     // The source changed during the push: the next push publishes it.
                     return self.end(Ended::Done(outcome.0.as_str()));
@@ -1065,13 +1066,10 @@ impl Step<'_> {
     // ----- rotate --------------------------------------------------------------------------
 
     fn rotation_id(&self) -> (String, u8) {
-        let Command::Rotate { path, id } = self.command else {
+        let Command::Rotate { id, .. } = self.command else {
             unreachable!()
         };
-        (
-            record_path(PATHS[usize::from(path)], &format!("id{id}")),
-            id,
-        )
+        (record_path(&format!("id{id}")), id)
     }
 
     fn rotate(&mut self) {
@@ -1112,15 +1110,33 @@ impl Step<'_> {
                 self.actor.mem.metadata = Some(custom);
                 let record = self.actor.mem.record.clone();
                 let domain = record.as_ref().map(|(r, _)| r.to_domain(self.ctx));
+                let Command::Rotate { path: target, .. } = self.command else {
+                    unreachable!()
+                };
                 let step = decide(
                     domain.as_ref(),
+                    &crate::world::parameters(target),
                     current.into(),
                     self.world.now.into(),
                     LEASE,
                 );
                 self.log.say(|| format!("    rotate decides {step:?}"));
                 match step {
-                    RotationStep::AlreadyRotated { .. } => self.end(Ended::Done("already-rotated")),
+                    RotationStep::OtherIntent => self.refuse("refused"),
+                    RotationStep::AlreadyRotated => {
+                        // `stamp_metadata`, unless the metadata names this rotation or a later one.
+                        let version = record
+                            .and_then(|(r, _)| r.version)
+                            .expect("a completed record has a version");
+                        if stamped(&self.actor.mem.metadata, version) {
+                            self.end(Ended::Done("already-rotated"))
+                        } else {
+                            self.actor.pc = Pc::RotateStamp {
+                                version,
+                                already: true,
+                            };
+                        }
+                    }
                     RotationStep::Wait => {
                         self.actor.pc = Pc::RotateWaiting {
                             now: self.world.now,
@@ -1170,7 +1186,7 @@ impl Step<'_> {
                         .contains(&self.ctx.fp(val))
                 });
                 if ours {
-                    // This id wrote `version`; the run died before completing its record.
+                    // This id wrote `version`; its run died (or is about to finish).
                     self.actor.mem.claim = Some(record);
                     self.actor.pc = Pc::RotateComplete { version };
                 } else {
@@ -1192,7 +1208,11 @@ impl Step<'_> {
                     None => (Vec::new(), 0),
                 };
                 intents.push(value);
+                let Command::Rotate { path: target, .. } = self.command else {
+                    unreachable!()
+                };
                 let claim = Record {
+                    path: target,
                     base_version: base,
                     intents,
                     claimed_at: self.world.now,
@@ -1255,20 +1275,38 @@ impl Step<'_> {
                 self.log.say(|| {
                     format!("vault PUT {MOUNT}/{record_at} cas={claim_version} done at {version} -> {answer:?}")
                 });
-                // A mismatch leaves the write standing (a run that took over recognises it).
-                self.actor.pc = Pc::RotateStamp { version };
+                match answer {
+                    CasWrite::Written { .. } => {
+                        // `finish` → `stamp_metadata`, unless already stamped.
+                        if stamped(&self.actor.mem.metadata, version) {
+                            self.end(Ended::Done("rotated"))
+                        } else {
+                            self.actor.pc = Pc::RotateStamp {
+                                version,
+                                already: false,
+                            };
+                        }
+                    }
+                    // Another run changed the record first: re-read and re-decide (a run
+                    // that took over recognises this write by its intent).
+                    CasWrite::Mismatch | CasWrite::Denied => self.next_rotate_pass(),
+                }
             }
-            Pc::RotateStamp { version } => {
+            Pc::RotateStamp { version, already } => {
                 let mut custom = self.actor.mem.metadata.clone().expect("metadata");
                 custom.insert(meta::ROTATION_ID.into(), format!("id{id}"));
                 custom.insert(meta::ROTATED_AT.into(), "t".into());
                 custom.insert(meta::ROTATION_VERSION.into(), version.to_string());
-                custom.remove(meta::BASE64_KEYS);
+                // The model's values are text: the version written has no base64 keys.
+                record_base64_keys(&mut custom, version.into(), &Default::default());
                 self.world.vault.write_metadata(&path, custom);
                 self.log.say(|| {
                     format!("vault POST {MOUNT}/{path} metadata (full) rotation id{id} v{version}")
                 });
-                self.end(Ended::Done("rotated"));
+                self.end(Ended::Done(match already {
+                    true => "already-rotated",
+                    false => "rotated",
+                }));
             }
             pc => unreachable!("{pc:?} in a rotation"),
         }
@@ -1285,6 +1323,15 @@ impl Step<'_> {
             )),
         }
     }
+}
+
+/// `stamp_metadata`'s check: the metadata read already names this rotation or a later one.
+fn stamped(metadata: &Option<Meta>, version: u8) -> bool {
+    metadata
+        .as_ref()
+        .and_then(|custom| custom.get(meta::ROTATION_VERSION))
+        .and_then(|v| v.parse::<u8>().ok())
+        .is_some_and(|v| v >= version)
 }
 
 /// Whether an actor holds a live claim: written, and its data write or completion not yet

@@ -59,9 +59,10 @@ pub struct Scenario {
     pub faults: u8,
     pub gitops: Vec<GitOps>,
     pub gitops_budget: u8,
-    /// A rotation run may stall past `--claim-lease` between its claim and its data write
-    /// (a paused pod, a partition): a waiter then takes over a claim whose holder is alive.
-    pub slow_claimants: bool,
+    /// How often a rotation run may stall past `--claim-lease` between its claim and its
+    /// completion (a paused pod, a partition): a waiter then takes over a claim whose holder
+    /// is alive. 0: the lease assumption holds.
+    pub stalls: u8,
     /// Vault's policy grants create but not update on data and claim paths.
     pub create_only: bool,
     /// An operator may soft-delete the current version of this path once.
@@ -98,6 +99,8 @@ pub struct State {
     pub faults: u8,
     pub gitops: u8,
     pub soft_delete: bool,
+    /// Stalls past the lease left (`Scenario::stalls`).
+    pub stalls: u8,
     /// Disturbances so far (faults, GitOps changes, soft deletes).
     pub epoch: u8,
     pub ghost: Ghost,
@@ -112,6 +115,15 @@ pub struct SecopsModel {
 
 impl SecopsModel {
     pub fn new(scenario: Scenario) -> Self {
+        // Fingerprints are bound to one fixed target (`world::fingerprint_target`).
+        assert!(
+            scenario.secrets.iter().all(|s| s.path == 0)
+                && scenario
+                    .actors
+                    .iter()
+                    .all(|c| !matches!(c, Command::Rotate { path, .. } if *path != 0)),
+            "the model binds fingerprints to ns/p0 only"
+        );
         let ctx = Ctx::new(scenario.rule);
         Self {
             scenario,
@@ -134,7 +146,14 @@ impl SecopsModel {
         match action {
             Action::Call(i) => {
                 log.say_line(format!("#{i} {}:", self.scenario.actors[i].label()));
+                let live = holds_live_claim(&next);
+                let now = next.world.now;
                 self.call(&mut next, i, log);
+                if live && next.world.now != now {
+                    // The clock passed the lease of a claimant that is alive: it stalled.
+                    log.say_line("    (a live claimant has stalled past the lease)".into());
+                    next.stalls -= 1;
+                }
             }
             Action::Crash(i) => {
                 log.say_line(format!(
@@ -246,6 +265,14 @@ impl SecopsModel {
     }
 }
 
+/// Whether some actor holds a live rotation claim.
+fn holds_live_claim(state: &State) -> bool {
+    state
+        .actors
+        .iter()
+        .any(|actor| actors::holds_live_claim(actor.pc))
+}
+
 fn name(secret: u8) -> &'static str {
     world::SECRET_NAMES[usize::from(secret)]
 }
@@ -304,6 +331,7 @@ impl Model for SecopsModel {
             faults: s.faults,
             gitops: s.gitops_budget,
             soft_delete: s.soft_delete.is_some(),
+            stalls: s.stalls,
             epoch: 0,
             ghost: Ghost::default(),
         };
@@ -316,14 +344,11 @@ impl Model for SecopsModel {
             if self.done(state, actor) {
                 continue;
             }
-            // Waiting ends with the clock passing a lease; unless claimants may stall, no
-            // live claim (of any id: the clock is shared) may be overtaken by it.
+            // Waiting ends with the clock passing a lease; unless a claimant may still stall,
+            // no live claim (of any id: the clock is shared) may be overtaken by it.
             let waits_for_live_claim = matches!(actor.pc, Pc::RotateWaiting { .. })
-                && !self.scenario.slow_claimants
-                && state
-                    .actors
-                    .iter()
-                    .any(|other| actors::holds_live_claim(other.pc));
+                && state.stalls == 0
+                && holds_live_claim(state);
             if !waits_for_live_claim {
                 actions.push(Action::Call(i));
             }
@@ -375,7 +400,7 @@ fn seed_handover(ctx: &Ctx, world: &mut World, secret: u8) {
         0,
         world::Writer::Seed(owner),
     );
-    let fp = world::fingerprint(&ctx.key, val);
+    let fp = ctx.fp(val);
     let patch = OwnershipRecord {
         origin: &owner.origin(),
         uid: &owner.uid(),
@@ -386,6 +411,7 @@ fn seed_handover(ctx: &Ctx, world: &mut World, secret: u8) {
         at: "t",
         at_key: Some(names::meta::HANDOVER_AT),
         adopted: false,
+        max_age: None,
     }
     .changes();
     world.vault.patch_metadata(&path, &patch);

@@ -55,7 +55,7 @@ fn base(name: &'static str) -> Scenario {
         faults: 1,
         gitops: Vec::new(),
         gitops_budget: 0,
-        slow_claimants: false,
+        stalls: 0,
         create_only: false,
         soft_delete: None,
         known: Vec::new(),
@@ -172,7 +172,7 @@ pub fn rotation_three() -> Scenario {
     }
 }
 
-/// The same id run twice, where a run may stall past `--claim-lease` while alive.
+/// The same id run twice, where a run may stall once past `--claim-lease` while alive.
 pub fn rotation_slow_claimant() -> Scenario {
     Scenario {
         secrets: vec![bootstrap(A, 1)],
@@ -181,7 +181,7 @@ pub fn rotation_slow_claimant() -> Scenario {
             Command::Rotate { path: 0, id: 0 },
             Command::Rotate { path: 0, id: 0 },
         ],
-        slow_claimants: true,
+        stalls: 1,
         known: vec![(ROTATION_ONCE, FINDING_TAKEOVER)],
         ..base("rotate id0 twice, a claimant stalls past the lease")
     }

@@ -8,7 +8,7 @@
 //! - Kubernetes: Secrets with a uid (new on re-create) and a resourceVersion; every patch
 //!   and delete is conditional on the resourceVersion read.
 //!
-//! Claims (`secops/claims/<path>`) and rotation records (`secops/rotations/<path>/<id>`) are
+//! Claims (`secops/claims/<path>`) and rotation records (`secops/rotation-ids/<id>`) are
 //! ordinary KV paths here, as they are in Vault: the same `cas` rules arbitrate them.
 //!
 //! Each version also carries a ghost field, who wrote it, which no actor reads: the
@@ -16,12 +16,12 @@
 
 use std::collections::BTreeMap;
 
-use secops::domain::bootstrap::SourceSecret;
+use secops::domain::bootstrap::{SourceSecret, Target};
 use secops::domain::claim::Claim;
 use secops::domain::fingerprint::{Fingerprint, FingerprintKey};
 use secops::domain::names::{self, Class};
 use secops::domain::provenance::{MetadataPatch, Origin};
-use secops::domain::rotation::RotationRecord;
+use secops::domain::rotation::{self, Parameters, RotationRecord};
 use secops::domain::SecretRef;
 use secops::secret::{SecretBytes, SecretData};
 
@@ -82,23 +82,46 @@ pub enum Writer {
     Protocol,
 }
 
-/// A rotation record as held in its KV path (the real type has no `Hash`).
+/// A rotation record as held in its KV path, `secops/rotation-ids/<id>` (the real type has
+/// no `Hash`). The intent it records is the path rotated (the modelled `rotate` always
+/// regenerates the one key with one generator, see [`parameters`]).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Record {
+    /// The path index the id was used for (`Parameters::target`).
+    pub path: u8,
     pub base_version: u8,
     pub intents: Vec<Val>,
     pub claimed_at: u8,
+    /// The version written, set when the record is completed (`completed_at` with it).
     pub version: Option<u8>,
 }
 
 impl Record {
     pub fn to_domain(&self, ctx: &crate::actors::Ctx) -> RotationRecord {
+        let version = self.version.map(u64::from);
         RotationRecord {
             base_version: self.base_version.into(),
             intents: self.intents.iter().map(|v| ctx.fp(*v)).collect(),
             claimed_at: self.claimed_at.into(),
-            version: self.version.map(u64::from),
+            version,
+            // `complete` writes the version and the completion time together.
+            completed_at: version.map(|_| 1),
+            ..RotationRecord::claim(parameters(self.path), self.claimed_at.into())
         }
+    }
+}
+
+/// The generator the modelled `rotate` names (its values are the model's own, see
+/// `Pc::RotateReadCurrent`).
+pub const GENERATOR: &str = "model";
+
+/// The intent of `rotate --path P --key value --generator model`, as `Plan::parameters`
+/// builds it.
+pub fn parameters(path: u8) -> Parameters {
+    Parameters {
+        target: rotation::Target::Kv(PATHS[usize::from(path)].to_string()),
+        keys: vec![KEY.to_string()],
+        generator: GENERATOR.to_string(),
     }
 }
 
@@ -346,9 +369,19 @@ pub fn secret_data(val: Option<Val>) -> SecretData {
     data
 }
 
-/// The real keyed fingerprint of a value, under the model's fingerprint key.
-pub fn fingerprint(key: &FingerprintKey, val: Val) -> Fingerprint {
-    key.fingerprint(&secret_data(Some(val)))
+/// What fingerprints are bound to. Every modelled Secret and rotation targets `ns/p0`
+/// (`scenarios` use no other path), so one fixed target stands for all of them.
+pub fn fingerprint_target() -> Target {
+    Target {
+        mount: MOUNT.to_string(),
+        path: PATHS[0].to_string(),
+    }
+}
+
+/// The real keyed fingerprint of a Secret's data (`None`: stripped), under the model's
+/// fingerprint key, bound to [`fingerprint_target`].
+pub fn fingerprint(key: &FingerprintKey, val: Option<Val>) -> Fingerprint {
+    key.fingerprint(&fingerprint_target(), &secret_data(val))
 }
 
 /// The Secret as the commands see it, built from the modelled object.
