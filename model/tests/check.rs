@@ -42,7 +42,7 @@ fn the_current_protocol_keeps_every_promise() {
 }
 
 #[test]
-#[ignore = "about 2 million states; run with --ignored (or `cargo run -p secops-model -- rotate3`)"]
+#[ignore = "about 2.5 million states, 100 s; run with --ignored (or `cargo run -p secops-model -- rotate3`)"]
 fn three_rotation_runs_keep_every_promise() {
     let problems = check_scenario(scenarios::rotation_three());
     assert!(problems.is_empty(), "{problems:#?}");
