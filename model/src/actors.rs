@@ -200,6 +200,9 @@ pub struct Mem {
     pub record: Option<(Record, u8)>,
     pub metadata: Option<Meta>,
     pub previous: Option<(Record, u8)>,
+    /// `previous` came from a superseding foreign write (rebase on the current version), not
+    /// from a takeover (which keeps the claim's base).
+    pub rebase: bool,
     pub claim: Option<(Record, u8)>,
     pub base: u8,
     pub value: Val,
@@ -1153,6 +1156,7 @@ impl Step<'_> {
                     }
                     RotationStep::TakeOver => {
                         self.actor.mem.previous = record;
+                        self.actor.mem.rebase = false;
                         self.actor.pc = Pc::RotateReadCurrent;
                     }
                 }
@@ -1191,6 +1195,7 @@ impl Step<'_> {
                     self.actor.pc = Pc::RotateComplete { version };
                 } else {
                     self.actor.mem.previous = Some(record);
+                    self.actor.mem.rebase = true;
                     self.actor.pc = Pc::RotateReadCurrent;
                 }
             }
@@ -1201,6 +1206,15 @@ impl Step<'_> {
                 let Some((base, _)) = current else {
                     return self.refuse("not-found");
                 };
+                // `claim_and_write`: a takeover keeps the claim's base; a write since then (by
+                // the claimer taken over) sends the run back to decide again.
+                let moved = self.actor.mem.previous.as_ref().is_some_and(|(record, _)| {
+                    !self.actor.mem.rebase && record.base_version != base
+                });
+                if moved {
+                    self.actor.mem.previous = None;
+                    return self.next_rotate_pass();
+                }
                 let value = 100 + 10 * self.index as u8 + self.actor.generated;
                 self.actor.generated += 1;
                 let (mut intents, cas) = match self.actor.mem.previous.take() {

@@ -379,13 +379,21 @@ async fn rotate_kv(
                     }
                 }
                 // Someone else's write superseded the claim: rebase on the current version.
-                Some((record, record_version))
+                Some(Previous {
+                    record,
+                    version: record_version,
+                    rebase: true,
+                })
             }
             RotationStep::Claim => None,
-            RotationStep::TakeOver => Some((
-                record.expect("TakeOver comes from a record"),
-                record_version,
-            )),
+            // The stale claimer may still be alive and write after this decision: the
+            // takeover keeps the claim's base, so a write by it makes ours fail, and the next
+            // pass recognises it by its intent (found by the model check, docs/architecture.md).
+            RotationStep::TakeOver => Some(Previous {
+                record: record.expect("TakeOver comes from a record"),
+                version: record_version,
+                rebase: false,
+            }),
         };
         if let Some(done) =
             claim_and_write(ctx, plan, kv, mount, key, &record_at, previous, &metadata).await?
@@ -402,6 +410,16 @@ async fn rotate_kv(
 /// Claims the id (or takes it over), then writes with `cas` = the version read. `None` when
 /// a race was lost: the caller re-reads and re-decides.
 #[allow(clippy::too_many_arguments)]
+/// An existing claim on the id that this run writes under.
+struct Previous {
+    record: RotationRecord,
+    /// The record's version: the `cas` of the claim write.
+    version: u64,
+    /// A foreign write superseded the claim: move its base to the current version. Otherwise
+    /// (a takeover) the base stays, so a late write by the stale claimer is not overwritten.
+    rebase: bool,
+}
+
 async fn claim_and_write(
     ctx: &Context,
     plan: &Plan,
@@ -409,7 +427,7 @@ async fn claim_and_write(
     mount: &str,
     key: Option<&FingerprintKey>,
     record_at: &str,
-    previous: Option<(RotationRecord, u64)>,
+    previous: Option<Previous>,
     metadata: &VaultMetadata,
 ) -> Result<Option<Rotated>> {
     let path = &kv.path;
@@ -438,6 +456,11 @@ async fn claim_and_write(
             ..Rotated::without_write(Outcome::Planned)
         }));
     }
+    if let Some(taken) = previous.as_ref().filter(|p| !p.rebase) {
+        if current.version != taken.record.base_version {
+            return Ok(None); // the claimer we take over from wrote meanwhile: re-decide
+        }
+    }
     let key = key.expect("a key exists outside dry runs");
     let mut data: SecretData = current.data.clone();
     for name in &kv.keys {
@@ -445,7 +468,9 @@ async fn claim_and_write(
     }
     let fingerprint = key.fingerprint(&kv.target(mount), &data);
     let (mut claim, cas) = match previous {
-        Some((record, record_version)) => (record, record_version),
+        Some(Previous {
+            record, version, ..
+        }) => (record, version),
         None => (
             RotationRecord::claim(plan.parameters(), crate::clock::now().as_second()),
             0,
