@@ -407,9 +407,6 @@ async fn rotate_kv(
     ))
 }
 
-/// Claims the id (or takes it over), then writes with `cas` = the version read. `None` when
-/// a race was lost: the caller re-reads and re-decides.
-#[allow(clippy::too_many_arguments)]
 /// An existing claim on the id that this run writes under.
 struct Previous {
     record: RotationRecord,
@@ -420,6 +417,9 @@ struct Previous {
     rebase: bool,
 }
 
+/// Claims the id (or takes it over), then writes with `cas` = the version read. `None` when
+/// a race was lost: the caller re-reads and re-decides.
+#[allow(clippy::too_many_arguments)]
 async fn claim_and_write(
     ctx: &Context,
     plan: &Plan,
