@@ -96,11 +96,12 @@ pub async fn write_to_vault(
     };
     let not_owned = |owner: String| not_owned(&target, &origin, owner);
     ctx.require_writable(&target.mount).await?;
+    // Claims are created once and never changed, so one answer serves every pass below.
+    let claimed = match ctx.settings.dry_run {
+        true => None,
+        false => Some(claim(ctx, &target, &origin, &secret.uid).await?),
+    };
     for _ in 0..RACE_ATTEMPTS {
-        let claimed = match ctx.settings.dry_run {
-            true => None,
-            false => Some(claim(ctx, &target, &origin, &secret.uid).await?),
-        };
         let mut denied = false;
         if claimed == Some(Claimed::Ours) {
             match ctx
@@ -128,7 +129,7 @@ pub async fn write_to_vault(
         let Some(metadata) = ctx.vault.read_metadata(&target.mount, &target.path).await? else {
             match claimed {
                 None => return Ok(handed(Outcome::Planned, 0, None)),
-                Some(Claimed::Theirs { holder }) => return Err(not_owned(holder)),
+                Some(Claimed::Theirs { holder }) => return Err(not_owned(holder.clone())),
                 Some(Claimed::Ours) if denied => {
                     return Err(Error::Forbidden {
                         action: format!("hand over {}", secret.reference),
@@ -147,8 +148,8 @@ pub async fn write_to_vault(
             ExistingPath::Conflict { owner } => return Err(not_owned(owner)),
             ExistingPath::CompareData => {
                 // Data without provenance is ours to finish only under our claim.
-                if let Some(Claimed::Theirs { holder }) = claimed {
-                    return Err(not_owned(holder));
+                if let Some(Claimed::Theirs { holder }) = &claimed {
+                    return Err(not_owned(holder.clone()));
                 }
                 let current = ctx
                     .vault

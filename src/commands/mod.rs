@@ -90,13 +90,12 @@ impl Context {
         if self.settings.dry_run {
             return Ok(());
         }
-        let known = |mounts: &Mutex<BTreeSet<String>>| {
-            mounts
+        let mounts = || {
+            self.writable_mounts
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .contains(mount)
         };
-        if known(&self.writable_mounts) {
+        if mounts().contains(mount) {
             return Ok(());
         }
         let refuse = |why: &str| Err(Error::Usage(format!("Vault mount {mount:?} {why}")));
@@ -111,10 +110,7 @@ impl Context {
                 )
             }
         }
-        self.writable_mounts
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(mount.to_string());
+        mounts().insert(mount.to_string());
         Ok(())
     }
 

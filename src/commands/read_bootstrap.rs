@@ -69,10 +69,9 @@ async fn vault_view(
     ctx: &Context,
     current: Option<(&FingerprintKey, &Fingerprint)>,
     secret: &SourceSecret,
-    mount: &str,
-    path: &str,
+    target: &Target,
 ) -> Result<VaultView> {
-    let Some(metadata) = ctx.vault.read_metadata(mount, path).await? else {
+    let Some(metadata) = ctx.vault.read_metadata(&target.mount, &target.path).await? else {
         return Ok(VaultView::Missing);
     };
     let provenance = Provenance::from_metadata(&metadata.custom);
@@ -89,14 +88,15 @@ async fn vault_view(
             };
             let held = ctx
                 .vault
-                .read(mount, path, None, &base64_keys(&secret.data))
+                .read(
+                    &target.mount,
+                    &target.path,
+                    None,
+                    &base64_keys(&secret.data),
+                )
                 .await?;
-            let target = Target {
-                mount: mount.to_string(),
-                path: path.to_string(),
-            };
             let data_matches =
-                held.is_some_and(|held| key.fingerprint(&target, &held.data) == *fingerprint);
+                held.is_some_and(|held| key.fingerprint(target, &held.data) == *fingerprint);
             Ok(VaultView::Unowned { data_matches })
         }
     }
@@ -128,7 +128,7 @@ async fn classify_one(
         },
         Ok(target) => {
             let current = key.zip(fingerprint.as_ref());
-            match vault_view(ctx, current, secret, &target.mount, &target.path).await {
+            match vault_view(ctx, current, secret, target).await {
                 Ok(view) => classify(&view, fingerprint.as_ref()),
                 // A temporary failure is the run's (Argo retries it); a refusal is the item's.
                 Err(error) if error.is_transient() => return Err(error),
