@@ -16,7 +16,7 @@ use crate::domain::generate::{Generator, PasswordSpec, Recipe, DEFAULT_SYMBOLS};
 use crate::domain::path::{validate_mount, validate_path, AllowedPaths};
 use crate::domain::rotation::validate_rotation_id;
 use crate::domain::shard::Shard;
-use crate::domain::{is_dns_subdomain, Scope, SecretRef};
+use crate::domain::{is_dns_subdomain, ClusterName, Scope, SecretRef};
 use crate::error::{Error, Result};
 use crate::kube::KubeSettings;
 use crate::logging::LogFormat;
@@ -128,8 +128,14 @@ pub struct PolicyArgs {
     /// KV v2 mount
     #[arg(long, env = "SECOPS_KV_MOUNT", default_value = "secret", global = true)]
     pub kv_mount: String,
+    /// This cluster's name when several share one Vault: recorded in every origin
+    /// (bootstrap:CLUSTER/NS/NAME) and what {cluster} stands for in --allowed-path; a DNS
+    /// label; empty: the unnamed cluster (origins NS/NAME)
+    #[arg(long, env = "SECOPS_CLUSTER", global = true)]
+    pub cluster_name: Option<String>,
     /// Glob template a Kubernetes-sourced write may target; {namespace} is the Secret's
-    /// namespace, `*` one path segment, `**` any number [default: {namespace}/**]
+    /// namespace, {cluster} --cluster-name, `*` one path segment, `**` any number
+    /// [default: {namespace}/**]
     #[arg(
         long = "allowed-path",
         env = "SECOPS_ALLOWED_PATHS",
@@ -387,6 +393,10 @@ pub struct StatusArgs {
     /// own secops-max-age takes precedence); 1s to 87600h
     #[arg(long, env = "SECOPS_MAX_AGE", value_parser = parse_max_age)]
     max_age: Option<Duration>,
+    /// Also list, apart and unjudged, the Vault paths whose origin is in another cluster
+    /// (another --cluster-name, or the unnamed cluster); without it they are left out
+    #[arg(long, env = "SECOPS_STATUS_OTHER_CLUSTERS", value_parser = BoolishValueParser::new())]
+    other_clusters: bool,
 }
 
 #[derive(Debug, Args)]
@@ -454,11 +464,13 @@ impl Cli {
         if let Some(dir) = &self.output.output_dir {
             crate::output::check_output_dir(dir)?;
         }
+        let cluster = ClusterName::parse(self.policy.cluster_name.as_deref().unwrap_or(""))?;
         let settings = Settings {
             kv_mount: self.policy.kv_mount.clone(),
-            allowed: AllowedPaths::new(self.policy.allowed_paths.clone())?
+            allowed: AllowedPaths::in_cluster(self.policy.allowed_paths.clone(), cluster.as_ref())?
                 .with_mounts(self.policy.allowed_mounts.clone())?,
             dry_run: self.policy.dry_run,
+            cluster,
         };
         validate_mount(&settings.kv_mount)
             .map_err(|reason| Error::Usage(format!("--kv-mount: {reason}")))?;
@@ -466,6 +478,7 @@ impl Cli {
             kubeconfig: self.kube.kubeconfig.clone(),
             context: self.kube.context.clone(),
             timeout: self.retry.timeout,
+            cluster: settings.cluster.clone(),
         });
         Ok(Invocation {
             command,
@@ -530,6 +543,7 @@ impl Command {
                     "--vault-config-from-configmap",
                 )?,
                 max_age_seconds: args.max_age.map(|age| age.as_secs() as i64),
+                other_clusters: args.other_clusters,
             }),
             Command::VaultSetup(args) => CommandPlan::VaultSetup(args.validate()?),
         })
@@ -1194,6 +1208,33 @@ mod tests {
         .err()
         .expect("refused");
         assert_eq!(reserved.exit_status().code(), 3);
+    }
+
+    #[test]
+    fn cluster_names_are_checked_before_any_connection() {
+        let Ok(named) = validate(&[
+            "status",
+            "--cluster-name",
+            "east",
+            "--allowed-path",
+            "{namespace}/{cluster}/**",
+        ]) else {
+            panic!("a plan in cluster east")
+        };
+        assert_eq!(named.settings.cluster, ClusterName::parse("east").unwrap());
+        assert_eq!(named.kube.unwrap().cluster, named.settings.cluster);
+        let Ok(unnamed) = validate(&["status", "--cluster-name", ""]) else {
+            panic!("an empty name is the unnamed cluster")
+        };
+        assert_eq!(unnamed.settings.cluster, None);
+        for bad in [
+            &["status", "--cluster-name", "east/west"][..],
+            &["status", "--cluster-name", "East"],
+            &["status", "--allowed-path", "{cluster}/**"],
+        ] {
+            let error = validate(bad).err().expect("a usage error");
+            assert_eq!(error.exit_status().code(), 2, "{bad:?}: {error}");
+        }
     }
 
     #[test]

@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 
 use crate::domain::bootstrap::{SecretHeader, SourceSecret};
 use crate::domain::consumers::{is_stamped, judge_sync, Consumer, ConsumerKind, Sync};
-use crate::domain::SecretRef;
+use crate::domain::{ClusterName, SecretRef};
 use crate::error::{transport_fault, Error, Result, TransportFault};
 use crate::retry::{RetryPolicy, RACE_ATTEMPTS};
 use crate::secret::{SecretBytes, SecretData};
@@ -29,6 +29,8 @@ pub struct KubeSettings {
     pub context: Option<String>,
     /// Per request.
     pub timeout: Duration,
+    /// This cluster's name (`--cluster-name`), stamped on every Secret read from it.
+    pub cluster: Option<ClusterName>,
 }
 
 /// The pod-template annotation a restart sets (`docs/contract.md` §2).
@@ -203,7 +205,7 @@ fn classify(error: kube::Error, action: &str) -> Failure {
     }
 }
 
-fn secret_header(metadata: ObjectMeta) -> Result<SecretHeader> {
+fn secret_header(metadata: ObjectMeta, cluster: Option<&ClusterName>) -> Result<SecretHeader> {
     let missing = |field: &str| Error::Remote {
         action: "list Secrets".into(),
         detail: format!("the API server returned a Secret without {field}"),
@@ -212,14 +214,15 @@ fn secret_header(metadata: ObjectMeta) -> Result<SecretHeader> {
         reference: SecretRef::new(
             metadata.namespace.ok_or_else(|| missing("a namespace"))?,
             metadata.name.ok_or_else(|| missing("a name"))?,
-        ),
+        )
+        .in_cluster(cluster.cloned()),
         uid: metadata.uid.ok_or_else(|| missing("a uid"))?,
         labels: metadata.labels.unwrap_or_default(),
         annotations: metadata.annotations.unwrap_or_default(),
     })
 }
 
-fn source_secret(secret: Secret) -> Result<SourceSecret> {
+fn source_secret(secret: Secret, cluster: Option<&ClusterName>) -> Result<SourceSecret> {
     let metadata = secret.metadata;
     let missing = |field: &str| Error::Remote {
         action: "read Secret".into(),
@@ -234,7 +237,7 @@ fn source_secret(secret: Secret) -> Result<SourceSecret> {
         .map(|(key, value)| (key, SecretBytes::new(value.0)))
         .collect();
     Ok(SourceSecret {
-        reference: SecretRef::new(namespace, name),
+        reference: SecretRef::new(namespace, name).in_cluster(cluster.cloned()),
         uid: metadata.uid.ok_or_else(|| missing("a uid"))?,
         resource_version: metadata
             .resource_version
@@ -250,6 +253,7 @@ fn source_secret(secret: Secret) -> Result<SourceSecret> {
 pub struct Kube {
     client: Client,
     retry: RetryPolicy,
+    cluster: Option<ClusterName>,
 }
 
 impl Kube {
@@ -300,7 +304,11 @@ impl Kube {
                 Failure::Fatal(error) => error,
                 _ => Error::Usage("cannot build the Kubernetes client".into()),
             })?;
-        Ok(Kube { client, retry })
+        Ok(Kube {
+            client,
+            retry,
+            cluster: settings.cluster.clone(),
+        })
     }
 
     pub fn default_namespace(&self) -> &str {
@@ -354,7 +362,7 @@ impl Kube {
         let headers = page
             .items
             .into_iter()
-            .map(|item| secret_header(item.metadata))
+            .map(|item| secret_header(item.metadata, self.cluster.as_ref()))
             .collect::<Result<Vec<_>>>()?;
         Ok((headers, next))
     }
@@ -366,7 +374,9 @@ impl Kube {
             .retry
             .run(|| async { found(api.get(&reference.name).await, &action) })
             .await?;
-        secret.map(source_secret).transpose()
+        secret
+            .map(|s| source_secret(s, self.cluster.as_ref()))
+            .transpose()
     }
 
     pub async fn patch_secret(

@@ -146,7 +146,7 @@ async fn consumed_by_deletion(plan: &Plan, ctx: &Context) -> Result<Report> {
         == Some(ConsumeMode::Delete.as_str());
     let provenance = Provenance::from_metadata(&metadata.custom);
     let Some(provenance) = provenance.filter(|p| {
-        p.origin == Origin::Bootstrap(reference.clone())
+        p.origin == Origin::Bootstrap(reference.clone().in_cluster(ctx.settings.cluster.clone()))
             && plan
                 .expect_uid
                 .as_ref()

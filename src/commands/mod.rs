@@ -18,7 +18,7 @@ use std::sync::Mutex;
 
 use crate::domain::fingerprint::FingerprintKey;
 use crate::domain::path::AllowedPaths;
-use crate::domain::Scope;
+use crate::domain::{ClusterName, Scope};
 use crate::error::{Error, Result};
 use crate::kube::{Kube, KubeSettings};
 use crate::output::Report;
@@ -53,6 +53,8 @@ pub struct Settings {
     pub kv_mount: String,
     pub allowed: AllowedPaths,
     pub dry_run: bool,
+    /// `--cluster-name`: whose origins this run writes and judges.
+    pub cluster: Option<ClusterName>,
 }
 
 /// The connected clients and settings a command runs with.

@@ -19,7 +19,7 @@ use crate::domain::expiry::{max_age_of, parse_max_age};
 use crate::domain::fingerprint::FingerprintKey;
 use crate::domain::names::{is_reserved, meta, Class, FINGERPRINT_KEY_PATH};
 use crate::domain::outcome::Outcome;
-use crate::domain::provenance::{Origin, Provenance};
+use crate::domain::provenance::Provenance;
 use crate::domain::Scope;
 use crate::error::{Error, ExitStatus, Result};
 use crate::output::Report;
@@ -35,6 +35,8 @@ pub struct Plan {
     pub vault_config: Option<super::vault_setup::ConfigSource>,
     /// The maximum age of a current value where the path records none of its own.
     pub max_age_seconds: Option<i64>,
+    /// List the paths whose origin is in another cluster (`--other-clusters`), unjudged.
+    pub other_clusters: bool,
 }
 
 const READ_CONCURRENCY: usize = 16;
@@ -115,7 +117,23 @@ struct StatusDocument {
     /// Vault-side drift, when a rendered configuration was given (absent otherwise).
     #[serde(skip_serializing_if = "Option::is_none")]
     vault_config: Option<Vec<VaultConfigRow>>,
+    /// With `--other-clusters`: paths another cluster handed over or pushed (absent otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    other_clusters: Option<Vec<OtherClusterRow>>,
     exit_code: ExitStatus,
+}
+
+/// A Vault path whose origin is in another cluster: that cluster's `status` judges it, this
+/// one cannot see its Secret, so it only says the path is there and whose it is.
+#[derive(Debug, Serialize)]
+struct OtherClusterRow {
+    /// `null`: the unnamed cluster (an origin without a cluster name).
+    cluster: Option<String>,
+    secret: String,
+    origin: String,
+    mount: String,
+    path: String,
+    vault_version: u64,
 }
 
 /// A Vault policy or role that does not match the chart's rendering.
@@ -453,13 +471,13 @@ pub async fn run(plan: &Plan, ctx: &Context) -> Result<Report> {
             r.secret.clone().map(|secret| (secret, target))
         })
         .collect();
+    let mut other_clusters = plan.other_clusters.then(Vec::new);
     for (path, metadata) in provenance_paths(ctx, &mount).await? {
         let Some(provenance) = Provenance::from_metadata(&metadata.custom) else {
             continue;
         };
-        let reference = match &provenance.origin {
-            Origin::Bootstrap(r) | Origin::Push(r) => r,
-            Origin::Other(_) => continue,
+        let Some(reference) = provenance.origin.secret() else {
+            continue;
         };
         // A row for a Vault path whose origin is not where it should be.
         let vault_row = |assessment| {
@@ -477,6 +495,20 @@ pub async fn run(plan: &Plan, ctx: &Context) -> Result<Report> {
             .scope
             .contains(&reference.namespace, kube.default_namespace())
         {
+            continue;
+        }
+        // Another cluster's Secret cannot be looked up from here: never judged by this one.
+        if reference.cluster != ctx.settings.cluster {
+            if let Some(others) = other_clusters.as_mut() {
+                others.push(OtherClusterRow {
+                    cluster: reference.cluster.as_ref().map(|c| c.to_string()),
+                    secret: reference.to_string(),
+                    origin: provenance.origin.to_string(),
+                    mount: mount.clone(),
+                    path: path.clone(),
+                    vault_version: metadata.current_version,
+                });
+            }
             continue;
         }
         if let Some((now_mount, now_path, uid)) = seen.get(&reference.to_string()) {
@@ -546,6 +578,12 @@ pub async fn run(plan: &Plan, ctx: &Context) -> Result<Report> {
                 ));
             }
         }
+        for row in other_clusters.iter().flatten() {
+            table.push_str(&format!(
+                "other-cluster  {}  {}/{}  (not judged here)\n",
+                row.origin, row.mount, row.path
+            ));
+        }
         table
     });
     let document = StatusDocument {
@@ -555,6 +593,7 @@ pub async fn run(plan: &Plan, ctx: &Context) -> Result<Report> {
         violations,
         rows,
         vault_config,
+        other_clusters,
         exit_code: status,
     };
     let mut report = Report::new(&document).with_status(status);

@@ -46,11 +46,48 @@ impl Scope {
     }
 }
 
-/// `NS/NAME` of a Kubernetes Secret.
+/// The name of a cluster among several sharing one Vault (`--cluster-name`): a DNS-1123
+/// label, so it can stand as one path segment and in front of `NS/NAME` in an origin.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ClusterName(String);
+
+impl ClusterName {
+    /// `None` for the empty name: the unnamed cluster, which is what every cluster was before
+    /// clusters had names (an origin without one belongs to it).
+    pub fn parse(text: &str) -> Result<Option<Self>> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Ok(None);
+        }
+        if !is_dns_label(text) {
+            return Err(Error::Usage(format!(
+                "--cluster-name {text:?}: use at most 63 lowercase letters, digits and '-', \
+                 starting and ending with a letter or digit"
+            )));
+        }
+        Ok(Some(Self(text.to_string())))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ClusterName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// `NS/NAME` of a Kubernetes Secret, and the cluster it was read in.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct SecretRef {
     pub namespace: String,
     pub name: String,
+    /// Set by the Kubernetes adapter from `--cluster-name`, so every origin made from a
+    /// Secret names its cluster; `None` is the unnamed cluster. Not part of the `Display`
+    /// form, which is the Secret's name inside its cluster.
+    pub cluster: Option<ClusterName>,
 }
 
 impl SecretRef {
@@ -58,7 +95,12 @@ impl SecretRef {
         Self {
             namespace: namespace.into(),
             name: name.into(),
+            cluster: None,
         }
+    }
+
+    pub fn in_cluster(self, cluster: Option<ClusterName>) -> Self {
+        Self { cluster, ..self }
     }
 
     pub fn parse(text: &str) -> Result<Self> {
@@ -80,6 +122,11 @@ impl fmt::Display for SecretRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.namespace, self.name)
     }
+}
+
+/// A DNS-1123 label: no dots, at most 63 characters.
+pub fn is_dns_label(name: &str) -> bool {
+    name.len() <= 63 && !name.contains('.') && is_dns_subdomain(name)
 }
 
 pub fn is_dns_subdomain(name: &str) -> bool {
@@ -108,6 +155,20 @@ mod tests {
                 2,
                 "{bad:?}"
             );
+        }
+    }
+
+    #[test]
+    fn cluster_names_are_dns_labels_and_empty_is_the_unnamed_cluster() {
+        assert_eq!(ClusterName::parse("").unwrap(), None);
+        assert_eq!(ClusterName::parse(" ").unwrap(), None);
+        assert_eq!(
+            ClusterName::parse("eu-west-1").unwrap().unwrap().as_str(),
+            "eu-west-1"
+        );
+        for bad in ["east/x", "East", "a.b", "-a", "a-", "a b", &"a".repeat(64)] {
+            let error = ClusterName::parse(bad).unwrap_err();
+            assert_eq!(error.exit_status().code(), 2, "{bad:?}");
         }
     }
 }

@@ -1,9 +1,11 @@
 //! Where a Kubernetes-sourced write may land in Vault: path syntax and the `--allowed-path`
-//! policy (glob templates with `{namespace}`; `*` is one segment, `**` any number).
+//! policy (glob templates with `{namespace}` and `{cluster}`; `*` is one segment, `**` any
+//! number).
 
 use crate::error::{Error, Result};
 
 use super::names::is_reserved;
+use super::ClusterName;
 
 const MAX_PATH_LEN: usize = 512;
 
@@ -46,34 +48,49 @@ pub fn validate_mount(mount: &str) -> std::result::Result<(), String> {
 pub struct AllowedPaths {
     patterns: Vec<String>,
     mounts: Vec<String>,
+    /// What `{cluster}` stands for (`--cluster-name`).
+    cluster: Option<ClusterName>,
 }
 
 impl AllowedPaths {
     pub const DEFAULT: &'static str = "{namespace}/**";
 
+    /// The templates of the unnamed cluster, where `{cluster}` has nothing to stand for.
     pub fn new(patterns: Vec<String>) -> Result<Self> {
+        Self::in_cluster(patterns, None)
+    }
+
+    pub fn in_cluster(patterns: Vec<String>, cluster: Option<&ClusterName>) -> Result<Self> {
         let patterns: Vec<String> = patterns
             .into_iter()
             .map(|p| p.trim().to_string())
             .filter(|p| !p.is_empty())
             .collect();
+        let cluster = cluster.cloned();
         if patterns.is_empty() {
             return Ok(Self {
                 patterns: vec![Self::DEFAULT.to_string()],
                 mounts: Vec::new(),
+                cluster,
             });
         }
         for pattern in &patterns {
+            let invalid =
+                |reason: &str| Error::Usage(format!("--allowed-path {pattern:?}: {reason}"));
+            if cluster.is_none() && pattern.contains("{cluster}") {
+                return Err(invalid("{cluster} needs --cluster-name (SECOPS_CLUSTER)"));
+            }
             let sample = pattern
                 .replace("{namespace}", "ns")
+                .replace("{cluster}", "cluster")
                 .replace("**", "x")
                 .replace('*', "x");
-            validate_path(&sample)
-                .map_err(|reason| Error::Usage(format!("--allowed-path {pattern:?}: {reason}")))?;
+            validate_path(&sample).map_err(|reason| invalid(&reason))?;
         }
         Ok(Self {
             patterns,
             mounts: Vec::new(),
+            cluster,
         })
     }
 
@@ -92,15 +109,18 @@ impl AllowedPaths {
         mount == default_mount || self.mounts.iter().any(|m| m == mount)
     }
 
-    /// True when some template, with `{namespace}` filled in, matches the path. Paths in
-    /// secops's own reserved prefix never match.
+    /// True when some template, with `{namespace}` and `{cluster}` filled in, matches the
+    /// path. Paths in secops's own reserved prefix never match.
     pub fn allows(&self, namespace: &str, path: &str) -> bool {
         if is_reserved(path) {
             return false;
         }
         let path: Vec<&str> = path.split('/').collect();
         self.patterns.iter().any(|pattern| {
-            let pattern = pattern.replace("{namespace}", namespace);
+            let mut pattern = pattern.replace("{namespace}", namespace);
+            if let Some(cluster) = &self.cluster {
+                pattern = pattern.replace("{cluster}", cluster.as_str());
+            }
             let segments: Vec<&str> = pattern.split('/').collect();
             matches_segments(&segments, &path)
         })
@@ -189,6 +209,19 @@ mod tests {
         assert!(p.allows("x", "shared/db/creds"));
         assert!(!p.allows("x", "shared/db/extra/creds"));
         assert!(policy(&["apps/db-*"]).allows("x", "apps/db-main"));
+    }
+
+    #[test]
+    fn cluster_placeholder_is_the_cluster_name_and_needs_one() {
+        let east = ClusterName::parse("east").unwrap();
+        let templates = || vec!["{cluster}/{namespace}/**".to_string()];
+        let p = AllowedPaths::in_cluster(templates(), east.as_ref()).unwrap();
+        assert!(p.allows("team-a", "east/team-a/db"));
+        assert!(!p.allows("team-a", "west/team-a/db"));
+        assert!(!p.allows("team-a", "team-a/db"));
+        let unnamed = AllowedPaths::new(templates()).unwrap_err();
+        assert_eq!(unnamed.exit_status().code(), 2);
+        assert!(unnamed.to_string().contains("--cluster-name"), "{unnamed}");
     }
 
     #[test]

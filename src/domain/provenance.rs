@@ -6,9 +6,11 @@ use std::fmt;
 
 use super::fingerprint::Fingerprint;
 use super::names::meta;
-use super::SecretRef;
+use super::{ClusterName, SecretRef};
 
-/// Where a Vault secret came from.
+/// Where a Vault secret came from: `bootstrap:NS/NAME` or `push:NS/NAME` in the unnamed
+/// cluster, `bootstrap:CLUSTER/NS/NAME` or `push:CLUSTER/NS/NAME` in a named one (the
+/// Secret's [`SecretRef::cluster`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Origin {
     Bootstrap(SecretRef),
@@ -19,23 +21,50 @@ pub enum Origin {
 
 impl Origin {
     pub fn parse(text: &str) -> Origin {
-        let parse_ref = |rest: &str| SecretRef::parse(rest).ok();
-        if let Some(r) = text.strip_prefix("bootstrap:").and_then(parse_ref) {
+        if let Some(r) = text
+            .strip_prefix("bootstrap:")
+            .and_then(parse_origin_secret)
+        {
             return Origin::Bootstrap(r);
         }
-        if let Some(r) = text.strip_prefix("push:").and_then(parse_ref) {
+        if let Some(r) = text.strip_prefix("push:").and_then(parse_origin_secret) {
             return Origin::Push(r);
         }
         Origin::Other(text.to_string())
+    }
+
+    /// The Secret it names, with its cluster; `None` for an origin secops did not write.
+    pub fn secret(&self) -> Option<&SecretRef> {
+        match self {
+            Origin::Bootstrap(r) | Origin::Push(r) => Some(r),
+            Origin::Other(_) => None,
+        }
+    }
+}
+
+/// `NS/NAME` (the unnamed cluster) or `CLUSTER/NS/NAME`.
+fn parse_origin_secret(text: &str) -> Option<SecretRef> {
+    match text.split('/').collect::<Vec<_>>()[..] {
+        [_, _] => SecretRef::parse(text).ok(),
+        [cluster, namespace, name] => {
+            let cluster = ClusterName::parse(cluster).ok().flatten()?;
+            let secret = SecretRef::parse(&format!("{namespace}/{name}")).ok()?;
+            Some(secret.in_cluster(Some(cluster)))
+        }
+        _ => None,
     }
 }
 
 impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Origin::Bootstrap(r) => write!(f, "bootstrap:{r}"),
-            Origin::Push(r) => write!(f, "push:{r}"),
-            Origin::Other(text) => f.write_str(text),
+        let (kind, r) = match self {
+            Origin::Bootstrap(r) => ("bootstrap", r),
+            Origin::Push(r) => ("push", r),
+            Origin::Other(text) => return f.write_str(text),
+        };
+        match &r.cluster {
+            Some(cluster) => write!(f, "{kind}:{cluster}/{r}"),
+            None => write!(f, "{kind}:{r}"),
         }
     }
 }
@@ -175,6 +204,35 @@ mod tests {
             Origin::parse("bootstrap:bad"),
             Origin::Other("bootstrap:bad".into())
         );
+    }
+
+    #[test]
+    fn origins_name_their_cluster_and_old_ones_belong_to_the_unnamed_cluster() {
+        let east = ClusterName::parse("east").unwrap();
+        let named = Origin::parse("bootstrap:east/team-a/db");
+        assert_eq!(
+            named,
+            Origin::Bootstrap(SecretRef::new("team-a", "db").in_cluster(east.clone()))
+        );
+        assert_eq!(named.to_string(), "bootstrap:east/team-a/db");
+        assert_eq!(
+            Origin::parse("push:west/ops/cert").to_string(),
+            "push:west/ops/cert"
+        );
+        let old = Origin::parse("bootstrap:team-a/db");
+        assert_eq!(old.secret().unwrap().cluster, None);
+        assert_ne!(
+            old, named,
+            "the same NS/NAME in another cluster is another origin"
+        );
+        for bad in [
+            "bootstrap:East/team-a/db",
+            "bootstrap:/team-a/db",
+            "bootstrap:a/b/c/d",
+            "push:a.b/ns/n",
+        ] {
+            assert_eq!(Origin::parse(bad), Origin::Other(bad.into()), "{bad}");
+        }
     }
 
     #[test]
