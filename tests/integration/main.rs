@@ -3,6 +3,7 @@
 
 mod broken_state;
 mod cli;
+mod clusters;
 mod consumers;
 mod demo;
 mod emulator;

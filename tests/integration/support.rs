@@ -377,7 +377,12 @@ print(config["data"][sys.argv[2] + ".hcl"])
 /// A token that carries only the Vault policy the chart renders for `role` and
 /// `namespaces` (see [`chart_policy`]).
 pub fn chart_token(role: &str, namespaces: &[String]) -> String {
-    let policy = chart_policy(role, namespaces, "secret");
+    chart_token_on("secret", role, namespaces)
+}
+
+/// [`chart_token`] for a chart configured with another KV mount.
+pub fn chart_token_on(kv_mount: &str, role: &str, namespaces: &[String]) -> String {
+    let policy = chart_policy(role, namespaces, kv_mount);
     static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let name = format!(
         "chart-{role}-{}",
