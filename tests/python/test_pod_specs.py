@@ -183,6 +183,26 @@ def test_vault_namespace_reaches_every_secops_container():
     assert all("VAULT_NAMESPACE" not in env for _, env in envs(FULL))
 
 
+def test_cluster_name_reaches_every_secops_container():
+    """Issue #19: every step of a named cluster records and judges that cluster's origins;
+    the default (unnamed) renders as before."""
+    import helm_python as helm
+
+    def envs(values):
+        for pod in pod_specs(docs_for(values)):
+            for container in pod.spec["containers"]:
+                yield pod.origin, {e["name"]: e.get("value") for e in container["env"]}
+    named = list(envs({**FULL, "clusterName": "east"}))
+    assert named
+    for origin, env in named:
+        assert env.get("SECOPS_CLUSTER") == "east", origin
+    assert all("SECOPS_CLUSTER" not in env for _, env in envs(FULL))
+    with helm.Chart.load(str(m.CHART)) as chart:
+        for bad in ("east/west", "East", "a.b", "x" * 64):
+            with pytest.raises(Exception):
+                chart.validate_schema({"clusterName": bad})
+
+
 def test_the_pod_model_refuses_what_it_does_not_model():
     template = by_name(docs_for({}), "WorkflowTemplate", "secops-status")["spec"]
     step = next(t for t in template["templates"] if "container" in t)

@@ -82,6 +82,10 @@ env:
     value: {{ $v.vault.kvMount | quote }}
   - name: SECOPS_ALLOWED_PATHS
     value: {{ join "," $v.allowedPaths | quote }}
+{{- if $v.clusterName }}
+  - name: SECOPS_CLUSTER
+    value: {{ $v.clusterName | quote }}
+{{- end }}
   - name: SECOPS_OUTPUT_DIR
     value: /out
   - name: SECOPS_LOG_FORMAT
