@@ -3,6 +3,8 @@
 //! (`bootstrap:CLUSTER/NS/NAME`, `docs/contract.md` §3), `{cluster}` in `--allowed-path` keeps
 //! each cluster in its subtree, and `status` judges only its own cluster's origins.
 
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
 use serde_json::{json, Value};
 
 use crate::support::{chart_token_on, secops_with, Canaries, Cluster, Run, BAO};
@@ -141,6 +143,20 @@ fn two_clusters_share_one_vault_without_colliding() {
     assert_eq!(handed.code, 0, "{}{}", handed.stdout, handed.stderr);
     assert_eq!(origin("app/east/db"), "bootstrap:east/app/db");
     assert_eq!(origin("app/shared/cfg"), "bootstrap:east/app/cfg");
+    // A push names its cluster too.
+    let value = canaries.plant("pushed");
+    east.cluster.create(json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "pushed", "namespace": NS,
+                     "labels": {"secops.dev/class": "internal"},
+                     "annotations": {"secops.dev/vault-path": "app/east/pushed"}},
+        "data": {"k": STANDARD.encode(&value)},
+    }));
+    let push_token = chart_token_on(MOUNT, "push", &[NS.to_string()]);
+    let pushed = east.run(&push_token, &["push-secret", "--secret", "app/pushed"]);
+    canaries.assert_run_clean(&pushed);
+    assert_eq!(pushed.code, 0, "{}{}", pushed.stdout, pushed.stderr);
+    assert_eq!(origin("app/east/pushed"), "push:east/app/pushed");
 
     // West: db and west-only hand over; cfg names east's path and is refused (exit 3).
     let handed = west.handover(&["handover", "-n", NS]);
@@ -175,7 +191,10 @@ fn two_clusters_share_one_vault_without_colliding() {
     let status = east.status(&[]);
     canaries.assert_run_clean(&status);
     assert_eq!(status.code, 0, "{}", status.stdout);
-    assert_eq!(row_paths(&status), ["app/east/db", "app/shared/cfg"]);
+    assert_eq!(
+        row_paths(&status),
+        ["app/east/db", "app/east/pushed", "app/shared/cfg"]
+    );
     assert!(
         status.json().get("other_clusters").is_none(),
         "listed only on request: {}",
@@ -183,7 +202,10 @@ fn two_clusters_share_one_vault_without_colliding() {
     );
     let listed = east.status(&["--other-clusters"]);
     assert_eq!(listed.code, 0, "{}", listed.stdout);
-    assert_eq!(row_paths(&listed), ["app/east/db", "app/shared/cfg"]);
+    assert_eq!(
+        row_paths(&listed),
+        ["app/east/db", "app/east/pushed", "app/shared/cfg"]
+    );
     assert_eq!(
         other_clusters(&listed),
         [
@@ -234,7 +256,13 @@ fn two_clusters_share_one_vault_without_colliding() {
     let clusters: Vec<Value> = other_clusters(&listed).into_iter().map(|r| r.0).collect();
     assert_eq!(
         clusters,
-        [json!("east"), json!("east"), json!("west"), json!("west")],
+        [
+            json!("east"),
+            json!("east"),
+            json!("east"),
+            json!("west"),
+            json!("west")
+        ],
         "{}",
         listed.stdout
     );
@@ -252,6 +280,12 @@ fn two_clusters_share_one_vault_without_colliding() {
         &east.cluster,
         NS,
         MOUNT,
-        &["app/east/db", "app/west/db", "app/shared/cfg", "app/db"],
+        &[
+            "app/east/db",
+            "app/east/pushed",
+            "app/west/db",
+            "app/shared/cfg",
+            "app/db",
+        ],
     );
 }
