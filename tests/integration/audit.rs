@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 
 use crate::consumers::{deployment_path, es_path, object};
 use crate::support::{secops_with, Canaries, Cluster, Run, TempDir, BAO};
+use crate::vault_setup::some_ca;
 
 /// The KV mount of this test alone, so the fingerprint key's creation is one of its changes.
 const KV: &str = "audit-kv";
@@ -210,34 +211,63 @@ const STEPS: &[Step] = &[
         ],
     },
     Step {
-        args: &[
-            "vault-setup",
-            "--from-dir",
-            "{dir}",
-            "--enable-missing",
-            "--dry-run",
-        ],
+        args: SETUP_DRY,
         before: None,
         exit: 0,
         changes: &[],
     },
     Step {
-        args: &["vault-setup", "--from-dir", "{dir}", "--enable-missing"],
+        args: SETUP,
         before: None,
         exit: 0,
         changes: &[
+            ("vault-setup", "sys/mounts/audit-setup"),
             ("vault-setup", "sys/auth/audit-k8s"),
+            ("vault-setup", "auth/audit-k8s/config"),
             ("vault-setup", "sys/policies/acl/secops-audit"),
-            ("claim", "audit-kv/secops/vault-setup/roles/audit-k8s/audit"),
+            (
+                "claim",
+                "audit-setup/secops/vault-setup/roles/audit-k8s/audit",
+            ),
             ("vault-setup", "auth/audit-k8s/role/audit"),
         ],
     },
     Step {
-        args: &["vault-setup", "--from-dir", "{dir}", "--enable-missing"],
+        args: SETUP,
         before: None,
         exit: 0,
         changes: &[],
     },
+];
+
+/// A fresh KV mount and auth method, so vault-setup enables both.
+const SETUP: &[&str] = &[
+    "vault-setup",
+    "--from-dir",
+    "{dir}",
+    "--enable-missing",
+    "--kv-mount",
+    "audit-setup",
+    "--kubernetes-host",
+    "https://kubernetes.default.svc",
+    "--kubernetes-ca-file",
+    "{ca}",
+    "--kubernetes-use-client-jwt",
+];
+
+const SETUP_DRY: &[&str] = &[
+    "vault-setup",
+    "--from-dir",
+    "{dir}",
+    "--enable-missing",
+    "--kv-mount",
+    "audit-setup",
+    "--kubernetes-host",
+    "https://kubernetes.default.svc",
+    "--kubernetes-ca-file",
+    "{ca}",
+    "--kubernetes-use-client-jwt",
+    "--dry-run",
 ];
 
 const ROTATE: &[&str] = &[
@@ -297,6 +327,25 @@ fn action_and_target(event: &Value) -> (String, String) {
     (field("action"), field("target"))
 }
 
+/// Every secret under `folder` of a KV v2 mount, as `MOUNT/PATH`, sorted.
+fn kv_paths(mount: &str, folder: &str) -> Vec<String> {
+    let (_, body) = BAO.api("LIST", &format!("{mount}/metadata/{folder}"), None);
+    let mut paths: Vec<String> = body["data"]["keys"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|key| {
+            let key = format!("{folder}{}", key.as_str().unwrap());
+            match key.ends_with('/') {
+                true => kv_paths(mount, &key),
+                false => vec![format!("{mount}/{key}")],
+            }
+        })
+        .collect();
+    paths.sort();
+    paths
+}
+
 fn setup(cluster: &Cluster, canaries: &Canaries, dir: &std::path::Path) {
     let (code, body) = BAO.api(
         "POST",
@@ -343,6 +392,7 @@ fn every_state_change_of_every_command_emits_one_audit_event_whatever_rust_log_s
     let file = trail.path().join("audit.jsonl");
     let file_arg = file.to_str().unwrap();
     let dir_arg = dir.path().to_str().unwrap();
+    let ca = some_ca(&trail);
 
     let mut expected_all = Vec::new();
     let mut stderr_events = Vec::new();
@@ -353,7 +403,11 @@ fn every_state_change_of_every_command_emits_one_audit_event_whatever_rust_log_s
         let mut args: Vec<&str> = step
             .args
             .iter()
-            .map(|a| if *a == "{dir}" { dir_arg } else { *a })
+            .map(|a| match *a {
+                "{dir}" => dir_arg,
+                "{ca}" => ca.as_str(),
+                a => a,
+            })
             .collect();
         // The file by flag and by environment, on alternate steps.
         let mut env = vec![
@@ -405,14 +459,31 @@ fn every_state_change_of_every_command_emits_one_audit_event_whatever_rust_log_s
         stderr_events.extend(events);
     }
 
-    // The file holds the same events as stderr, one JSON line each, appended run after run.
+    // The file holds the same events as stderr, one JSON line each, appended run after run;
+    // neither the planted values nor those secops made (the rotated one, the fingerprint
+    // key) are in it.
     let text = std::fs::read_to_string(&file).unwrap();
+    for (path, key) in [
+        ("audit-h/db", "password"),
+        ("secops/fingerprint-key", "key"),
+    ] {
+        let made = BAO.read(KV, path).unwrap()[key]
+            .as_str()
+            .unwrap()
+            .to_string();
+        canaries.plant_bytes(made.into_bytes());
+    }
     canaries.assert_absent("the audit file", &text);
     assert!(text.lines().all(|l| l.contains("\"audit\":true")), "{text}");
     let in_file = audit_lines(&text);
     assert_eq!(in_file, stderr_events);
+    assert_eq!(
+        in_file.iter().map(action_and_target).collect::<Vec<_>>(),
+        expected_all
+    );
 
-    // Cross-check with Vault: every new KV version was audited, with its number.
+    // Cross-check with Vault: every version of every path in the test's mounts was audited,
+    // with its number.
     let mut versions: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     for event in &in_file {
         let (action, target) = action_and_target(event);
@@ -424,15 +495,23 @@ fn every_state_change_of_every_command_emits_one_audit_event_whatever_rust_log_s
         }
     }
     for (target, audited) in &versions {
-        let path = target.strip_prefix(&format!("{KV}/")).unwrap();
-        let current = BAO.current_version(KV, path);
+        let (mount, path) = target.split_once('/').unwrap();
+        let current = BAO.current_version(mount, path);
         assert_eq!(
             *audited,
             (1..=current).collect::<Vec<u64>>(),
             "{target}: the audited versions are every version Vault holds"
         );
     }
-    assert_eq!(versions.len(), 14, "{versions:?}");
+    let written: Vec<String> = [KV, "audit-setup"]
+        .iter()
+        .flat_map(|mount| kv_paths(mount, ""))
+        .collect();
+    assert_eq!(
+        versions.keys().cloned().collect::<Vec<_>>(),
+        written,
+        "every path written was audited"
+    );
     // ... and the metadata and Kubernetes writes left what they say.
     let custom = |path: &str| BAO.custom_metadata(KV, path);
     assert_eq!(custom("audit-d/db")["secops-consumed-mode"], "delete");
