@@ -16,6 +16,8 @@ use crate::vault_setup::some_ca;
 /// The KV mount of this test alone, so the fingerprint key's creation is one of its changes.
 const KV: &str = "audit-kv";
 const AUTH: &str = "audit-k8s";
+/// The value of the Secret whose handover "crashed" (the test writes it to Vault itself).
+const FINISHED: &str = "not-a-canary-finished-handover";
 
 /// One run of the binary and every state change it makes, in order: (action, target).
 struct Step {
@@ -50,6 +52,17 @@ const STEPS: &[Step] = &[
         before: None,
         exit: 0,
         changes: &[],
+    },
+    // A run died between its data write and its provenance: the data is there, unowned.
+    Step {
+        args: &["handover", "-n", "audit-f"],
+        before: Some(|_| BAO.write(KV, "audit-f/db", json!({"password": FINISHED}))),
+        exit: 0,
+        changes: &[
+            ("claim", "audit-kv/secops/claims/audit-f/db"),
+            ("handover-finish", "audit-kv/audit-f/db"),
+            ("mark-consumed", "audit-f/db"),
+        ],
     },
     Step {
         args: &["write-vault", "--secret", "audit-s/db"],
@@ -358,6 +371,13 @@ fn setup(cluster: &Cluster, canaries: &Canaries, dir: &std::path::Path) {
         let value = canaries.plant(ns);
         cluster.bootstrap_secret(ns, "db", &format!("{ns}/db"), &[("password", &value)]);
     }
+    cluster.namespace("audit-f");
+    cluster.bootstrap_secret(
+        "audit-f",
+        "db",
+        "audit-f/db",
+        &[("password", FINISHED.as_bytes())],
+    );
     cluster.namespace("audit-p");
     cluster.create(json!({
         "apiVersion": "v1", "kind": "Secret",
@@ -503,9 +523,11 @@ fn every_state_change_of_every_command_emits_one_audit_event_whatever_rust_log_s
             "{target}: the audited versions are every version Vault holds"
         );
     }
+    // audit-f/db's one version is the test's, standing in for the run that died.
     let written: Vec<String> = [KV, "audit-setup"]
         .iter()
         .flat_map(|mount| kv_paths(mount, ""))
+        .filter(|path| path != "audit-kv/audit-f/db")
         .collect();
     assert_eq!(
         versions.keys().cloned().collect::<Vec<_>>(),
