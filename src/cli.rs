@@ -166,6 +166,9 @@ pub struct OutputArgs {
     #[arg(long, env = "SECOPS_LOG_FORMAT", default_value = "json", global = true,
           value_parser = PossibleValuesParser::new(LogFormat::NAMES).try_map(|s| s.parse::<LogFormat>()))]
     pub log_format: LogFormat,
+    /// Also append each audit event (one JSON line per state change) to this file
+    #[arg(long, env = "SECOPS_AUDIT_FILE", global = true)]
+    pub audit_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -454,6 +457,8 @@ pub struct Invocation {
     /// so that it runs where no cluster configuration exists.
     pub kube: Option<KubeSettings>,
     pub retry: RetryPolicy,
+    /// `--audit-file`, open for appending.
+    pub audit_file: Option<std::fs::File>,
 }
 
 impl Cli {
@@ -480,12 +485,21 @@ impl Cli {
             timeout: self.retry.timeout,
             cluster: settings.cluster.clone(),
         });
+        let vault = vault_settings(&self.vault, self.retry.timeout)?;
+        // Opened last: it creates the file, which a usage error should not leave behind.
+        let audit_file = self
+            .output
+            .audit_file
+            .as_deref()
+            .map(crate::audit::open_file)
+            .transpose()?;
         Ok(Invocation {
             command,
             settings,
-            vault: vault_settings(&self.vault, self.retry.timeout)?,
+            vault,
             kube,
             retry: RetryPolicy::new(self.retry.max_attempts),
+            audit_file,
         })
     }
 }

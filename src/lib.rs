@@ -5,6 +5,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod cli;
 pub mod clock;
 pub mod commands;
@@ -57,7 +58,17 @@ pub fn main_entry() -> ExitCode {
 
 fn run(cli: &cli::Cli) -> Result<Report, Error> {
     // Every usage error is found here, before a runtime or a client exists.
-    let invocation = cli.validate()?;
+    let mut invocation = cli.validate()?;
+    let rotation_id = match &invocation.command {
+        commands::CommandPlan::Rotate(plan) => Some(plan.rotation_id.clone()),
+        _ => None,
+    };
+    audit::start(
+        cli.command.name(),
+        &invocation.vault.login,
+        rotation_id,
+        invocation.audit_file.take(),
+    );
     // One TLS backend for both clients: ring (kube's default); vaultrs is built without a provider.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = tokio::runtime::Builder::new_current_thread()

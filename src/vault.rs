@@ -16,8 +16,10 @@ use vaultrs::api::kv2::requests::{
 use vaultrs::client::{Client as _, VaultClient, VaultClientSettingsBuilder};
 use vaultrs::error::ClientError;
 
+use crate::audit::{Action, AuditEvent};
 use crate::domain::fingerprint::FingerprintKey;
 use crate::domain::names::FINGERPRINT_KEY_PATH;
+use crate::domain::outcome::Outcome;
 use crate::domain::provenance::MetadataPatch;
 use crate::error::{transport_fault, Error, Result, TransportFault};
 use crate::retry::{RetryPolicy, RACE_ATTEMPTS};
@@ -606,12 +608,11 @@ impl Vault {
                 SecretBytes::from_string(STANDARD.encode(fresh.expose())),
             );
             let denied = match self.write(mount, FINGERPRINT_KEY_PATH, &data, 0).await? {
-                CasWrite::Written { .. } => {
-                    tracing::info!(
-                        mount,
-                        path = FINGERPRINT_KEY_PATH,
-                        "created the fingerprint key"
-                    );
+                CasWrite::Written { version } => {
+                    let target = format!("{mount}/{FINGERPRINT_KEY_PATH}");
+                    AuditEvent::new(Action::CreateFingerprintKey, &target, Outcome::Written)
+                        .version(version)
+                        .emit();
                     return Ok(fresh);
                 }
                 CasWrite::Mismatch => false,

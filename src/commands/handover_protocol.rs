@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use super::ownership::{check_metadata_limits, claim, not_owned, Claimed};
 use super::Context;
+use crate::audit::{actor, Action, AuditEvent};
 use crate::clock::now_rfc3339;
 use crate::domain::bootstrap::{judge_existing, ConsumeMode, ExistingPath, SourceSecret, Target};
 use crate::domain::fingerprint::{Fingerprint, FingerprintKey};
@@ -15,7 +16,6 @@ use crate::domain::provenance::{MetadataPatch, OwnershipRecord, Provenance};
 use crate::domain::SecretRef;
 use crate::error::{Error, Result};
 use crate::kube::{Conditional, SecretPatch};
-use crate::logging::{actor, audit};
 use crate::retry::RACE_ATTEMPTS;
 use crate::vault::{base64_keys, CasWrite};
 
@@ -110,16 +110,17 @@ pub async fn write_to_vault(
                 .await?
             {
                 CasWrite::Written { version } => {
+                    AuditEvent::new(Action::HandoverWrite, &target, Outcome::Written)
+                        .version(version)
+                        .fingerprint(&fingerprint)
+                        .emit();
                     ctx.vault
                         .patch_metadata(&target.mount, &target.path, &record(version))
                         .await?;
-                    audit(
-                        "handover-write",
-                        &target,
-                        Outcome::Written,
-                        Some(version),
-                        Some(&fingerprint),
-                    );
+                    AuditEvent::new(Action::RecordProvenance, &target, Outcome::Written)
+                        .version(version)
+                        .fingerprint(&fingerprint)
+                        .emit();
                     return Ok(handed(Outcome::Written, version, Some(fingerprint.clone())));
                 }
                 CasWrite::Mismatch => {}
@@ -169,13 +170,10 @@ pub async fn write_to_vault(
                 ctx.vault
                     .patch_metadata(&target.mount, &target.path, &record(current.version))
                     .await?;
-                audit(
-                    "handover-finish",
-                    &target,
-                    Outcome::Unchanged,
-                    Some(current.version),
-                    Some(&fingerprint),
-                );
+                AuditEvent::new(Action::HandoverFinish, &target, Outcome::Unchanged)
+                    .version(current.version)
+                    .fingerprint(&fingerprint)
+                    .emit();
                 return Ok(handed(
                     Outcome::Unchanged,
                     current.version,
@@ -302,14 +300,11 @@ pub async fn mark(
                 ctx.kube()?
                     .record_event(&secret.reference, &secret.uid, "Drifted", &message, true)
                     .await;
+                AuditEvent::new(Action::ReportDrift, &target, Outcome::Drifted)
+                    .version(handed.version)
+                    .fingerprint(&current)
+                    .emit();
             }
-            audit(
-                "mark-consumed",
-                &target,
-                Outcome::Drifted,
-                Some(handed.version),
-                None,
-            );
             return Err(Error::Drifted {
                 secret: target,
                 version: handed.version,
@@ -324,6 +319,9 @@ pub async fn mark(
         let applied = match mode {
             ConsumeMode::Delete => {
                 record_deletion(ctx, &handed.target).await?;
+                AuditEvent::new(Action::RecordDeletion, &handed.target, Outcome::Written)
+                    .version(handed.version)
+                    .emit();
                 ctx.kube()?
                     .delete_secret(&secret.reference, &secret.uid, &secret.resource_version)
                     .await?
@@ -339,13 +337,14 @@ pub async fn mark(
         };
         match applied {
             Conditional::Applied { .. } => {
-                audit(
-                    "mark-consumed",
-                    &target,
-                    Outcome::Consumed,
-                    Some(handed.version),
-                    Some(&current),
-                );
+                let action = match mode {
+                    ConsumeMode::Delete => Action::DeleteSecret,
+                    ConsumeMode::Annotate | ConsumeMode::Strip => Action::MarkConsumed,
+                };
+                AuditEvent::new(action, &target, Outcome::Consumed)
+                    .version(handed.version)
+                    .fingerprint(&current)
+                    .emit();
                 let written = if handed.outcome == Outcome::Written {
                     "handed over and "
                 } else {

@@ -3,8 +3,10 @@
 //! comes before the first write.
 
 use super::Context;
+use crate::audit::{Action, AuditEvent};
 use crate::domain::bootstrap::Target;
 use crate::domain::claim::{claim_path, Claim};
+use crate::domain::outcome::Outcome;
 use crate::domain::provenance::{MetadataPatch, Origin};
 use crate::error::{Error, Result};
 use crate::retry::RACE_ATTEMPTS;
@@ -38,7 +40,13 @@ pub async fn claim(ctx: &Context, target: &Target, origin: &Origin, uid: &str) -
             .write(&target.mount, &at, &mine.to_data(), 0)
             .await?
         {
-            CasWrite::Written { .. } => return Ok(Claimed::Ours),
+            CasWrite::Written { version } => {
+                let record = format!("{}/{at}", target.mount);
+                AuditEvent::new(Action::Claim, &record, Outcome::Written)
+                    .version(version)
+                    .emit();
+                return Ok(Claimed::Ours);
+            }
             CasWrite::Mismatch => false,
             CasWrite::Denied => true,
         };

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use super::ownership::{check_metadata_limits, claim, not_owned, Claimed};
 use super::{pages, Context};
+use crate::audit::{Action, AuditEvent};
 use crate::clock::now_rfc3339;
 use crate::domain::bootstrap::{SecretHeader, SourceSecret, Target};
 use crate::domain::fingerprint::{Fingerprint, FingerprintKey};
@@ -19,7 +20,6 @@ use crate::domain::push::{judge, judge_unowned, PushStep};
 use crate::domain::{Scope, SecretRef};
 use crate::error::{Error, Result};
 use crate::kube::{Conditional, SecretPatch};
-use crate::logging::audit;
 use crate::output::{batch_report, HasOutcome, Item, Report, SecretIdentity};
 use crate::retry::RACE_ATTEMPTS;
 use crate::vault::{base64_keys, CasWrite};
@@ -153,7 +153,13 @@ async fn annotate_source(
             what: format!("Secret {}", source.reference),
         };
         match kube.patch_secret(&source.reference, &patch).await? {
-            Conditional::Applied { .. } => return Ok(()),
+            Conditional::Applied { .. } => {
+                AuditEvent::new(Action::AnnotatePush, &source.reference, Outcome::Pushed)
+                    .version(version)
+                    .fingerprint(fingerprint)
+                    .emit();
+                return Ok(());
+            }
             Conditional::Gone => return Err(gone()),
             Conditional::Conflict => {
                 let fresh = kube.get_secret(&source.reference).await?.ok_or_else(gone)?;
@@ -226,6 +232,10 @@ async fn push_one(
                 ctx.vault
                     .patch_metadata(&target.mount, &target.path, &record)
                     .await?;
+                AuditEvent::new(Action::RecordProvenance, &target, Outcome::Written)
+                    .version(version)
+                    .fingerprint(&fingerprint)
+                    .emit();
                 annotate_source(ctx, key, &target, source, version, &fingerprint).await?;
                 return Ok(pushed(Outcome::Unchanged, version));
             }
@@ -264,17 +274,18 @@ async fn push_one(
                 continue;
             }
         };
+        AuditEvent::new(Action::Push, &target, Outcome::Pushed)
+            .version(version)
+            .fingerprint(&fingerprint)
+            .emit();
         let record = ownership_record(&source, version, &fingerprint, adopted);
         ctx.vault
             .patch_metadata(&target.mount, &target.path, &record)
             .await?;
-        audit(
-            "push",
-            &target,
-            Outcome::Pushed,
-            Some(version),
-            Some(&fingerprint),
-        );
+        AuditEvent::new(Action::RecordProvenance, &target, Outcome::Written)
+            .version(version)
+            .fingerprint(&fingerprint)
+            .emit();
         let message = format!("pushed to Vault {target} version {version}");
         ctx.kube()?
             .record_event(&source.reference, &source.uid, "Pushed", &message, false)

@@ -10,6 +10,7 @@ use jiff::Timestamp;
 use serde::Serialize;
 
 use super::Context;
+use crate::audit::{Action, AuditEvent};
 use crate::domain::bootstrap::Target as KvTarget;
 use crate::domain::consumers::{Consumer, Sync};
 use crate::domain::expiry::{format_max_age, is_due};
@@ -24,7 +25,6 @@ use crate::domain::rotation::{
 };
 use crate::error::{Error, ErrorReport, ExitStatus, Result};
 use crate::kube::Refresh;
-use crate::logging::audit;
 use crate::output::Report;
 use crate::secret::{SecretBytes, SecretData};
 use crate::vault::{base64_keys, CasWrite, VaultMetadata};
@@ -296,7 +296,13 @@ async fn complete(
         .write(mount, record_at, &done.to_data(), record_version)
         .await?
     {
-        CasWrite::Written { .. } => Ok(Some(done)),
+        CasWrite::Written { version } => {
+            let record = format!("{mount}/{record_at}");
+            AuditEvent::new(Action::RotationComplete, &record, Outcome::Written)
+                .version(version)
+                .emit();
+            Ok(Some(done))
+        }
         CasWrite::Mismatch | CasWrite::Denied => Ok(None),
     }
 }
@@ -489,11 +495,19 @@ async fn claim_and_write(
     else {
         return Ok(None);
     };
+    let record = format!("{mount}/{record_at}");
+    AuditEvent::new(Action::RotationClaim, &record, Outcome::Written)
+        .version(claim_version)
+        .emit();
     let CasWrite::Written { version } =
         ctx.vault.write(mount, path, &data, current.version).await?
     else {
         return Ok(None);
     };
+    AuditEvent::new(Action::Rotate, &kv.target(mount), Outcome::Rotated)
+        .version(version)
+        .fingerprint(&fingerprint)
+        .emit();
     let claim = RotationRecord {
         version: Some(version),
         ..claim
@@ -507,8 +521,7 @@ async fn claim_and_write(
     Ok(Some(rotated))
 }
 
-/// The run that completed the record: stamps the path's metadata, audits the one `rotate`
-/// event of the id, and trims old versions.
+/// The run that completed the record: stamps the path's metadata and trims old versions.
 async fn finish(
     ctx: &Context,
     plan: &Plan,
@@ -519,8 +532,7 @@ async fn finish(
 ) -> Result<Rotated> {
     let version = done.version.expect("a completed KV record has a version");
     stamp_metadata(ctx, plan, kv, mount, &done, metadata).await?;
-    let target = format!("{mount}/{}", kv.path);
-    audit("rotate", &target, Outcome::Rotated, Some(version), None);
+    let target = kv.target(mount);
     let mut destroyed = Vec::new();
     if let Some(keep) = kv.keep_versions {
         if let Some(fresh) = ctx.vault.read_metadata(mount, &kv.path).await? {
@@ -529,13 +541,9 @@ async fn finish(
                 ctx.vault
                     .destroy_versions(mount, &kv.path, &destroyed)
                     .await?;
-                audit(
-                    "destroy-versions",
-                    &target,
-                    Outcome::Destroyed,
-                    Some(version),
-                    None,
-                );
+                AuditEvent::new(Action::DestroyVersions, &target, Outcome::Destroyed)
+                    .version(version)
+                    .emit();
             }
         }
     }
@@ -585,7 +593,11 @@ async fn stamp_metadata(
     {
         custom.insert(meta::ADOPTED_AT.into(), crate::clock::now_rfc3339());
     }
-    ctx.vault.write_metadata(mount, &kv.path, &custom).await
+    ctx.vault.write_metadata(mount, &kv.path, &custom).await?;
+    AuditEvent::new(Action::RecordRotation, &kv.target(mount), Outcome::Written)
+        .version(version)
+        .emit();
+    Ok(())
 }
 
 /// Engine-backed rotation: the per-id record is claimed with `cas=0` before the call, and
@@ -672,6 +684,10 @@ async fn rotate_engine(ctx: &Context, plan: &Plan, mount: &str, role: &str) -> R
         else {
             continue;
         };
+        let record = format!("{kv_mount}/{record_at}");
+        AuditEvent::new(Action::RotationClaim, &record, Outcome::Written)
+            .version(claim_version)
+            .emit();
         let called = ctx.vault.rotate_static_role(mount, role).await;
         // Whatever the call answered, Vault's own record says whether it happened.
         let after = match ctx.vault.static_role_last_rotation(mount, role).await {
@@ -686,10 +702,15 @@ async fn rotate_engine(ctx: &Context, plan: &Plan, mount: &str, role: &str) -> R
                     claimed_at: 0,
                     ..claim
                 };
-                let _ = ctx
+                let answer = ctx
                     .vault
                     .write(kv_mount, &record_at, &released.to_data(), claim_version)
                     .await;
+                if let Ok(CasWrite::Written { version }) = answer {
+                    AuditEvent::new(Action::RotationRelease, &record, Outcome::Written)
+                        .version(version)
+                        .emit();
+                }
                 return Err(error);
             }
             return Err(Error::Remote {
@@ -697,6 +718,7 @@ async fn rotate_engine(ctx: &Context, plan: &Plan, mount: &str, role: &str) -> R
                 detail: "Vault accepted the rotation but last_vault_rotation did not move".into(),
             });
         };
+        AuditEvent::new(Action::Rotate, &target, Outcome::Rotated).emit();
         let record = RotationRecord {
             rotated: Some(rotated),
             ..claim
@@ -720,8 +742,6 @@ async fn finish_engine(
     done: RotationRecord,
 ) -> Result<Rotated> {
     record_engine_state(ctx, plan, mount, role, &done).await?;
-    let target = format!("{mount}/static-roles/{role}");
-    audit("rotate", &target, Outcome::Rotated, None, None);
     Ok(Rotated {
         last_vault_rotation: done.rotated,
         stamp: done.completed_at,
@@ -781,7 +801,11 @@ async fn record_engine_state(
             .map(|(k, v)| (k.to_string(), SecretBytes::from_string(v)))
             .collect();
         let cas = held.map(|h| h.version).unwrap_or(0);
-        if let CasWrite::Written { .. } = ctx.vault.write(kv_mount, &at, &data, cas).await? {
+        if let CasWrite::Written { version } = ctx.vault.write(kv_mount, &at, &data, cas).await? {
+            let state = format!("{kv_mount}/{at}");
+            AuditEvent::new(Action::RecordRotation, &state, Outcome::Written)
+                .version(version)
+                .emit();
             return Ok(());
         }
     }
@@ -824,7 +848,14 @@ async fn refresh_consumers(
     let mut blocked = false;
     for consumer in external_secrets {
         match kube.refresh_consumer(consumer, stamp).await {
-            Ok(refresh) => waiting.push((consumer, refresh)),
+            Ok(refresh) => {
+                if refresh == Refresh::Stamped {
+                    AuditEvent::new(Action::RefreshConsumer, consumer, Outcome::Refreshed)
+                        .version(version)
+                        .emit();
+                }
+                waiting.push((consumer, refresh));
+            }
             Err(error) => {
                 blocked = true;
                 fail(consumer, error, &mut results);
@@ -844,16 +875,7 @@ async fn refresh_consumers(
             match sync {
                 Ok(Sync::Synced) => {
                     let outcome = match refresh {
-                        Refresh::Stamped => {
-                            audit(
-                                "refresh-consumer",
-                                consumer,
-                                Outcome::Refreshed,
-                                version,
-                                None,
-                            );
-                            Outcome::Refreshed
-                        }
+                        Refresh::Stamped => Outcome::Refreshed,
                         Refresh::AlreadyStamped => Outcome::Unchanged,
                     };
                     results.push(Refreshed {
@@ -898,13 +920,9 @@ async fn refresh_consumers(
         }
         match kube.refresh_consumer(consumer, stamp).await {
             Ok(Refresh::Stamped) => {
-                audit(
-                    "refresh-consumer",
-                    consumer,
-                    Outcome::Refreshed,
-                    version,
-                    None,
-                );
+                AuditEvent::new(Action::RefreshConsumer, consumer, Outcome::Refreshed)
+                    .version(version)
+                    .emit();
                 results.push(Refreshed {
                     target: consumer.to_string(),
                     outcome: Outcome::Refreshed,

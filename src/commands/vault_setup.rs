@@ -9,13 +9,13 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::Context;
+use crate::audit::{self, AuditEvent};
 use crate::domain::outcome::Outcome;
 use crate::domain::vault_config::{
     decide_auth_mount, decide_kv_mount, decide_policy, decide_role, parse_rendered,
     role_record_path, Action, Decision, DesiredConfig, MountAction,
 };
 use crate::error::{Error, ExitStatus, Result};
-use crate::logging::audit;
 use crate::output::{tally, Report};
 use crate::secret::{SecretBytes, SecretData};
 use crate::vault::CasWrite;
@@ -323,7 +323,7 @@ pub async fn run(plan: &Plan, ctx: &Context) -> Result<Report> {
         for (index, write) in writes {
             apply(ctx, &kv, write).await?;
             let item = &items[index];
-            audit("vault-setup", &item.path, item.outcome, None, None);
+            AuditEvent::new(audit::Action::VaultSetup, &item.path, item.outcome).emit();
         }
     }
     let document = SetupDocument {
@@ -367,7 +367,12 @@ async fn apply(ctx: &Context, kv: &str, write: Write) -> Result<()> {
                     SecretBytes::from_string("secops vault-setup".into()),
                 );
                 // A mismatch: another run recorded it first, which is just as good.
-                let _: CasWrite = vault.write(kv, &record, &data, 0).await?;
+                if let CasWrite::Written { version } = vault.write(kv, &record, &data, 0).await? {
+                    let record = format!("{kv}/{record}");
+                    AuditEvent::new(audit::Action::Claim, &record, Outcome::Written)
+                        .version(version)
+                        .emit();
+                }
             }
             vault.write_object(&path, &fields).await
         }

@@ -296,6 +296,31 @@ fn a_static_role_rotates_once_per_id_and_the_old_password_is_refused() {
         "the old password is revoked"
     );
     assert!(postgres.logs_in("app", &new), "the new password logs in");
+    // One audit event per state change (issue #19 item 4): the engine call is one of them.
+    let audited: Vec<(String, String)> = first
+        .stderr
+        .lines()
+        .filter(|l| l.contains("\"audit\":true"))
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap().into(),
+                e["target"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    let record = "secret/secops/rotation-ids/db-1";
+    let expected = [
+        ("rotation-claim", record),
+        ("rotate", "db-once/static-roles/app"),
+        ("rotation-complete", record),
+        (
+            "record-rotation",
+            "secret/secops/engine-rotations/db-once/app",
+        ),
+    ]
+    .map(|(action, target)| (action.to_string(), target.to_string()));
+    assert_eq!(audited, expected, "{}", first.stderr);
 
     let again = rotate_role(mount, "db-1", &[]);
     assert_eq!(

@@ -1,6 +1,7 @@
 //! One integration-test binary: every test runs the real `secops` executable against a real
 //! OpenBao dev server and the Kubernetes API emulator.
 
+mod audit;
 mod broken_state;
 mod cli;
 mod clusters;

@@ -267,7 +267,7 @@ fn a_foreign_policy_or_role_of_the_same_name_is_refused_unless_adopted() {
 }
 
 /// A self-signed CA: OpenBao wants some `kubernetes_ca_cert` when it runs outside a pod.
-fn some_ca(dir: &TempDir) -> String {
+pub fn some_ca(dir: &TempDir) -> String {
     let (key, cert) = (dir.path().join("ca.key"), dir.path().join("ca.crt"));
     let output = std::process::Command::new("openssl")
         .args([
