@@ -992,10 +992,12 @@ fn check_fields(rt: &ResourceType, object: &Value, strict: bool) -> ApiResult<()
 /// `$setElementOrder/...`, `$deleteFromPrimitiveList/...`) in a patch, if any.
 fn directive_in(patch: &Value) -> Option<String> {
     match patch {
-        Value::Object(map) => map.iter().find_map(|(key, value)| match key.starts_with('$') {
-            true => Some(key.clone()),
-            false => directive_in(value),
-        }),
+        Value::Object(map) => map
+            .iter()
+            .find_map(|(key, value)| match key.starts_with('$') {
+                true => Some(key.clone()),
+                false => directive_in(value),
+            }),
         Value::Array(items) => items.iter().find_map(directive_in),
         _ => None,
     }

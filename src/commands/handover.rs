@@ -5,7 +5,7 @@ use futures::StreamExt as _;
 use serde::Serialize;
 use tokio::sync::OnceCell;
 
-use super::handover_protocol::{announce_handover, mark, write_to_vault};
+use super::handover_protocol::{announce_handover, mark, strip_again, write_to_vault};
 use super::{pages, Context};
 use crate::domain::bootstrap::{combine, ConsumeMode, SecretHeader, SourceSecret};
 use crate::domain::fingerprint::{Fingerprint, FingerprintKey};
@@ -51,7 +51,7 @@ async fn hand_over_one(
     header: SecretHeader,
     mode: ConsumeMode,
 ) -> Option<Item<HandedOver>> {
-    if header.is_consumed() {
+    if header.is_consumed() && !header.is_tombstone() {
         let consumed = HandedOver {
             outcome: Outcome::AlreadyConsumed,
             written: None,
@@ -89,6 +89,18 @@ async fn hand_over(
     secret: SourceSecret,
     mode: ConsumeMode,
 ) -> Result<HandedOver> {
+    if secret.is_refilled_tombstone() {
+        let target = secret.target(&ctx.settings.kv_mount, &ctx.settings.allowed, None)?;
+        let (handed, marked) = strip_again(ctx, key, secret, target).await?;
+        return Ok(HandedOver {
+            outcome: marked.outcome,
+            written: Some(false),
+            mount: Some(handed.target.mount),
+            path: Some(handed.target.path),
+            version: Some(marked.version),
+            fingerprint: Some(handed.fingerprint),
+        });
+    }
     if secret.is_consumed() {
         return Ok(HandedOver {
             outcome: Outcome::AlreadyConsumed,

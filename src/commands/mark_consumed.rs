@@ -58,7 +58,7 @@ pub async fn run(plan: &Plan, ctx: &Context) -> Result<Report> {
             dry_run: ctx.settings.dry_run,
         })
     };
-    if source.is_consumed() {
+    if source.is_consumed() && !source.is_refilled_tombstone() {
         let fingerprint = source.annotations.get(names::FINGERPRINT).cloned();
         return Ok(report(
             Outcome::AlreadyConsumed,
@@ -116,7 +116,12 @@ pub async fn run(plan: &Plan, ctx: &Context) -> Result<Report> {
         vault_fingerprint: Some(vault_fingerprint),
         fingerprint: fingerprint.clone(),
     };
-    let marked = mark(ctx, &key, source, &handed, plan.mode).await?;
+    // A refilled tombstone is stripped again, whatever mode this run was given.
+    let mode = match source.is_consumed() {
+        true => ConsumeMode::Strip,
+        false => plan.mode,
+    };
+    let marked = mark(ctx, &key, source, &handed, mode).await?;
     Ok(report(
         marked.outcome,
         Some(marked.version),

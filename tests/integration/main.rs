@@ -9,6 +9,7 @@ mod emulator;
 mod engine;
 mod faults;
 mod foundation;
+mod gitops;
 mod handover;
 mod hostile;
 mod kubectl;
