@@ -172,6 +172,10 @@ fn strip_is_undone_by_a_sync_and_the_next_handover_strips_again_without_a_vault_
     let item = steps.handover("strip", 0);
     assert_eq!(item["outcome"], "consumed", "{item}");
     assert!(data_keys(&steps.secret().unwrap()).is_empty(), "stripped");
+    // kubectl's last-applied-configuration annotation holds a copy of the manifest, values
+    // included: a tombstone keeps no copy anywhere.
+    let path = format!("{ns}/db");
+    canaries.assert_state_clean(&cluster, ns, "secret", &[&path]);
     let consumed_at = annotation(&steps.secret().unwrap(), "secops.dev/consumed-at").clone();
 
     // The fight: the three-way merge puts back every key the last applied manifest had.
@@ -191,6 +195,7 @@ fn strip_is_undone_by_a_sync_and_the_next_handover_strips_again_without_a_vault_
     assert_eq!(item["outcome"], "consumed", "{item}");
     let restripped = steps.secret().unwrap();
     assert!(data_keys(&restripped).is_empty(), "{restripped}");
+    canaries.assert_state_clean(&cluster, ns, "secret", &[&path]);
     assert_eq!(
         annotation(&restripped, "secops.dev/consumed-at"),
         &consumed_at
