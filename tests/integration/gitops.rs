@@ -84,6 +84,12 @@ impl<'a> Steps<'a> {
     fn status(&self) -> (i32, Vec<String>) {
         let args = ["status", "-n", self.namespace, "--output", "json"];
         let run = self.run(&self.status_token, &args);
+        assert!(
+            run.json()["rows"].is_array(),
+            "{}\n{}",
+            run.stdout,
+            run.stderr
+        );
         let kinds = run.json()["rows"]
             .as_array()
             .into_iter()
