@@ -43,6 +43,11 @@ pub async fn run(plan: &Plan, ctx: &Context) -> Result<Report> {
     };
     source.require_class(Class::Bootstrap)?;
     source.require_uid(plan.expect_uid.as_deref())?;
+    // A refilled tombstone is stripped again, whatever mode this run was given.
+    let mode = match source.is_refilled_tombstone() {
+        true => ConsumeMode::Strip,
+        false => plan.mode,
+    };
     let identity = SecretIdentity::from(&source);
     let target = source.target(&ctx.settings.kv_mount, &ctx.settings.allowed, None)?;
     let report = |outcome, version, fingerprint| {
@@ -50,7 +55,7 @@ pub async fn run(plan: &Plan, ctx: &Context) -> Result<Report> {
             command: "mark-consumed",
             outcome,
             secret: identity.clone(),
-            mode: plan.mode,
+            mode,
             mount: &target.mount,
             path: &target.path,
             version,
@@ -115,11 +120,6 @@ pub async fn run(plan: &Plan, ctx: &Context) -> Result<Report> {
         version,
         vault_fingerprint: Some(vault_fingerprint),
         fingerprint: fingerprint.clone(),
-    };
-    // A refilled tombstone is stripped again, whatever mode this run was given.
-    let mode = match source.is_consumed() {
-        true => ConsumeMode::Strip,
-        false => plan.mode,
     };
     let marked = mark(ctx, &key, source, &handed, mode).await?;
     Ok(report(

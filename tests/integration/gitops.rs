@@ -211,6 +211,38 @@ fn strip_is_undone_by_a_sync_and_the_next_handover_strips_again_without_a_vault_
     let again = steps.handover("strip", 0);
     assert_eq!(again["outcome"], "already-consumed", "{again}");
 
+    // The workflow's path (plan, then write-vault and mark-consumed per item) does the same,
+    // whatever mode the run was given: a tombstone stays a tombstone.
+    assert_eq!(sync(&cluster, &manifest), "secret/db configured");
+    let secret = format!("{ns}/db");
+    let plan = steps.run(&steps.handover_token, &["read-bootstrap", "-n", ns]);
+    assert_eq!(plan.code, 0, "{}", plan.stdout);
+    assert_eq!(
+        plan.json()["items"][0]["state"],
+        "handed-over",
+        "actionable: {}",
+        plan.stdout
+    );
+    let write = steps.run(&steps.handover_token, &["write-vault", "--secret", &secret]);
+    assert_eq!(
+        (write.code, write.json()["outcome"].as_str()),
+        (0, Some("unchanged")),
+        "{}",
+        write.stdout
+    );
+    let mark = ["mark-consumed", "--secret", &secret, "--mode", "annotate"];
+    let mark = steps.run(&steps.handover_token, &mark);
+    assert_eq!(
+        (mark.code, mark.json()["outcome"].as_str()),
+        (0, Some("consumed")),
+        "{}",
+        mark.stdout
+    );
+    assert_eq!(mark.json()["mode"], "strip");
+    assert!(data_keys(&steps.secret().unwrap()).is_empty());
+    canaries.assert_state_clean(&cluster, ns, "secret", &[&path]);
+    assert_eq!(steps.vault_version(), 1, "no second Vault version");
+
     // Git changed the value after the handover: that is drift, never stripped away unseen.
     let changed = canaries.plant("changed");
     let edited = write_manifest(cluster.dir.path(), ns, &user, &changed);
