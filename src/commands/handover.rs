@@ -45,23 +45,28 @@ impl HasOutcome for HandedOver {
     }
 }
 
+/// A Secret found already consumed reports only its version.
+fn already_consumed(version: Option<u64>) -> HandedOver {
+    HandedOver {
+        outcome: Outcome::AlreadyConsumed,
+        written: None,
+        mount: None,
+        path: None,
+        version,
+        fingerprint: None,
+    }
+}
+
 async fn hand_over_one(
     ctx: &Context,
     key: &OnceCell<FingerprintKey>,
     header: SecretHeader,
     mode: ConsumeMode,
 ) -> Option<Item<HandedOver>> {
+    // A tombstone is fetched all the same: only its data tells whether a sync refilled it.
     if header.is_consumed() && !header.is_tombstone() {
-        let consumed = HandedOver {
-            outcome: Outcome::AlreadyConsumed,
-            written: None,
-            mount: None,
-            path: None,
-            version: header.recorded_version(),
-            fingerprint: None,
-        };
-        let identity = SecretIdentity::from(&header);
-        return Some(Item::from_result(identity, Ok(consumed)));
+        let consumed = already_consumed(header.recorded_version());
+        return Some(Item::from_result((&header).into(), Ok(consumed)));
     }
     // The data is fetched only now, so the batch holds a few Secrets' values at a time.
     let secret = match ctx.kube() {
@@ -74,6 +79,10 @@ async fn hand_over_one(
         Err(error) => return Some(Item::from_result((&header).into(), Err(error))),
     };
     let identity = SecretIdentity::from(&secret);
+    if secret.is_consumed() && !secret.is_refilled_tombstone() {
+        let consumed = already_consumed(secret.recorded_version());
+        return Some(Item::from_result(identity, Ok(consumed)));
+    }
     let result = async {
         // One key read per process, and none at all without pending work.
         let key = key.get_or_try_init(|| ctx.fingerprint_key()).await?;
@@ -99,16 +108,6 @@ async fn hand_over(
             path: Some(handed.target.path),
             version: Some(marked.version),
             fingerprint: Some(handed.fingerprint),
-        });
-    }
-    if secret.is_consumed() {
-        return Ok(HandedOver {
-            outcome: Outcome::AlreadyConsumed,
-            written: None,
-            mount: None,
-            path: None,
-            version: secret.recorded_version(),
-            fingerprint: None,
         });
     }
     let target = secret.target(&ctx.settings.kv_mount, &ctx.settings.allowed, None)?;
