@@ -199,6 +199,7 @@ fn strip_is_undone_by_a_sync_and_the_next_handover_strips_again_without_a_vault_
     // written, and the marking keeps its first instant.
     let item = steps.handover("strip", 0);
     assert_eq!(item["outcome"], "consumed", "{item}");
+    assert_eq!(item["written"], false, "{item}");
     let restripped = steps.secret().unwrap();
     assert!(data_keys(&restripped).is_empty(), "{restripped}");
     canaries.assert_state_clean(&cluster, ns, "secret", &[&path]);
