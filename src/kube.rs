@@ -68,10 +68,15 @@ impl SecretPatch {
         });
         if self.strip_data {
             patch["data"] = Value::Null;
+            // `kubectl apply` (and Argo CD's default sync) keeps the whole manifest, values
+            // included, in this annotation: a stripped Secret must not keep that copy.
+            patch["metadata"]["annotations"][LAST_APPLIED] = Value::Null;
         }
         patch
     }
 }
+
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// The answer to a conditional write.
 #[derive(Debug, PartialEq, Eq)]

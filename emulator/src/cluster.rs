@@ -77,6 +77,8 @@ enum Route {
     CoreVersions,
     GroupList,
     Group(String),
+    /// `/openapi/v3` and one group-version's document under it (`api/v1`, `apis/apps/v1`).
+    OpenApiV3(Option<String>),
     ResourceList(String, String),
     Resource {
         rt: &'static ResourceType,
@@ -94,6 +96,8 @@ fn route(path: &str) -> ApiResult<Route> {
         ["api"] => return Ok(Route::CoreVersions),
         ["apis"] => return Ok(Route::GroupList),
         ["apis", group] => return Ok(Route::Group(group.to_string())),
+        ["openapi", "v3"] => return Ok(Route::OpenApiV3(None)),
+        ["openapi", "v3", gv @ ..] => return Ok(Route::OpenApiV3(Some(gv.join("/")))),
         ["api", version] => return Ok(Route::ResourceList(String::new(), version.to_string())),
         ["apis", group, version] => {
             return Ok(Route::ResourceList(group.to_string(), version.to_string()))
@@ -351,6 +355,12 @@ impl Cluster {
             Route::Version => unreachable!("answered above"),
             Route::CoreVersions => return Ok((200, resources::core_versions(), None)),
             Route::GroupList => return Ok((200, resources::group_list(), None)),
+            Route::OpenApiV3(None) => return Ok((200, resources::openapi_v3_root(), None)),
+            Route::OpenApiV3(Some(gv)) => {
+                return resources::openapi_v3(&gv)
+                    .map(|d| (200, d, None))
+                    .ok_or_else(|| ApiError::not_found("openapi", &gv))
+            }
             Route::Group(g) => {
                 return resources::group(&g)
                     .map(|d| (200, d, None))
@@ -425,7 +435,12 @@ impl Cluster {
             _ => {}
         }
         let namespace = namespace.unwrap_or_default();
-        let body = || request_body(request);
+        let strict = request.param("fieldValidation") == Some("Strict");
+        let body = || {
+            let body = request_body(request)?;
+            check_fields(rt, &body, strict)?;
+            Ok::<_, ApiError>(body)
+        };
         let (code, object) = match (verb, name.as_deref(), subresource.as_deref()) {
             ("watch", None, None) => {
                 *watch = Some(self.watch(rt, &namespace, request)?);
@@ -445,7 +460,14 @@ impl Cluster {
             ("update", Some(name), None) => (200, self.replace(rt, &namespace, name, body()?)?),
             ("patch", Some(name), None) => (
                 200,
-                self.patch(rt, &namespace, name, &request.content_type, &request.body)?,
+                self.patch(
+                    rt,
+                    &namespace,
+                    name,
+                    &request.content_type,
+                    &request.body,
+                    strict,
+                )?,
             ),
             ("delete", Some(name), None) => {
                 let options = match request.body.is_empty() {
@@ -658,6 +680,7 @@ impl Cluster {
         name: &str,
         content_type: &str,
         patch: &[u8],
+        strict: bool,
     ) -> ApiResult<Value> {
         let mut patched = self.store.get(rt, namespace, name)?.clone();
         let current_version = patched["metadata"]["resourceVersion"].clone();
@@ -666,6 +689,15 @@ impl Cluster {
             "application/merge-patch+json" | "application/strategic-merge-patch+json" => {
                 let patch: Value = serde_json::from_slice(patch)
                     .map_err(|e| ApiError::bad_request(format!("invalid patch: {e}")))?;
+                check_fields(rt, &patch, strict)?;
+                // A strategic merge patch of a kind without merge-keyed lists (a Secret's
+                // maps, labels, annotations) is a JSON merge patch; its directives are not.
+                let strategic = media_type == "application/strategic-merge-patch+json";
+                if let Some(directive) = directive_in(&patch).filter(|_| strategic) {
+                    return Err(ApiError::bad_request(format!(
+                        "the emulator does not implement the strategic merge directive {directive}"
+                    )));
+                }
                 json_patch::merge(&mut patched, &patch);
             }
             "application/json-patch+json" => {
@@ -930,6 +962,45 @@ fn valid_name(name: &str) -> bool {
         })
         && name.starts_with(|c: char| c.is_ascii_alphanumeric())
         && name.ends_with(|c: char| c.is_ascii_alphanumeric())
+}
+
+/// `fieldValidation=Strict` (what `kubectl apply` and `create` send): a field the kind does
+/// not have is refused, as the API server's strict decoding refuses it. Only Secrets' fields
+/// are known here; other kinds are taken as sent.
+fn check_fields(rt: &ResourceType, object: &Value, strict: bool) -> ApiResult<()> {
+    const SECRET_FIELDS: [&str; 7] = [
+        "apiVersion",
+        "kind",
+        "metadata",
+        "data",
+        "stringData",
+        "type",
+        "immutable",
+    ];
+    let (true, "secrets", Some(fields)) = (strict, rt.plural, object.as_object()) else {
+        return Ok(());
+    };
+    match fields.keys().find(|f| !SECRET_FIELDS.contains(&f.as_str())) {
+        Some(unknown) => Err(ApiError::bad_request(format!(
+            "Secret in version \"v1\" cannot be handled as a Secret: strict decoding error: unknown field \"{unknown}\""
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// The first strategic merge patch directive (`$patch`, `$retainKeys`,
+/// `$setElementOrder/...`, `$deleteFromPrimitiveList/...`) in a patch, if any.
+fn directive_in(patch: &Value) -> Option<String> {
+    match patch {
+        Value::Object(map) => map
+            .iter()
+            .find_map(|(key, value)| match key.starts_with('$') {
+                true => Some(key.clone()),
+                false => directive_in(value),
+            }),
+        Value::Array(items) => items.iter().find_map(directive_in),
+        _ => None,
+    }
 }
 
 /// List items carry no `kind`/`apiVersion` on a real server.

@@ -1,6 +1,6 @@
 //! The resource types the emulator serves, and the discovery documents that describe them.
 
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 /// One REST resource: where it lives in the API and how it is named.
 #[derive(Debug, PartialEq, Eq)]
@@ -235,4 +235,73 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
     Some(
         json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}),
     )
+}
+
+/// The group-versions whose OpenAPI v3 documents are served, as the root lists them.
+fn openapi_group_versions() -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for r in RESOURCES.iter().filter(|r| !VIRTUAL.contains(&r.plural)) {
+        let name = match r.group {
+            "" => format!("api/{}", r.version),
+            group => format!("apis/{group}/{}", r.version),
+        };
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    names
+}
+
+/// `/openapi/v3`: where each group-version's document is (kubectl asks it before
+/// `apply`, to learn whether the server validates fields itself).
+pub fn openapi_v3_root() -> Value {
+    let paths: Map<String, Value> = openapi_group_versions()
+        .into_iter()
+        .map(|gv| {
+            let url = format!("/openapi/v3/{gv}?hash=secops-emulator");
+            (gv, json!({ "serverRelativeURL": url }))
+        })
+        .collect();
+    json!({ "paths": paths })
+}
+
+/// One group-version's OpenAPI v3 document, reduced to what clients read from it: each
+/// object's PATCH operation with its kind and the `fieldValidation` parameter, the sign that
+/// the server validates fields (`kubectl apply` then sends `fieldValidation=Strict` and
+/// skips client-side validation). No schemas: kubectl then computes strategic merge
+/// patches from its built-in types, as it does for every core kind.
+pub fn openapi_v3(group_version: &str) -> Option<Value> {
+    let mut paths = Map::new();
+    for r in RESOURCES.iter().filter(|r| !VIRTUAL.contains(&r.plural)) {
+        let prefix = match r.group {
+            "" => format!("api/{}", r.version),
+            group => format!("apis/{group}/{}", r.version),
+        };
+        if prefix != group_version {
+            continue;
+        }
+        let path = match r.namespaced {
+            true => format!("/{prefix}/namespaces/{{namespace}}/{}/{{name}}", r.plural),
+            false => format!("/{prefix}/{}/{{name}}", r.plural),
+        };
+        let patch = json!({
+            "operationId": format!("patch{}", r.kind),
+            "parameters": [
+                {"name": "fieldManager", "in": "query", "schema": {"type": "string"}},
+                {"name": "fieldValidation", "in": "query", "schema": {"type": "string"}},
+            ],
+            "x-kubernetes-action": "patch",
+            "x-kubernetes-group-version-kind": {"group": r.group, "version": r.version, "kind": r.kind},
+        });
+        paths.insert(path, json!({ "patch": patch }));
+    }
+    if paths.is_empty() {
+        return None;
+    }
+    Some(json!({
+        "openapi": "3.0.0",
+        "info": {"title": "Kubernetes", "version": version()["gitVersion"]},
+        "paths": paths,
+        "components": {"schemas": {}},
+    }))
 }

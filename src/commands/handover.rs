@@ -5,7 +5,7 @@ use futures::StreamExt as _;
 use serde::Serialize;
 use tokio::sync::OnceCell;
 
-use super::handover_protocol::{announce_handover, mark, write_to_vault};
+use super::handover_protocol::{announce_handover, mark, strip_again, write_to_vault};
 use super::{pages, Context};
 use crate::domain::bootstrap::{combine, ConsumeMode, SecretHeader, SourceSecret};
 use crate::domain::fingerprint::{Fingerprint, FingerprintKey};
@@ -45,23 +45,28 @@ impl HasOutcome for HandedOver {
     }
 }
 
+/// A Secret found already consumed reports only its version.
+fn already_consumed(version: Option<u64>) -> HandedOver {
+    HandedOver {
+        outcome: Outcome::AlreadyConsumed,
+        written: None,
+        mount: None,
+        path: None,
+        version,
+        fingerprint: None,
+    }
+}
+
 async fn hand_over_one(
     ctx: &Context,
     key: &OnceCell<FingerprintKey>,
     header: SecretHeader,
     mode: ConsumeMode,
 ) -> Option<Item<HandedOver>> {
-    if header.is_consumed() {
-        let consumed = HandedOver {
-            outcome: Outcome::AlreadyConsumed,
-            written: None,
-            mount: None,
-            path: None,
-            version: header.recorded_version(),
-            fingerprint: None,
-        };
-        let identity = SecretIdentity::from(&header);
-        return Some(Item::from_result(identity, Ok(consumed)));
+    // A tombstone is fetched all the same: only its data tells whether a sync refilled it.
+    if header.is_consumed() && !header.is_tombstone() {
+        let consumed = already_consumed(header.recorded_version());
+        return Some(Item::from_result((&header).into(), Ok(consumed)));
     }
     // The data is fetched only now, so the batch holds a few Secrets' values at a time.
     let secret = match ctx.kube() {
@@ -74,6 +79,10 @@ async fn hand_over_one(
         Err(error) => return Some(Item::from_result((&header).into(), Err(error))),
     };
     let identity = SecretIdentity::from(&secret);
+    if secret.is_consumed() && !secret.is_refilled_tombstone() {
+        let consumed = already_consumed(secret.recorded_version());
+        return Some(Item::from_result(identity, Ok(consumed)));
+    }
     let result = async {
         // One key read per process, and none at all without pending work.
         let key = key.get_or_try_init(|| ctx.fingerprint_key()).await?;
@@ -89,14 +98,16 @@ async fn hand_over(
     secret: SourceSecret,
     mode: ConsumeMode,
 ) -> Result<HandedOver> {
-    if secret.is_consumed() {
+    if secret.is_refilled_tombstone() {
+        let target = secret.target(&ctx.settings.kv_mount, &ctx.settings.allowed, None)?;
+        let (handed, marked) = strip_again(ctx, key, secret, target).await?;
         return Ok(HandedOver {
-            outcome: Outcome::AlreadyConsumed,
-            written: None,
-            mount: None,
-            path: None,
-            version: secret.recorded_version(),
-            fingerprint: None,
+            outcome: marked.outcome,
+            written: Some(false),
+            mount: Some(handed.target.mount),
+            path: Some(handed.target.path),
+            version: Some(marked.version),
+            fingerprint: Some(handed.fingerprint),
         });
     }
     let target = secret.target(&ctx.settings.kv_mount, &ctx.settings.allowed, None)?;

@@ -224,6 +224,30 @@ pub async fn handed_over_before(
     }
 }
 
+/// A tombstone a GitOps sync refilled (`docs/gitops.md`): Vault's provenance must still name
+/// it and record the handed-over fingerprint, which [`mark`] then holds the data to before
+/// stripping it again (`--mode strip`, whatever the run's mode). Vault is not written.
+pub async fn strip_again(
+    ctx: &Context,
+    key: &FingerprintKey,
+    secret: SourceSecret,
+    target: Target,
+) -> Result<(Handed, Marked)> {
+    let mut handed = handed_over_before(ctx, key, &secret, target).await?;
+    if handed.vault_fingerprint.is_none() {
+        return Err(Error::Refused {
+            action: format!("strip {} again", secret.reference),
+            detail: format!(
+                "Vault {} records no fingerprint of the handover to hold its data to",
+                handed.target
+            ),
+        });
+    }
+    handed.fingerprint = key.fingerprint(&handed.target, &secret.data);
+    let marked = mark(ctx, key, secret, &handed, ConsumeMode::Strip).await?;
+    Ok((handed, marked))
+}
+
 /// Tells `status` that the origin Secret is gone by design, before it goes.
 async fn record_deletion(ctx: &Context, target: &Target) -> Result<()> {
     let patch = MetadataPatch::from([(
@@ -281,7 +305,7 @@ pub async fn mark(
     // The data is what the write step fingerprinted, until a lost race makes us re-read it.
     let mut current = handed.fingerprint.clone();
     for _ in 0..RACE_ATTEMPTS {
-        if secret.is_consumed() {
+        if secret.is_consumed() && !secret.is_refilled_tombstone() {
             return Ok(Marked {
                 outcome: Outcome::AlreadyConsumed,
                 version: handed.version,
@@ -327,12 +351,17 @@ pub async fn mark(
                     .await?
             }
             ConsumeMode::Annotate | ConsumeMode::Strip => {
-                ctx.kube()?
-                    .patch_secret(
-                        &secret.reference,
-                        &consume_patch(&secret, handed.version, &current, mode),
-                    )
-                    .await?
+                let patch = match secret.is_consumed() {
+                    // A refilled tombstone: its data goes again, its marking stands as made.
+                    true => SecretPatch {
+                        resource_version: secret.resource_version.clone(),
+                        labels: BTreeMap::new(),
+                        annotations: BTreeMap::new(),
+                        strip_data: true,
+                    },
+                    false => consume_patch(&secret, handed.version, &current, mode),
+                };
+                ctx.kube()?.patch_secret(&secret.reference, &patch).await?
             }
         };
         match applied {

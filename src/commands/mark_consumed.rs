@@ -43,6 +43,11 @@ pub async fn run(plan: &Plan, ctx: &Context) -> Result<Report> {
     };
     source.require_class(Class::Bootstrap)?;
     source.require_uid(plan.expect_uid.as_deref())?;
+    // A refilled tombstone is stripped again, whatever mode this run was given.
+    let mode = match source.is_refilled_tombstone() {
+        true => ConsumeMode::Strip,
+        false => plan.mode,
+    };
     let identity = SecretIdentity::from(&source);
     let target = source.target(&ctx.settings.kv_mount, &ctx.settings.allowed, None)?;
     let report = |outcome, version, fingerprint| {
@@ -50,7 +55,7 @@ pub async fn run(plan: &Plan, ctx: &Context) -> Result<Report> {
             command: "mark-consumed",
             outcome,
             secret: identity.clone(),
-            mode: plan.mode,
+            mode,
             mount: &target.mount,
             path: &target.path,
             version,
@@ -58,7 +63,7 @@ pub async fn run(plan: &Plan, ctx: &Context) -> Result<Report> {
             dry_run: ctx.settings.dry_run,
         })
     };
-    if source.is_consumed() {
+    if source.is_consumed() && !source.is_refilled_tombstone() {
         let fingerprint = source.annotations.get(names::FINGERPRINT).cloned();
         return Ok(report(
             Outcome::AlreadyConsumed,
@@ -116,7 +121,7 @@ pub async fn run(plan: &Plan, ctx: &Context) -> Result<Report> {
         vault_fingerprint: Some(vault_fingerprint),
         fingerprint: fingerprint.clone(),
     };
-    let marked = mark(ctx, &key, source, &handed, plan.mode).await?;
+    let marked = mark(ctx, &key, source, &handed, mode).await?;
     Ok(report(
         marked.outcome,
         Some(marked.version),

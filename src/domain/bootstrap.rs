@@ -45,6 +45,17 @@ impl SecretHeader {
     pub fn recorded_version(&self) -> Option<u64> {
         self.annotations.get(names::VAULT_VERSION)?.parse().ok()
     }
+
+    /// A tombstone (consumed with `--mode strip`): only its data, which a metadata-only list
+    /// does not carry, tells whether a GitOps sync has put the value back.
+    pub fn is_tombstone(&self) -> bool {
+        self.is_consumed()
+            && self
+                .annotations
+                .get(names::CONSUMED_MODE)
+                .map(String::as_str)
+                == Some(ConsumeMode::Strip.as_str())
+    }
 }
 
 /// The KV mount and path a Secret hands over to.
@@ -119,6 +130,15 @@ impl SourceSecret {
     /// How the Secret was made inert, as recorded when it was consumed.
     pub fn consumed_mode(&self) -> Option<ConsumeMode> {
         self.annotations.get(names::CONSUMED_MODE)?.parse().ok()
+    }
+
+    /// Consumed with `--mode strip`, yet holding data again: a GitOps sync re-applied the
+    /// manifest from Git (`docs/gitops.md`). Its data is stripped again once it is shown to
+    /// be the handed-over data; other data is drift.
+    pub fn is_refilled_tombstone(&self) -> bool {
+        self.is_consumed()
+            && self.consumed_mode() == Some(ConsumeMode::Strip)
+            && !self.data.is_empty()
     }
 
     /// The maximum age its value may reach in Vault (`secops.dev/max-age`); an annotation
@@ -413,6 +433,11 @@ pub fn consumed_state(secret: &SourceSecret, current: &Fingerprint) -> (Bootstra
             BootstrapState::Drifted,
             "data changed after it was consumed".into(),
         ),
+        // Actionable: `mark-consumed` strips it again, Vault is not written.
+        Some(_) if secret.is_refilled_tombstone() => (
+            BootstrapState::HandedOver,
+            "consumed with --mode strip, but a sync put its data back; mark-consumed strips it again".into(),
+        ),
         _ => (
             BootstrapState::Consumed,
             "consumed; Vault is the authority".into(),
@@ -651,6 +676,38 @@ mod tests {
         let stripped = secret(&[(names::FINGERPRINT, recorded.as_str())], &[]);
         assert_eq!(
             consumed_state(&stripped, &fp('b')).0,
+            BootstrapState::Consumed
+        );
+    }
+
+    #[test]
+    fn a_tombstone_refilled_with_its_own_data_is_actionable_other_data_is_drift() {
+        let consumed = |mode: &str, data: &[(&str, &str)]| {
+            let mut s = secret(
+                &[
+                    (names::FINGERPRINT, fp('a').as_str()),
+                    (names::CONSUMED_MODE, mode),
+                ],
+                data,
+            );
+            s.labels
+                .insert(names::STATE_LABEL.into(), names::STATE_CONSUMED.into());
+            s
+        };
+        let refilled = consumed("strip", &[("k", "v")]);
+        assert!(refilled.is_refilled_tombstone());
+        let (state, _) = consumed_state(&refilled, &fp('a'));
+        assert_eq!(state, BootstrapState::HandedOver);
+        assert!(state.is_actionable());
+        assert_eq!(
+            consumed_state(&refilled, &fp('b')).0,
+            BootstrapState::Drifted
+        );
+        assert!(!consumed("strip", &[]).is_refilled_tombstone());
+        let annotated = consumed("annotate", &[("k", "v")]);
+        assert!(!annotated.is_refilled_tombstone());
+        assert_eq!(
+            consumed_state(&annotated, &fp('a')).0,
             BootstrapState::Consumed
         );
     }

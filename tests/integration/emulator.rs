@@ -44,24 +44,13 @@ fn kubectl_drives_the_emulator() {
         json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kc"}}).to_string(),
     )
     .unwrap();
-    let (ok, out) = kubectl(
-        &cluster,
-        &[
-            "create",
-            "-f",
-            ns_file.to_str().unwrap(),
-            "--validate=false",
-        ],
-    );
+    let (ok, out) = kubectl(&cluster, &["create", "-f", ns_file.to_str().unwrap()]);
     assert!(ok, "{out}");
     for (name, tier) in [("one", "db"), ("two", "web"), ("three", "cache")] {
         let file = dir.path().join(format!("{name}.json"));
         let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": "kc", "labels": {"tier": tier}}, "stringData": {"k": "v"}});
         std::fs::write(&file, secret.to_string()).unwrap();
-        let (ok, out) = kubectl(
-            &cluster,
-            &["create", "-f", file.to_str().unwrap(), "--validate=false"],
-        );
+        let (ok, out) = kubectl(&cluster, &["create", "-f", file.to_str().unwrap()]);
         assert!(ok, "{out}");
     }
     let (ok, out) = kubectl(

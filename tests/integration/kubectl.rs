@@ -1,6 +1,7 @@
 //! Today's kubectl (the one on PATH, v1.32) typed at the emulator as a person would type
 //! it: typed creates (sent as protobuf), label and annotate, `get -w`, `rollout restart` and
-//! `rollout status`, `create token`, and `auth can-i --as` answered from RBAC.
+//! `rollout status`, `create token`, `auth can-i --as` answered from RBAC, and `apply`
+//! (a three-way strategic merge, fields validated by the server).
 
 use std::io::{BufRead as _, BufReader};
 use std::process::{Command, Stdio};
@@ -560,4 +561,60 @@ fn auth_can_i_as_a_service_account_answers_from_rbac() {
         .unwrap();
     let text = String::from_utf8_lossy(&output.stdout).to_string();
     assert!(text.ends_with("\n403"), "{text}");
+}
+
+#[test]
+fn apply_creates_then_merges_three_ways_and_the_server_validates_fields() {
+    let cluster = Cluster::start();
+    ok(&cluster, &["create", "namespace", "applied"]);
+    let file = cluster.dir.path().join("secret.yaml");
+    let manifest = |data: &str, extra: &str| {
+        let text = format!(
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: app\n  namespace: applied\n\
+             {extra}type: Opaque\ndata:\n{data}"
+        );
+        std::fs::write(&file, text).unwrap();
+        file.to_str().unwrap().to_string()
+    };
+    let both = manifest("  a: YQ==\n  b: Yg==\n", "");
+    assert!(ok(&cluster, &["apply", "-f", &both]).contains("secret/app created"));
+    let created = cluster.secret("applied", "app").unwrap();
+    assert!(
+        created["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"]
+            .is_string()
+    );
+    ok(
+        &cluster,
+        &["-n", "applied", "label", "secret", "app", "keep=me"],
+    );
+
+    // Three-way: `b` was applied before and Git dropped it, so it goes; the label was never
+    // applied, so it stays.
+    let only_a = manifest("  a: YQ==\n", "");
+    assert!(ok(&cluster, &["apply", "-f", &only_a]).contains("secret/app configured"));
+    let merged = cluster.secret("applied", "app").unwrap();
+    assert_eq!(merged["data"], serde_json::json!({"a": "YQ=="}));
+    assert_eq!(merged["metadata"]["labels"]["keep"], "me");
+
+    // kubectl leaves validation to the server, which refuses a field Secrets do not have.
+    let bogus = manifest("  a: YQ==\n", "bogus: 1\n");
+    let (applied, out) = kubectl(&cluster, &["apply", "-f", &bogus]);
+    assert!(!applied && out.contains("unknown field \"bogus\""), "{out}");
+
+    // A strategic merge directive the emulator does not implement is refused, not merged.
+    let output = Command::new("curl")
+        .args(["-s", "-X", "PATCH", "-w", "\n%{http_code}"])
+        .args(["-H", "Content-Type: application/strategic-merge-patch+json"])
+        .args(["--data-binary", r#"{"data":{"$retainKeys":["a"]}}"#])
+        .arg(format!(
+            "{}/api/v1/namespaces/applied/secrets/app",
+            cluster.emulator.url()
+        ))
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&output.stdout).to_string();
+    assert!(
+        text.ends_with("\n400") && text.contains("$retainKeys"),
+        "{text}"
+    );
 }

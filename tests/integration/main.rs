@@ -11,6 +11,7 @@ mod emulator;
 mod engine;
 mod faults;
 mod foundation;
+mod gitops;
 mod handover;
 mod hostile;
 mod kubectl;

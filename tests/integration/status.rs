@@ -159,3 +159,29 @@ fn every_violation_kind_is_reported_with_exit_3() {
         "within the grace period"
     );
 }
+
+/// The chart's status policy may list secops's state but not read engine rotation records;
+/// one such record on the mount (any team's) must cost the engine rows, not the whole status.
+#[test]
+fn status_under_the_chart_policy_is_not_sunk_by_an_unreadable_engine_rotation_record() {
+    let cluster = Cluster::start();
+    let ns = "status-chart";
+    cluster.namespace(ns);
+    BAO.write(
+        "secret",
+        "secops/engine-rotations/db-elsewhere/app",
+        json!({"rotation_id": "r-1", "rotations": "1"}),
+    );
+    let token = crate::support::chart_token("status", &[ns.to_string()]);
+    let env = [
+        ("VAULT_ADDR", BAO.addr.as_str()),
+        ("VAULT_TOKEN", token.as_str()),
+    ];
+    let run = crate::support::secops_with(
+        Some(&cluster),
+        &["status", "-n", ns, "--output", "json"],
+        &env,
+    );
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(run.json()["outcome"], "clean");
+}
