@@ -8,6 +8,7 @@ use futures::{StreamExt as _, TryStreamExt as _};
 use serde::Serialize;
 
 use super::ownership::{check_metadata_limits, claim, not_owned, Claimed};
+use super::recreated::{mark_stale, readopt};
 use super::{pages, Context};
 use crate::clock::now_rfc3339;
 use crate::domain::bootstrap::{SecretHeader, SourceSecret, Target};
@@ -16,6 +17,7 @@ use crate::domain::names::{self, Class};
 use crate::domain::outcome::Outcome;
 use crate::domain::provenance::{MetadataPatch, Ownership, OwnershipRecord, Provenance};
 use crate::domain::push::{judge, judge_unowned, PushStep};
+use crate::domain::readopt::{judge_recreated, Recreation};
 use crate::domain::{Scope, SecretRef};
 use crate::error::{Error, Result};
 use crate::kube::{Conditional, SecretPatch};
@@ -170,6 +172,50 @@ async fn annotate_source(
     })
 }
 
+/// A path owned by this Secret's name under another uid: re-adopt it when the data is what
+/// was pushed last, else mark the Secret stale.
+/// `None`: someone else's path.
+async fn recreated(
+    ctx: &Context,
+    key: &FingerprintKey,
+    source: SourceSecret,
+    target: &Target,
+    fingerprint: &Fingerprint,
+) -> Result<Option<(Outcome, u64)>> {
+    let origin = source.push_origin();
+    let Some(metadata) = ctx.vault.read_metadata(&target.mount, &target.path).await? else {
+        return Ok(None);
+    };
+    let Some(provenance) = Provenance::from_metadata(&metadata.custom) else {
+        return Ok(None);
+    };
+    match judge_recreated(Some(&provenance), &origin, &source.uid, Some(fingerprint)) {
+        None => Ok(None),
+        Some(Recreation::Readopt { version, .. }) if ctx.settings.dry_run => {
+            Ok(Some((Outcome::Planned, version)))
+        }
+        Some(Recreation::Readopt { version, .. }) => {
+            let custom = &metadata.custom;
+            readopt(
+                ctx,
+                target,
+                custom,
+                &provenance,
+                &source,
+                &origin,
+                "push-readopt",
+            )
+            .await?;
+            annotate_source(ctx, key, target, source, version, fingerprint).await?;
+            Ok(Some((Outcome::Readopted, version)))
+        }
+        Some(Recreation::Stale {
+            authority_uid,
+            version,
+        }) => Err(mark_stale(ctx, &source, target, &authority_uid, version).await),
+    }
+}
+
 async fn push_one(
     ctx: &Context,
     key: &FingerprintKey,
@@ -207,7 +253,12 @@ async fn push_one(
                 }
                 return Ok(pushed(Outcome::Unchanged, version));
             }
-            PushStep::Conflict { owner } => return Err(not_owned(owner)),
+            PushStep::Conflict { owner } => {
+                return recreated(ctx, key, source, &target, &fingerprint)
+                    .await?
+                    .map(|(outcome, version)| pushed(outcome, version))
+                    .ok_or_else(|| not_owned(owner))
+            }
             PushStep::NotAdopted => {
                 return Err(Error::NotAdopted {
                     path: target.to_string(),
