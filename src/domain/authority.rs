@@ -298,8 +298,13 @@ pub fn assess_bootstrap(
             ));
         }
     }
+    // A re-adopted Secret's grace starts when it took the old uid's place.
     let handed_at = vault
-        .and_then(|v| v.custom.get(meta::HANDOVER_AT))
+        .and_then(|v| {
+            v.custom
+                .get(meta::READOPTED_AT)
+                .or_else(|| v.custom.get(meta::HANDOVER_AT))
+        })
         .and_then(|t| t.parse::<jiff::Timestamp>().ok());
     if handed_at.is_none_or(|at| now - at.as_second() >= grace_seconds) {
         violations.push(violation(
@@ -463,6 +468,31 @@ mod tests {
             3600,
         );
         assert_eq!(kinds(&past), vec![ViolationKind::TwoAuthorities]);
+        let readopted = BTreeMap::from([
+            (
+                meta::HANDOVER_AT.to_string(),
+                "2026-01-01T00:00:00Z".to_string(),
+            ),
+            (
+                meta::READOPTED_AT.to_string(),
+                "2026-01-01T02:00:00Z".to_string(),
+            ),
+        ]);
+        let facts = VaultFacts {
+            custom: &readopted,
+            ..facts
+        };
+        let marking = assess_bootstrap(
+            &secret(&[], &[], true),
+            Some(&facts),
+            Some(&fp('a')),
+            at + 7200 + 60,
+            3600,
+        );
+        assert!(
+            kinds(&marking).is_empty(),
+            "the grace restarts at re-adoption"
+        );
     }
 
     #[test]
