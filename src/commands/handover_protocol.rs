@@ -293,6 +293,7 @@ fn consume_patch(
         )]),
         annotations,
         strip_data: mode == ConsumeMode::Strip,
+        clear_stale: secret.is_stale(),
     }
 }
 

@@ -138,6 +138,7 @@ async fn annotate_source(
         let current = |name: &str| source.annotations.get(name).map(String::as_str);
         if current(names::VAULT_VERSION) == Some(version.to_string().as_str())
             && current(names::FINGERPRINT) == Some(fingerprint.as_str())
+            && !source.is_stale()
         {
             return Ok(());
         }
@@ -150,6 +151,7 @@ async fn annotate_source(
                 (names::FINGERPRINT.to_string(), fingerprint.to_string()),
             ]),
             strip_data: false,
+            clear_stale: source.is_stale(),
         };
         let gone = || Error::NotFound {
             what: format!("Secret {}", source.reference),

@@ -104,6 +104,7 @@ async fn patch_stale(
             (names::VAULT_VERSION.to_string(), version.to_string()),
         ]),
         strip_data: false,
+        clear_stale: false,
     };
     let kube = ctx.kube()?;
     match kube.patch_secret(&secret.reference, &patch).await? {

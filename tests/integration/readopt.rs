@@ -227,7 +227,16 @@ fn a_recreated_bootstrap_secret_with_other_data_is_stale_and_vault_stays_the_aut
     let reverted = run(&cluster, &tokens.handover, &["handover", "-n", ns]);
     assert_eq!(reverted.code, 0, "{}{}", reverted.stdout, reverted.stderr);
     assert_eq!(label_state(&cluster, ns, "db"), "consumed");
+    let annotations = &cluster.secret(ns, "db").unwrap()["metadata"]["annotations"];
+    assert!(
+        annotations.get("secops.dev/authority-uid").is_none(),
+        "{annotations}"
+    );
     assert_eq!(BAO.current_version("secret", &path), 1);
+    assert_eq!(
+        BAO.custom_metadata("secret", &path)["secops-origin-uid"],
+        second
+    );
 }
 
 fn internal(cluster: &Cluster, ns: &str, value: &str) -> String {
@@ -302,6 +311,36 @@ fn a_recreated_internal_secret_is_readopted_or_stale_under_push() {
         "{}",
         found[0].1
     );
+
+    // The operator restores the published value: re-adopted, the stale marking removed.
+    cluster.merge_patch_secret(
+        ns,
+        "op",
+        json!({"data": {"value": STANDARD.encode("pushed-value")}}),
+    );
+    let restored = run(&cluster, &tokens.push, &["push-secret", "-n", ns]);
+    assert_eq!(
+        restored.json()["items"][0]["outcome"],
+        "readopted",
+        "{}",
+        restored.stdout
+    );
+    let metadata = &cluster.secret(ns, "op").unwrap()["metadata"];
+    assert!(
+        metadata["labels"].get("secops.dev/state").is_none(),
+        "{metadata}"
+    );
+    assert!(
+        metadata["annotations"].get("secops.dev/stale-at").is_none(),
+        "{metadata}"
+    );
+    let custom = BAO.custom_metadata("secret", &path);
+    assert_eq!(custom["secops-origin-uid"], third);
+    assert_eq!(
+        custom["secops-origin-previous-uids"],
+        format!("{second},{first}")
+    );
+    assert_eq!(BAO.current_version("secret", &path), 1);
 }
 
 #[test]
