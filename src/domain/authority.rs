@@ -39,8 +39,9 @@ pub enum ViolationKind {
     VaultConfigDrift,
     /// The current version of a path Vault is the authority for is deleted or destroyed.
     VaultDataLost,
-    /// The Secret was deleted and re-created (another uid) after Vault recorded the first:
-    /// it will be refused until someone decides which is the authority.
+    /// The Secret was deleted and re-created (another uid) after Vault recorded the first,
+    /// and no handover or push has judged it yet: the next re-adopts it (the recorded data)
+    /// or marks it stale (`docs/contract.md` §6.8).
     Recreated,
     /// A re-created Secret marked stale: its data is not what Vault recorded for its origin.
     /// Vault stays the authority until someone retires the Secret from Git.
@@ -149,7 +150,8 @@ fn recreated(vault: Option<&VaultFacts>, origin: &Origin, uid: &str) -> Option<V
             ViolationKind::Recreated,
             format!(
                 "Vault's provenance names uid {}, this Secret is uid {uid}: it was re-created; \
-                 Vault stays the authority (see docs/runbook.md)",
+                 Vault stays the authority, the next handover or push re-adopts it if its data \
+                 is what Vault recorded, else marks it stale (see docs/runbook.md)",
                 provenance.origin_uid
             ),
         )
