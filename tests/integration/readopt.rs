@@ -110,6 +110,25 @@ fn a_recreated_bootstrap_secret_with_the_handed_over_data_is_readopted() {
     );
     assert_eq!(plan.json()["actionable"], 1);
 
+    // A dry run decides and changes nothing.
+    let dry = run(
+        &cluster,
+        &tokens.handover,
+        &["handover", "-n", ns, "--dry-run"],
+    );
+    assert_eq!(
+        dry.json()["items"][0]["outcome"],
+        "planned",
+        "{}",
+        dry.stdout
+    );
+    assert_eq!(
+        BAO.custom_metadata("secret", &path)["secops-origin-uid"],
+        first
+    );
+    assert_eq!(label_state(&cluster, ns, "db"), Value::Null);
+    assert!(!event_reasons(&cluster, ns).contains(&"Readopted".to_string()));
+
     let again = run(&cluster, &tokens.handover, &["handover", "-n", ns]);
     assert_eq!(again.code, 0, "{}{}", again.stdout, again.stderr);
     assert_eq!(again.json()["items"][0]["outcome"], "consumed");
