@@ -30,8 +30,15 @@ pub enum Action {
     HandoverFinish,
     /// Provenance (origin, uid, version, fingerprint) patched into a path's metadata.
     RecordProvenance,
-    /// `secops-consumed-mode=delete` recorded before the origin Secret is deleted.
-    RecordDeletion,
+    /// `secops-consumed-mode` recorded before the origin Secret is marked or deleted, so
+    /// `status` can tell a retired origin from a lost one.
+    RecordConsumption,
+    /// A re-created bootstrap Secret re-adopted: provenance moved to its new uid, no data write.
+    HandoverReadopt,
+    /// A re-created push source re-adopted.
+    PushReadopt,
+    /// A claim naming a uid that no longer exists rewritten (`cas`) for the live Secret.
+    ClaimTakeover,
     /// The push's data write.
     Push,
     /// A rotation id's record claimed, taken over or rebased (`cas`).
@@ -58,6 +65,8 @@ pub enum Action {
     AnnotatePush,
     /// A consumer stamped: an ExternalSecret's force-sync or a workload's restart.
     RefreshConsumer,
+    /// A re-created Secret whose data is not what Vault recorded labelled stale.
+    MarkStale,
 }
 
 impl Action {
@@ -67,7 +76,8 @@ impl Action {
             | Action::DeleteSecret
             | Action::ReportDrift
             | Action::AnnotatePush
-            | Action::RefreshConsumer => "kubernetes",
+            | Action::RefreshConsumer
+            | Action::MarkStale => "kubernetes",
             _ => "vault",
         }
     }

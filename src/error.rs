@@ -43,6 +43,17 @@ pub enum Error {
     #[error("{secret} has drifted: its data no longer matches what was handed over to Vault (version {version}); Vault stays authoritative, fix the value in Git or rotate in Vault")]
     Drifted { secret: String, version: u64 },
 
+    /// A re-created origin (new uid) holding other data than Vault recorded for it: Vault
+    /// stays the authority, the Secret is marked stale (`docs/contract.md` §6.8).
+    #[error("{secret} (uid {uid}) is stale: it was re-created with other data than Vault {path} recorded from uid {authority_uid} (version {version}); Vault stays authoritative, retire the Secret from Git (see docs/runbook.md)")]
+    Stale {
+        secret: String,
+        uid: String,
+        path: String,
+        authority_uid: String,
+        version: u64,
+    },
+
     /// Vault or the API server said 403: the identity lacks a permission.
     #[error("{action}: forbidden: {detail}")]
     Forbidden { action: String, detail: String },
@@ -136,6 +147,7 @@ impl Error {
             | Error::NotOfClass { .. }
             | Error::ForeignData { .. }
             | Error::Drifted { .. }
+            | Error::Stale { .. }
             | Error::Forbidden { .. }
             | Error::Refused { .. } => ExitStatus::Refused,
             Error::NotFound { .. } | Error::NotHandedOver { .. } => ExitStatus::NotFound,
@@ -161,6 +173,7 @@ impl Error {
             Error::NotOfClass { .. } => "not-of-class",
             Error::ForeignData { .. } => "conflict",
             Error::Drifted { .. } => "drifted",
+            Error::Stale { .. } => "stale",
             Error::Forbidden { .. } => "forbidden",
             Error::Refused { .. } => "refused",
             Error::NotFound { .. } => "not-found",

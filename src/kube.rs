@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 
 use crate::domain::bootstrap::{SecretHeader, SourceSecret};
 use crate::domain::consumers::{is_stamped, judge_sync, Consumer, ConsumerKind, Sync};
+use crate::domain::names;
 use crate::domain::{ClusterName, SecretRef};
 use crate::error::{transport_fault, Error, Result, TransportFault};
 use crate::retry::{RetryPolicy, RACE_ATTEMPTS};
@@ -55,6 +56,9 @@ pub struct SecretPatch {
     pub labels: BTreeMap<String, String>,
     pub annotations: BTreeMap<String, String>,
     pub strip_data: bool,
+    /// Removes a stale marking (`docs/contract.md` §6.8): the state label unless `labels`
+    /// sets it, and the stale annotations.
+    pub clear_stale: bool,
 }
 
 impl SecretPatch {
@@ -71,6 +75,15 @@ impl SecretPatch {
             // `kubectl apply` (and Argo CD's default sync) keeps the whole manifest, values
             // included, in this annotation: a stripped Secret must not keep that copy.
             patch["metadata"]["annotations"][LAST_APPLIED] = Value::Null;
+        }
+        if self.clear_stale {
+            let metadata = &mut patch["metadata"];
+            for key in [names::STALE_AT, names::AUTHORITY_UID] {
+                metadata["annotations"][key] = Value::Null;
+            }
+            if !self.labels.contains_key(names::STATE_LABEL) {
+                metadata["labels"][names::STATE_LABEL] = Value::Null;
+            }
         }
         patch
     }

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use super::ownership::{check_metadata_limits, claim, not_owned, Claimed};
+use super::recreated::{mark_stale, readopt};
 use super::Context;
 use crate::audit::{actor, Action, AuditEvent};
 use crate::clock::now_rfc3339;
@@ -13,6 +14,7 @@ use crate::domain::fingerprint::{Fingerprint, FingerprintKey};
 use crate::domain::names::{self, meta};
 use crate::domain::outcome::Outcome;
 use crate::domain::provenance::{MetadataPatch, OwnershipRecord, Provenance};
+use crate::domain::readopt::{judge_recreated, Recreation};
 use crate::domain::SecretRef;
 use crate::error::{Error, Result};
 use crate::kube::{Conditional, SecretPatch};
@@ -141,6 +143,29 @@ pub async fn write_to_vault(
             }
         };
         let provenance = Provenance::from_metadata(&metadata.custom);
+        let recreated = judge_recreated(
+            provenance.as_ref(),
+            &origin,
+            &secret.uid,
+            Some(&fingerprint),
+        );
+        if let (Some(recreation), Some(p)) = (recreated, provenance.as_ref()) {
+            let recorded = p.origin_fingerprint.clone();
+            return match recreation {
+                Recreation::Readopt { version, .. } if ctx.settings.dry_run => {
+                    Ok(handed(Outcome::Planned, version, recorded))
+                }
+                Recreation::Readopt { version, .. } => {
+                    let action = Action::HandoverReadopt;
+                    readopt(ctx, &target, &metadata.custom, p, secret, &origin, action).await?;
+                    Ok(handed(Outcome::Readopted, version, recorded))
+                }
+                Recreation::Stale {
+                    authority_uid,
+                    version,
+                } => Err(mark_stale(ctx, secret, &target, &authority_uid, version).await),
+            };
+        }
         match judge_existing(provenance.as_ref(), &origin, &secret.uid) {
             ExistingPath::AlreadyHandedOver { version } => {
                 let recorded = provenance.and_then(|p| p.origin_fingerprint);
@@ -248,15 +273,22 @@ pub async fn strip_again(
     Ok((handed, marked))
 }
 
-/// Tells `status` that the origin Secret is gone by design, before it goes.
-async fn record_deletion(ctx: &Context, target: &Target) -> Result<()> {
+/// Records in Vault that the origin is consumed, and how, before the Secret is marked (or
+/// deleted): once it is gone, removed from Git or by `--mode delete`, `status` knows its
+/// path is retired, not an origin lost. A record whose marking then fails names a handover
+/// that was verified all the same.
+async fn record_consumption(ctx: &Context, handed: &Handed, mode: ConsumeMode) -> Result<()> {
     let patch = MetadataPatch::from([(
         meta::CONSUMED_MODE.to_string(),
-        Some(ConsumeMode::Delete.as_str().to_string()),
+        Some(mode.as_str().to_string()),
     )]);
     ctx.vault
-        .patch_metadata(&target.mount, &target.path, &patch)
-        .await
+        .patch_metadata(&handed.target.mount, &handed.target.path, &patch)
+        .await?;
+    AuditEvent::new(Action::RecordConsumption, &handed.target, Outcome::Written)
+        .version(handed.version)
+        .emit();
+    Ok(())
 }
 
 /// What marking ended in.
@@ -287,6 +319,7 @@ fn consume_patch(
         )]),
         annotations,
         strip_data: mode == ConsumeMode::Strip,
+        clear_stale: secret.is_stale(),
     }
 }
 
@@ -340,12 +373,9 @@ pub async fn mark(
                 version: handed.version,
             });
         }
+        record_consumption(ctx, handed, mode).await?;
         let applied = match mode {
             ConsumeMode::Delete => {
-                record_deletion(ctx, &handed.target).await?;
-                AuditEvent::new(Action::RecordDeletion, &handed.target, Outcome::Written)
-                    .version(handed.version)
-                    .emit();
                 ctx.kube()?
                     .delete_secret(&secret.reference, &secret.uid, &secret.resource_version)
                     .await?
@@ -358,6 +388,7 @@ pub async fn mark(
                         labels: BTreeMap::new(),
                         annotations: BTreeMap::new(),
                         strip_data: true,
+                        clear_stale: false,
                     },
                     false => consume_patch(&secret, handed.version, &current, mode),
                 };

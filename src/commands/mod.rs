@@ -8,6 +8,7 @@ pub mod ownership;
 pub mod pages;
 pub mod push_secret;
 pub mod read_bootstrap;
+pub mod recreated;
 pub mod rotate;
 pub mod status;
 pub mod vault_setup;

@@ -5,7 +5,7 @@
 use super::Context;
 use crate::audit::{Action, AuditEvent};
 use crate::domain::bootstrap::Target;
-use crate::domain::claim::{claim_path, Claim};
+use crate::domain::claim::{claim_path, Claim, ClaimHeld};
 use crate::domain::outcome::Outcome;
 use crate::domain::provenance::{MetadataPatch, Origin};
 use crate::error::{Error, Result};
@@ -25,8 +25,10 @@ pub enum Claimed {
 }
 
 /// Claims `target` for `origin` (`cas=0`), or finds who holds it. Only a create is
-/// attempted, so a create-only Vault policy suffices; its 403 on an existing claim is
-/// answered by reading the claim.
+/// attempted first, so a create-only Vault policy suffices; its 403 on an existing claim is
+/// answered by reading the claim. A claim naming this origin under a uid that no longer
+/// exists (the Secret was re-created) is taken over with `cas` on its version, so of two
+/// runs taking it over exactly one wins and the other re-reads.
 pub async fn claim(ctx: &Context, target: &Target, origin: &Origin, uid: &str) -> Result<Claimed> {
     let at = claim_path(&target.path);
     let mine = Claim {
@@ -54,32 +56,77 @@ pub async fn claim(ctx: &Context, target: &Target, origin: &Origin, uid: &str) -
             .vault
             .read(&target.mount, &at, None, &Default::default())
             .await?;
-        match held.as_ref().map(|held| Claim::from_data(&held.data)) {
-            Some(Some(claim)) if claim.is_held_by(origin, uid) => return Ok(Claimed::Ours),
-            Some(Some(claim)) => {
+        let Some(held) = held else {
+            if denied {
+                // Absent after a 403: the policy really forbids creating it.
+                return Err(Error::Forbidden {
+                    action: format!("claim Vault {target}"),
+                    detail: format!("no create permission on {}/{at}", target.mount),
+                });
+            }
+            continue; // deleted between our write and our read
+        };
+        let Some(claim) = Claim::from_data(&held.data) else {
+            return Err(Error::Refused {
+                action: format!("claim Vault {target}"),
+                detail: format!("the claim record {}/{at} is not secops's", target.mount),
+            });
+        };
+        match claim.held_for(origin, uid) {
+            ClaimHeld::Ours => return Ok(Claimed::Ours),
+            ClaimHeld::Theirs => {
                 return Ok(Claimed::Theirs {
                     holder: claim.holder(),
                 })
             }
-            Some(None) => {
-                return Err(Error::Refused {
-                    action: format!("claim Vault {target}"),
-                    detail: format!("the claim record {}/{at} is not secops's", target.mount),
-                })
+            ClaimHeld::TakeOver => {}
+        }
+        // Only the object that now bears the name may take its old claim over: a run for a
+        // Secret deleted since must not take it back from the live one.
+        require_live(ctx, origin, uid).await?;
+        match ctx
+            .vault
+            .write(&target.mount, &at, &mine.to_data(), held.version)
+            .await?
+        {
+            CasWrite::Written { version } => {
+                tracing::info!(%target, previous_uid = %claim.uid, uid, "took over the claim of a re-created origin");
+                AuditEvent::new(Action::ClaimTakeover, target, Outcome::Written)
+                    .version(version)
+                    .emit();
+                return Ok(Claimed::Ours);
             }
-            // Absent after a 403: the policy really forbids creating it.
-            None if denied => {
+            CasWrite::Mismatch => continue, // another run took it over: re-read
+            CasWrite::Denied => {
                 return Err(Error::Forbidden {
-                    action: format!("claim Vault {target}"),
-                    detail: format!("no create permission on {}/{at}", target.mount),
+                    action: format!("take over the claim on Vault {target}"),
+                    detail: format!("no update permission on {}/{at}", target.mount),
                 })
             }
-            None => continue, // deleted between our write and our read
         }
     }
     Err(Error::LostRace {
         action: format!("claim Vault {target}"),
     })
+}
+
+/// Refuses unless the Secret `origin` names exists with `uid`.
+async fn require_live(ctx: &Context, origin: &Origin, uid: &str) -> Result<()> {
+    let (Origin::Bootstrap(reference) | Origin::Push(reference)) = origin else {
+        return Err(Error::Internal(format!(
+            "{origin} names no Kubernetes Secret"
+        )));
+    };
+    let live = ctx.kube()?.get_secret(reference).await?;
+    match live.map(|s| s.uid) {
+        Some(live) if live == uid => Ok(()),
+        found => Err(Error::NotFound {
+            what: format!(
+                "Secret {reference} with uid {uid} (found {}: it was re-created or deleted)",
+                found.as_deref().unwrap_or("none")
+            ),
+        }),
+    }
 }
 
 /// The refusal of a write to a path another origin owns or has claimed.

@@ -8,6 +8,7 @@ use futures::{StreamExt as _, TryStreamExt as _};
 use serde::Serialize;
 
 use super::ownership::{check_metadata_limits, claim, not_owned, Claimed};
+use super::recreated::{mark_stale, readopt};
 use super::{pages, Context};
 use crate::audit::{Action, AuditEvent};
 use crate::clock::now_rfc3339;
@@ -17,6 +18,7 @@ use crate::domain::names::{self, Class};
 use crate::domain::outcome::Outcome;
 use crate::domain::provenance::{MetadataPatch, Ownership, OwnershipRecord, Provenance};
 use crate::domain::push::{judge, judge_unowned, PushStep};
+use crate::domain::readopt::{judge_recreated, Recreation};
 use crate::domain::{Scope, SecretRef};
 use crate::error::{Error, Result};
 use crate::kube::{Conditional, SecretPatch};
@@ -136,6 +138,7 @@ async fn annotate_source(
         let current = |name: &str| source.annotations.get(name).map(String::as_str);
         if current(names::VAULT_VERSION) == Some(version.to_string().as_str())
             && current(names::FINGERPRINT) == Some(fingerprint.as_str())
+            && !source.is_stale()
         {
             return Ok(());
         }
@@ -148,6 +151,7 @@ async fn annotate_source(
                 (names::FINGERPRINT.to_string(), fingerprint.to_string()),
             ]),
             strip_data: false,
+            clear_stale: source.is_stale(),
         };
         let gone = || Error::NotFound {
             what: format!("Secret {}", source.reference),
@@ -174,6 +178,50 @@ async fn annotate_source(
     Err(Error::LostRace {
         action: format!("annotate {}", source.reference),
     })
+}
+
+/// A path owned by this Secret's name under another uid: re-adopt it when the data is what
+/// was pushed last, else mark the Secret stale.
+/// `None`: someone else's path.
+async fn recreated(
+    ctx: &Context,
+    key: &FingerprintKey,
+    source: SourceSecret,
+    target: &Target,
+    fingerprint: &Fingerprint,
+) -> Result<Option<(Outcome, u64)>> {
+    let origin = source.push_origin();
+    let Some(metadata) = ctx.vault.read_metadata(&target.mount, &target.path).await? else {
+        return Ok(None);
+    };
+    let Some(provenance) = Provenance::from_metadata(&metadata.custom) else {
+        return Ok(None);
+    };
+    match judge_recreated(Some(&provenance), &origin, &source.uid, Some(fingerprint)) {
+        None => Ok(None),
+        Some(Recreation::Readopt { version, .. }) if ctx.settings.dry_run => {
+            Ok(Some((Outcome::Planned, version)))
+        }
+        Some(Recreation::Readopt { version, .. }) => {
+            let custom = &metadata.custom;
+            readopt(
+                ctx,
+                target,
+                custom,
+                &provenance,
+                &source,
+                &origin,
+                Action::PushReadopt,
+            )
+            .await?;
+            annotate_source(ctx, key, target, source, version, fingerprint).await?;
+            Ok(Some((Outcome::Readopted, version)))
+        }
+        Some(Recreation::Stale {
+            authority_uid,
+            version,
+        }) => Err(mark_stale(ctx, &source, target, &authority_uid, version).await),
+    }
 }
 
 async fn push_one(
@@ -213,7 +261,12 @@ async fn push_one(
                 }
                 return Ok(pushed(Outcome::Unchanged, version));
             }
-            PushStep::Conflict { owner } => return Err(not_owned(owner)),
+            PushStep::Conflict { owner } => {
+                return recreated(ctx, key, source, &target, &fingerprint)
+                    .await?
+                    .map(|(outcome, version)| pushed(outcome, version))
+                    .ok_or_else(|| not_owned(owner))
+            }
             PushStep::NotAdopted => {
                 return Err(Error::NotAdopted {
                     path: target.to_string(),

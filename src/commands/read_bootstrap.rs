@@ -12,6 +12,7 @@ use crate::domain::fingerprint::{Fingerprint, FingerprintKey};
 use crate::domain::names::Class;
 use crate::domain::outcome::Outcome;
 use crate::domain::provenance::{Ownership, Provenance};
+use crate::domain::readopt::judge_recreated;
 use crate::domain::shard::Shard;
 use crate::domain::Scope;
 use crate::error::Result;
@@ -75,7 +76,17 @@ async fn vault_view(
         return Ok(VaultView::Missing);
     };
     let provenance = Provenance::from_metadata(&metadata.custom);
-    match Ownership::of(provenance.as_ref(), &secret.bootstrap_origin(), &secret.uid) {
+    let origin = secret.bootstrap_origin();
+    let fingerprint = current.map(|(_, fingerprint)| fingerprint);
+    if let Some(recreation) =
+        judge_recreated(provenance.as_ref(), &origin, &secret.uid, fingerprint)
+    {
+        return Ok(VaultView::Recreated {
+            recreation,
+            marked_stale: secret.is_stale(),
+        });
+    }
+    match Ownership::of(provenance.as_ref(), &origin, &secret.uid) {
         Ownership::Ours(p) => Ok(VaultView::Owned {
             provenance: p.clone(),
         }),

@@ -39,9 +39,13 @@ pub enum ViolationKind {
     VaultConfigDrift,
     /// The current version of a path Vault is the authority for is deleted or destroyed.
     VaultDataLost,
-    /// The Secret was deleted and re-created (another uid) after Vault recorded the first:
-    /// it will be refused until someone decides which is the authority.
+    /// The Secret was deleted and re-created (another uid) after Vault recorded the first,
+    /// and no handover or push has judged it yet: the next re-adopts it (the recorded data)
+    /// or marks it stale (`docs/contract.md` §6.8).
     Recreated,
+    /// A re-created Secret marked stale: its data is not what Vault recorded for its origin.
+    /// Vault stays the authority until someone retires the Secret from Git.
+    Stale,
     /// A handover recorded for a Secret that now names another path: the old path stays
     /// owned and unconsumed data points elsewhere.
     OriginMoved,
@@ -69,6 +73,11 @@ pub enum Phase {
     ConsumedDeleted,
     /// Vault names an origin that no longer exists.
     OriginGone,
+    /// The origin was consumed and is gone since (removed from Git): nothing is lost.
+    Retired,
+    /// Re-created with other data than Vault recorded: Vault is the authority, the Secret
+    /// waits to be retired.
+    Stale,
     /// Handed over or pushed, then rotated this many times in Vault.
     Rotated(u64),
     Pushed,
@@ -87,6 +96,8 @@ impl fmt::Display for Phase {
             Phase::Consumed => f.write_str("consumed"),
             Phase::ConsumedDeleted => f.write_str("consumed (deleted)"),
             Phase::OriginGone => f.write_str("origin gone"),
+            Phase::Retired => f.write_str("retired"),
+            Phase::Stale => f.write_str("stale"),
             Phase::Rotated(1) => f.write_str("rotated 1 time"),
             Phase::Rotated(n) => write!(f, "rotated {n} times"),
             Phase::Pushed => f.write_str("pushed"),
@@ -139,10 +150,30 @@ fn recreated(vault: Option<&VaultFacts>, origin: &Origin, uid: &str) -> Option<V
             ViolationKind::Recreated,
             format!(
                 "Vault's provenance names uid {}, this Secret is uid {uid}: it was re-created; \
-                 Vault stays the authority (see docs/runbook.md)",
+                 Vault stays the authority, the next handover or push re-adopts it if its data \
+                 is what Vault recorded, else marks it stale (see docs/runbook.md)",
                 provenance.origin_uid
             ),
         )
+    })
+}
+
+/// A Secret marked stale that Vault's provenance still does not name: both uids, and how
+/// to end it. `None` when it is not marked, or not (or no longer) a re-created origin.
+fn stale(secret: &SourceSecret, vault: Option<&VaultFacts>, origin: &Origin) -> Option<Assessment> {
+    let provenance = vault?.provenance?;
+    let recreated = provenance.origin == *origin && provenance.origin_uid != secret.uid;
+    (secret.is_stale() && recreated).then(|| Assessment {
+        authority: Authority::Vault,
+        phase: Phase::Stale,
+        violations: vec![violation(
+            ViolationKind::Stale,
+            format!(
+                "this Secret (uid {}) was re-created with other data than Vault recorded from uid {} \
+                 (version {}); Vault stays the authority: retire the Secret from Git (see docs/runbook.md)",
+                secret.uid, provenance.origin_uid, provenance.origin_version
+            ),
+        )],
     })
 }
 
@@ -251,6 +282,9 @@ pub fn assess_bootstrap(
         };
     }
     let Some(provenance) = owned else {
+        if let Some(stale) = stale(secret, vault, &origin) {
+            return stale;
+        }
         violations.extend(recreated(vault, &origin, &secret.uid));
         return Assessment {
             authority: Authority::Git,
@@ -266,8 +300,13 @@ pub fn assess_bootstrap(
             ));
         }
     }
+    // A re-adopted Secret's grace starts when it took the old uid's place.
     let handed_at = vault
-        .and_then(|v| v.custom.get(meta::HANDOVER_AT))
+        .and_then(|v| {
+            v.custom
+                .get(meta::READOPTED_AT)
+                .or_else(|| v.custom.get(meta::HANDOVER_AT))
+        })
         .and_then(|t| t.parse::<jiff::Timestamp>().ok());
     if handed_at.is_none_or(|at| now - at.as_second() >= grace_seconds) {
         violations.push(violation(
@@ -293,11 +332,11 @@ pub fn assess_internal(
         Some(p) if current.is_none() || p.origin_fingerprint.as_ref() == current => Phase::Pushed,
         Some(_) => Phase::PushPending,
         None => {
-            return Assessment {
+            return stale(secret, vault, &origin).unwrap_or_else(|| Assessment {
                 authority: Authority::Operator,
                 phase: Phase::NotPushed,
                 violations: recreated(vault, &origin, &secret.uid).into_iter().collect(),
-            }
+            })
         }
     };
     Assessment {
@@ -307,26 +346,28 @@ pub fn assess_internal(
     }
 }
 
-/// Judges a Vault path whose origin Secret was not found. A bootstrap Secret consumed with
-/// `--mode delete` is gone by design.
+/// Judges a Vault path whose origin Secret was not found. An origin recorded as consumed is
+/// gone by design: deleted by `--mode delete`, or removed from Git afterwards (retired).
+/// `status` only derives this from what the marking recorded in Vault; it writes nothing.
 pub fn assess_orphan(
     provenance: &Provenance,
     custom: &BTreeMap<String, String>,
     current_version: u64,
 ) -> Assessment {
-    let deleted_by_design =
-        custom.get(meta::CONSUMED_MODE).map(String::as_str) == Some(ConsumeMode::Delete.as_str());
+    let consumed = custom
+        .get(meta::CONSUMED_MODE)
+        .and_then(|mode| mode.parse::<ConsumeMode>().ok());
     let mut violations = Vec::new();
-    if !deleted_by_design {
-        violations.push(violation(
-            ViolationKind::OriginGone,
-            format!("origin {} no longer exists", provenance.origin),
-        ));
-    }
-    let base = if deleted_by_design {
-        Phase::ConsumedDeleted
-    } else {
-        Phase::OriginGone
+    let base = match consumed {
+        Some(ConsumeMode::Delete) => Phase::ConsumedDeleted,
+        Some(ConsumeMode::Annotate | ConsumeMode::Strip) => Phase::Retired,
+        None => {
+            violations.push(violation(
+                ViolationKind::OriginGone,
+                format!("origin {} no longer exists", provenance.origin),
+            ));
+            Phase::OriginGone
+        }
     };
     Assessment {
         authority: Authority::Vault,
@@ -429,6 +470,31 @@ mod tests {
             3600,
         );
         assert_eq!(kinds(&past), vec![ViolationKind::TwoAuthorities]);
+        let readopted = BTreeMap::from([
+            (
+                meta::HANDOVER_AT.to_string(),
+                "2026-01-01T00:00:00Z".to_string(),
+            ),
+            (
+                meta::READOPTED_AT.to_string(),
+                "2026-01-01T02:00:00Z".to_string(),
+            ),
+        ]);
+        let facts = VaultFacts {
+            custom: &readopted,
+            ..facts
+        };
+        let marking = assess_bootstrap(
+            &secret(&[], &[], true),
+            Some(&facts),
+            Some(&fp('a')),
+            at + 7200 + 60,
+            3600,
+        );
+        assert!(
+            kinds(&marking).is_empty(),
+            "the grace restarts at re-adoption"
+        );
     }
 
     #[test]
@@ -504,13 +570,76 @@ mod tests {
     }
 
     #[test]
-    fn orphans_are_violations_unless_deleted_by_design() {
+    fn orphans_are_violations_unless_consumed_before_they_went() {
         let p = owned(1);
         assert_eq!(
             kinds(&assess_orphan(&p, &BTreeMap::new(), 1)),
             vec![ViolationKind::OriginGone]
         );
-        let deleted = BTreeMap::from([(meta::CONSUMED_MODE.to_string(), "delete".to_string())]);
-        assert!(kinds(&assess_orphan(&p, &deleted, 1)).is_empty());
+        let consumed =
+            |mode: &str| BTreeMap::from([(meta::CONSUMED_MODE.to_string(), mode.to_string())]);
+        let deleted = assess_orphan(&p, &consumed("delete"), 1);
+        assert_eq!(
+            (deleted.phase.clone(), kinds(&deleted)),
+            (Phase::ConsumedDeleted, vec![])
+        );
+        for mode in ["annotate", "strip"] {
+            let retired = assess_orphan(&p, &consumed(mode), 3);
+            assert_eq!(retired.phase.to_string(), "rotated 2 times");
+            assert!(kinds(&retired).is_empty(), "{mode}");
+            assert_eq!(assess_orphan(&p, &consumed(mode), 1).phase, Phase::Retired);
+        }
+        assert_eq!(
+            kinds(&assess_orphan(&p, &consumed("bogus"), 1)),
+            vec![ViolationKind::OriginGone]
+        );
+    }
+
+    #[test]
+    fn a_stale_secret_names_both_uids_and_vault_stays_the_authority() {
+        let p = owned(2);
+        let custom = BTreeMap::new();
+        let facts = VaultFacts {
+            provenance: Some(&p),
+            custom: &custom,
+            current_version: 2,
+            current_readable: true,
+        };
+        let mut again = secret(&[(names::STATE_LABEL, names::STATE_STALE)], &[], true);
+        again.uid = "uid-2".into();
+        let a = assess_bootstrap(&again, Some(&facts), Some(&fp('b')), 0, 0);
+        assert_eq!(
+            (a.authority, a.phase.clone(), kinds(&a)),
+            (Authority::Vault, Phase::Stale, vec![ViolationKind::Stale])
+        );
+        let detail = &a.violations[0].detail;
+        assert!(
+            detail.contains("uid-2") && detail.contains("uid uid "),
+            "{detail}"
+        );
+        // Not marked yet: re-created, which the next handover re-adopts or marks stale.
+        again.labels.clear();
+        let unmarked = assess_bootstrap(&again, Some(&facts), Some(&fp('b')), 0, 0);
+        assert_eq!(kinds(&unmarked), vec![ViolationKind::Recreated]);
+        // An internal Secret likewise.
+        let mut internal = secret(&[(names::STATE_LABEL, names::STATE_STALE)], &[], true);
+        internal.uid = "uid-2".into();
+        let pushed = Provenance {
+            origin: Origin::parse("push:ns/s"),
+            ..owned(2)
+        };
+        let facts = VaultFacts {
+            provenance: Some(&pushed),
+            ..facts
+        };
+        let a = assess_internal(&internal, Some(&facts), Some(&fp('b')));
+        assert_eq!(
+            (a.phase.clone(), kinds(&a)),
+            (Phase::Stale, vec![ViolationKind::Stale])
+        );
+        // Marked stale, then re-adopted (provenance names it): judged as any pushed Secret.
+        internal.uid = "uid".into();
+        let a = assess_internal(&internal, Some(&facts), Some(&fp('a')));
+        assert_eq!((a.phase.clone(), kinds(&a)), (Phase::Pushed, vec![]));
     }
 }

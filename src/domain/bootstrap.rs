@@ -11,6 +11,7 @@ use super::names::{self, Class};
 use super::outcome::Outcome;
 use super::path::{validate_mount, validate_path, AllowedPaths};
 use super::provenance::{Origin, Ownership, Provenance};
+use super::readopt::Recreation;
 use super::SecretRef;
 use crate::error::{Error, Result};
 use crate::secret::SecretData;
@@ -117,6 +118,11 @@ impl fmt::Display for ConsumeMode {
 impl SourceSecret {
     pub fn is_consumed(&self) -> bool {
         self.labels.get(names::STATE_LABEL).map(String::as_str) == Some(names::STATE_CONSUMED)
+    }
+
+    /// Marked stale: re-created with other data than Vault recorded for its origin.
+    pub fn is_stale(&self) -> bool {
+        self.labels.get(names::STATE_LABEL).map(String::as_str) == Some(names::STATE_STALE)
     }
 
     pub fn class(&self) -> Option<Class> {
@@ -362,6 +368,11 @@ pub enum BootstrapState {
     Conflict,
     /// Vault's policy forbids secops the target.
     Forbidden,
+    /// Re-created (a new uid) after its handover: `write-vault` re-adopts it when its data
+    /// is what Vault recorded, else marks it stale (`docs/contract.md` §6.8).
+    Recreated,
+    /// Marked stale: Vault is the authority, the Secret waits to be retired from Git.
+    Stale,
 }
 
 impl BootstrapState {
@@ -379,7 +390,10 @@ impl BootstrapState {
 impl BootstrapState {
     /// Items worth a `write-vault` + `mark-consumed` step.
     pub fn is_actionable(self) -> bool {
-        matches!(self, BootstrapState::Pending | BootstrapState::HandedOver)
+        matches!(
+            self,
+            BootstrapState::Pending | BootstrapState::HandedOver | BootstrapState::Recreated
+        )
     }
 }
 
@@ -397,6 +411,12 @@ pub enum VaultView {
     Unowned {
         data_matches: bool,
     },
+    /// Provenance names this Secret's name under another uid.
+    Recreated {
+        recreation: super::readopt::Recreation,
+        /// The Secret is already marked stale.
+        marked_stale: bool,
+    },
 }
 
 /// Classifies a Secret that is not yet marked consumed. Without a current fingerprint (no
@@ -411,6 +431,14 @@ pub fn classify(view: &VaultView, current: Option<&Fingerprint>) -> (BootstrapSt
             (BootstrapState::Invalid, "Vault path holds other data with no secops provenance".into())
         }
         VaultView::OwnedByOther { owner } => (BootstrapState::Invalid, format!("Vault path is owned by {owner}")),
+        VaultView::Recreated { recreation: Recreation::Readopt { previous_uid, version }, .. } => (
+            BootstrapState::Recreated,
+            format!("re-created: Vault version {version} was handed over from uid {previous_uid}, with this data; write-vault re-adopts it"),
+        ),
+        VaultView::Recreated { recreation: Recreation::Stale { authority_uid, version }, marked_stale } => (
+            if *marked_stale { BootstrapState::Stale } else { BootstrapState::Recreated },
+            format!("re-created with other data than Vault version {version} recorded from uid {authority_uid}: Vault stays the authority; retire it from Git"),
+        ),
         VaultView::Owned { provenance } => match &provenance.origin_fingerprint {
             Some(recorded) if current.is_some_and(|c| c != recorded) => (
                 BootstrapState::Drifted,
@@ -664,6 +692,37 @@ mod tests {
         assert_eq!(
             classify(&owned(Some(fp('b'))), current).0,
             BootstrapState::Drifted
+        );
+        let readopt = VaultView::Recreated {
+            recreation: Recreation::Readopt {
+                previous_uid: "uid-0".into(),
+                version: 1,
+            },
+            marked_stale: false,
+        };
+        let (state, reason) = classify(&readopt, current);
+        assert_eq!(state, BootstrapState::Recreated);
+        assert!(
+            state.is_actionable() && reason.contains("uid-0"),
+            "{reason}"
+        );
+        let stale = |marked_stale| VaultView::Recreated {
+            recreation: Recreation::Stale {
+                authority_uid: "uid-0".into(),
+                version: 1,
+            },
+            marked_stale,
+        };
+        // Actionable until write-vault has marked it; then it waits for a human.
+        assert_eq!(
+            classify(&stale(false), current).0,
+            BootstrapState::Recreated
+        );
+        let (state, reason) = classify(&stale(true), current);
+        assert_eq!(state, BootstrapState::Stale);
+        assert!(
+            !state.is_actionable() && reason.contains("uid-0"),
+            "{reason}"
         );
     }
 

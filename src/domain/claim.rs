@@ -11,6 +11,18 @@ use super::names::RESERVED_PREFIX;
 use super::provenance::Origin;
 use crate::secret::{SecretBytes, SecretData};
 
+/// Who a claim is for, from a claimant's point of view.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ClaimHeld {
+    Ours,
+    /// The claimant's own origin under another uid: an object deleted and re-created (the
+    /// name now belongs to the claimant, so the claim's uid exists no more). Its claim is
+    /// taken over conditionally (`cas` on the claim's version), else the re-created Secret
+    /// would be refused for good (model finding 1).
+    TakeOver,
+    Theirs,
+}
+
 /// One origin's claim on one path. Holds no secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claim {
@@ -26,6 +38,15 @@ pub fn claim_path(path: &str) -> String {
 impl Claim {
     pub fn is_held_by(&self, origin: &Origin, uid: &str) -> bool {
         self.origin == *origin && self.uid == uid
+    }
+
+    /// `uid` is the live object's under `origin`'s name: any other uid of that origin is gone.
+    pub fn held_for(&self, origin: &Origin, uid: &str) -> ClaimHeld {
+        match (self.origin == *origin, self.uid == uid) {
+            (true, true) => ClaimHeld::Ours,
+            (true, false) => ClaimHeld::TakeOver,
+            (false, _) => ClaimHeld::Theirs,
+        }
     }
 
     /// The claimant, as named in refusals.
@@ -70,6 +91,13 @@ mod tests {
         assert!(claim.is_held_by(&Origin::parse("bootstrap:team-a/db"), "uid-1"));
         assert!(!claim.is_held_by(&Origin::parse("bootstrap:team-a/db"), "uid-2"));
         assert!(!claim.is_held_by(&Origin::parse("push:team-a/db"), "uid-1"));
+        let same = Origin::parse("bootstrap:team-a/db");
+        assert_eq!(claim.held_for(&same, "uid-1"), ClaimHeld::Ours);
+        assert_eq!(claim.held_for(&same, "uid-2"), ClaimHeld::TakeOver);
+        assert_eq!(
+            claim.held_for(&Origin::parse("push:team-a/db"), "uid-1"),
+            ClaimHeld::Theirs
+        );
         assert_eq!(claim_path("team-a/db"), "secops/claims/team-a/db");
         assert_eq!(Claim::from_data(&SecretData::new()), None);
     }

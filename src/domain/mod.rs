@@ -13,6 +13,7 @@ pub mod outcome;
 pub mod path;
 pub mod provenance;
 pub mod push;
+pub mod readopt;
 pub mod rotation;
 pub mod shard;
 pub mod vault_config;

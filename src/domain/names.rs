@@ -3,6 +3,9 @@
 pub const CLASS_LABEL: &str = "secops.dev/class";
 pub const STATE_LABEL: &str = "secops.dev/state";
 pub const STATE_CONSUMED: &str = "consumed";
+/// A re-created Secret (new uid) whose data is not what Vault recorded for its path: Vault
+/// stays the authority and the Secret is left for a human to retire (`docs/contract.md` §6.8).
+pub const STATE_STALE: &str = "stale";
 
 pub const VAULT_PATH: &str = "secops.dev/vault-path";
 pub const VAULT_MOUNT: &str = "secops.dev/vault-mount";
@@ -14,6 +17,9 @@ pub const CONSUMED_BY: &str = "secops.dev/consumed-by";
 /// tell a `strip` that did not happen from an `annotate` that never meant to strip.
 pub const CONSUMED_MODE: &str = "secops.dev/consumed-mode";
 pub const PUSHED_AT: &str = "secops.dev/pushed-at";
+/// On a stale Secret: when it was found stale, and the uid Vault's provenance names.
+pub const STALE_AT: &str = "secops.dev/stale-at";
+pub const AUTHORITY_UID: &str = "secops.dev/authority-uid";
 /// On a bootstrap Secret: the maximum age of the secret once in Vault (recorded at handover
 /// as `secops-max-age`).
 pub const MAX_AGE: &str = "secops.dev/max-age";
@@ -36,9 +42,13 @@ pub mod meta {
     pub const BASE64_KEYS_UNTIL: &str = "secops-base64-keys-until";
     /// The maximum age of the current version (`status` reports an older one), e.g. `720h`.
     pub const MAX_AGE: &str = "secops-max-age";
-    /// Not in the contract's list: set when a handover's Secret was consumed with `--mode
-    /// delete`, so `status` knows the origin is gone by design.
+    /// Set when a handover's Secret is consumed (`annotate`, `strip` or `delete`), so
+    /// `status` knows a gone origin was retired, not lost.
     pub const CONSUMED_MODE: &str = "secops-consumed-mode";
+    /// The uids the origin had before it was re-created and re-adopted, newest first
+    /// (comma list, bounded: [`crate::domain::readopt::UID_HISTORY`]).
+    pub const PREVIOUS_UIDS: &str = "secops-origin-previous-uids";
+    pub const READOPTED_AT: &str = "secops-readopted-at";
     pub const PREFIX: &str = "secops-";
 }
 

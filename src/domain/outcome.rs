@@ -14,6 +14,11 @@ pub enum Outcome {
     Unchanged,
     Consumed,
     AlreadyConsumed,
+    /// A re-created origin with the data Vault recorded took the old uid's place in the
+    /// provenance; nothing was written to the secret.
+    Readopted,
+    /// A re-created origin with other data than Vault recorded was marked stale.
+    Stale,
     Rotated,
     AlreadyRotated,
     /// `rotate --if-older-than`: the current value is young enough; nothing was written.
@@ -49,6 +54,8 @@ impl Outcome {
             Outcome::Unchanged => "unchanged",
             Outcome::Consumed => "consumed",
             Outcome::AlreadyConsumed => "already-consumed",
+            Outcome::Readopted => "readopted",
+            Outcome::Stale => "stale",
             Outcome::Rotated => "rotated",
             Outcome::AlreadyRotated => "already-rotated",
             Outcome::NotDue => "not-due",

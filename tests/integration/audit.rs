@@ -44,6 +44,7 @@ const STEPS: &[Step] = &[
             ("claim", "audit-kv/secops/claims/audit-h/db"),
             ("handover-write", "audit-kv/audit-h/db"),
             ("record-provenance", "audit-kv/audit-h/db"),
+            ("record-consumption", "audit-kv/audit-h/db"),
             ("mark-consumed", "audit-h/db"),
         ],
     },
@@ -61,6 +62,7 @@ const STEPS: &[Step] = &[
         changes: &[
             ("claim", "audit-kv/secops/claims/audit-f/db"),
             ("handover-finish", "audit-kv/audit-f/db"),
+            ("record-consumption", "audit-kv/audit-f/db"),
             ("mark-consumed", "audit-f/db"),
         ],
     },
@@ -78,7 +80,10 @@ const STEPS: &[Step] = &[
         args: &["mark-consumed", "--secret", "audit-s/db", "--mode", "strip"],
         before: None,
         exit: 0,
-        changes: &[("mark-consumed", "audit-s/db")],
+        changes: &[
+            ("record-consumption", "audit-kv/audit-s/db"),
+            ("mark-consumed", "audit-s/db"),
+        ],
     },
     Step {
         args: &["write-vault", "--secret", "audit-d/db"],
@@ -114,7 +119,7 @@ const STEPS: &[Step] = &[
         before: None,
         exit: 0,
         changes: &[
-            ("record-deletion", "audit-kv/audit-d/db"),
+            ("record-consumption", "audit-kv/audit-d/db"),
             ("delete-secret", "audit-d/db"),
         ],
     },
@@ -326,6 +331,7 @@ const KV_WRITES: &[&str] = &[
     "rotation-claim",
     "rotate",
     "rotation-complete",
+    "claim-takeover",
 ];
 
 fn audit_lines(text: &str) -> Vec<Value> {

@@ -256,7 +256,6 @@ fn strip_is_undone_by_a_sync_and_the_next_handover_strips_again_without_a_vault_
 }
 
 #[test]
-#[ignore = "needs #19 item 1 re-adoption (branch readopt)"]
 fn delete_is_undone_by_a_sync_and_the_re_created_secret_is_re_adopted_without_a_vault_write() {
     let cluster = Cluster::start();
     let ns = "gitops-delete";

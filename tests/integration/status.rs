@@ -80,7 +80,7 @@ fn every_violation_kind_is_reported_with_exit_3() {
     let cluster = Cluster::start();
     let ns = "st-bad";
     cluster.namespace(ns);
-    for name in ["two", "drift", "strip", "gone", "deleted"] {
+    for name in ["two", "drift", "strip", "deleted"] {
         cluster.bootstrap_secret(
             ns,
             name,
@@ -119,7 +119,13 @@ fn every_violation_kind_is_reported_with_exit_3() {
         "strip",
         json!({"metadata": {"annotations": {"secops.dev/consumed-mode": "strip"}}}),
     );
-    // origin gone without delete mode; and a delete-mode consumption, which is fine.
+    // origin gone before it was consumed (a consumed one is retired: tests/integration/
+    // readopt.rs); and a delete-mode consumption, which is fine.
+    cluster.bootstrap_secret(ns, "gone", "st-bad/gone", &[("k", b"value-gone")]);
+    assert_eq!(
+        secops(Some(&cluster), &["write-vault", "--secret", "st-bad/gone"]).code,
+        0
+    );
     cluster.delete_secret(ns, "gone");
     BAO.api("POST", "secret/metadata/st-bad/deleted", Some(json!({"custom_metadata": {"secops-origin": format!("bootstrap:{ns}/deleted"), "secops-origin-uid": "x", "secops-origin-version": "1", "secops-consumed-mode": "delete"}})));
     cluster.delete_secret(ns, "deleted");

@@ -241,6 +241,34 @@ def test_removing_any_single_vault_policy_path_breaks_a_step(stage, role):
             stage.write_policy(role, hcl)
 
 
+@pytest.mark.parametrize("role,cls,origin", [("handover", "bootstrap", "bootstrap"), ("push", "internal", "push")])
+def test_taking_over_the_claim_of_a_re_created_origin_needs_update_on_claims(stage, role, cls, origin):
+    """`update` on claims is there for one thing: a claim naming a uid that no longer exists
+    (the Secret was re-created mid-handover) is taken over with cas. Without it, that Secret
+    is refused; with it, it is handed over (or pushed)."""
+    hcl = stage.hcl[role]
+    block = next(b for b in policy_blocks(hcl) if "/secops/claims/" in b)
+    assert '"update"' in block, block
+    without_update = hcl.replace(block, block.replace('"create", "read", "update"', '"create", "read"'))
+    assert without_update != hcl
+    for policy, expected in ((without_update, 3), (hcl, 0)):
+        name = f"taken-{next(counter)}"
+        stage.cluster.bootstrap(NS, name, f"{NS}/{name}", f"value-{name}", cls=cls)
+        claim = {"data": {"origin": f"{origin}:{NS}/{name}", "uid": "uid-of-a-deleted-object", "claimed_at": "1"}}
+        assert vault_api(stage.vault.addr, "POST", f"secret/data/secops/claims/{NS}/{name}", claim) == 200
+        stage.write_policy(role, policy)
+        try:
+            run = stage.run(role, command(role))
+        finally:
+            stage.write_policy(role, hcl)
+        assert run.returncode == expected, f"{role}: {run.returncode} {run.stdout} {run.stderr[-2000:]}"
+        items = {i["name"]: i for i in json.loads(run.stdout)["items"]}
+        if expected:
+            assert items[name]["error"]["kind"] == "forbidden", items[name]
+        else:
+            assert items[name]["outcome"] in ("consumed", "pushed"), items[name]
+
+
 def test_vault_setup_applied_everything_and_a_re_run_changes_nothing(stage):
     applied = json.loads(stage.first_setup.stdout)
     assert applied["outcome"] == "done"
