@@ -12,7 +12,10 @@ use serde_json::{json, Value};
 
 use crate::consumers::{Eso, EsoMode};
 use crate::proxy::{FaultProxy, ProxyFault};
-use crate::support::{free_port, secops, secops_with, Canaries, Cluster, TempDir, BAO, ROOT_TOKEN};
+use crate::support::{
+    chart_policy_with, free_port, secops, secops_with, token_of, Canaries, Cluster, TempDir, BAO,
+    ROOT_TOKEN,
+};
 
 /// PostgreSQL's binaries: `pg_config --bindir`, else Debian's versioned directory.
 fn postgres_bin() -> PathBuf {
@@ -406,7 +409,36 @@ fn engine_rotations_refresh_consumers_and_show_in_status() {
         .unwrap()
         .iter()
         .all(|c| c["outcome"] == "refreshed"));
-    let status = secops(Some(&cluster), &["status", "-n", ns, "--output", "json"]);
+    // status as the chart deploys it: the status policy rendered for this rotation reads
+    // its record; the one rendered without it does not, and status shows no engine row.
+    let values = |rotations: Value| {
+        json!({
+            "namespaces": [ns],
+            "vault": {"address": "http://unused", "kvMount": "secret"},
+            "rotations": rotations,
+        })
+    };
+    let status_as = |rotations: Value| {
+        let token = token_of("status", &chart_policy_with("status", values(rotations)));
+        let env = [("VAULT_ADDR", BAO.addr.as_str()), ("VAULT_TOKEN", &token)];
+        secops_with(
+            Some(&cluster),
+            &["status", "-n", ns, "--output", "json"],
+            &env,
+        )
+    };
+    let rotation = json!([{"name": "app", "schedule": "0 3 * * *", "staticRole": role}]);
+    let blind = status_as(json!([]));
+    assert!(
+        blind.json()["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["kind"] != "engine"),
+        "a status policy without the rotation's record reads no engine row: {}",
+        blind.stdout
+    );
+    let status = status_as(rotation);
     assert_eq!(status.code, 0, "{}", status.stdout);
     let rows = status.json()["rows"].as_array().unwrap().clone();
     let engine: Vec<&Value> = rows.iter().filter(|r| r["kind"] == "engine").collect();

@@ -345,6 +345,14 @@ pub fn secops_bin() -> &'static str {
 /// the chart configured for `namespaces` and KV mount `kv_mount`. Rendered by Helm's own SDK,
 /// so tests run under the policies a cluster would get.
 pub fn chart_policy(role: &str, namespaces: &[String], kv_mount: &str) -> String {
+    chart_policy_with(
+        role,
+        json!({"namespaces": namespaces, "vault": {"address": "http://unused", "kvMount": kv_mount}}),
+    )
+}
+
+/// The Vault policy the chart renders for `role` from these values.
+pub fn chart_policy_with(role: &str, values: Value) -> String {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let python = root.join(".work/venv/bin/python");
     assert!(
@@ -356,14 +364,13 @@ pub fn chart_policy(role: &str, namespaces: &[String], kv_mount: &str) -> String
 import json, sys
 sys.path.insert(0, "scripts")
 import secops_manifests as m
-values = {"namespaces": json.loads(sys.argv[1]), "vault": {"address": "http://unused", "kvMount": sys.argv[3]}}
-docs = m.documents(m.render(values))
+docs = m.documents(m.render(json.loads(sys.argv[1])))
 config = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "secops-vault-policies")
 print(config["data"][sys.argv[2] + ".hcl"])
 "#;
     let rendered = Command::new(&python)
         .current_dir(root)
-        .args(["-c", script, &json!(namespaces).to_string(), role, kv_mount])
+        .args(["-c", script, &values.to_string(), role])
         .output()
         .expect("python");
     assert!(
@@ -382,7 +389,11 @@ pub fn chart_token(role: &str, namespaces: &[String]) -> String {
 
 /// [`chart_token`] for a chart configured with another KV mount.
 pub fn chart_token_on(kv_mount: &str, role: &str, namespaces: &[String]) -> String {
-    let policy = chart_policy(role, namespaces, kv_mount);
+    token_of(role, &chart_policy(role, namespaces, kv_mount))
+}
+
+/// A token holding only `policy`, the chart's rendering for `role`.
+pub fn token_of(role: &str, policy: &str) -> String {
     static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let name = format!(
         "chart-{role}-{}",

@@ -91,7 +91,11 @@ def test_status_has_its_own_read_only_identity_in_kubernetes_and_vault():
         assert role["rules"] == [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list"]}]
     config = by_name(docs, "ConfigMap", "secops-vault-policies")["data"]
     blocks = dict(re.findall(r'path "([^"]+)" \{\s*capabilities = (\[[^\]]*\])', config["status.hcl"]))
-    assert blocks == {"secret/metadata/*": '["list", "read"]', "secret/data/secops/fingerprint-key": '["read"]'}
+    # Read-only: provenance metadata, the fingerprint key, and each static role's rotation
+    # record (times and ids, never a credential) for the engine rows.
+    engine_records = {f"secret/data/secops/engine-rotations/{r['staticRole']}": '["read"]' for r in values.get("rotations", []) if "staticRole" in r}
+    assert engine_records, "the full values rotate a static role"
+    assert blocks == {"secret/metadata/*": '["list", "read"]', "secret/data/secops/fingerprint-key": '["read"]', **engine_records}
     role = json.loads(config["roles.json"])["auth/kubernetes/role/secops-status"]
     assert role["bound_service_account_names"] == ["secops-status"] and role["token_policies"] == ["secops-status"]
     bootstrap = by_name(docs, "ConfigMap", "secops-vault-setup")["data"]["vault-setup.hcl"]
