@@ -207,6 +207,24 @@ def test_cluster_name_reaches_every_secops_container():
                 chart.validate_schema({"clusterName": bad})
 
 
+def test_clusters_sharing_a_vault_get_policies_of_their_own():
+    """Issue #19: Vault policies are global; two clusters rendering `secops-handover` for
+    their own namespaces would overwrite each other's at every vault-setup run."""
+    def vault_side(values):
+        docs = docs_for(values)
+        policies = by_name(docs, "ConfigMap", "secops-vault-policies")["data"]
+        names = {f"secops-{key[:-len('.hcl')]}" for key in policies if key.endswith(".hcl")}
+        used = {p for role in json.loads(policies["roles.json"]).values() for p in role["token_policies"]}
+        granted = set(re.findall(r'path "sys/policies/acl/([^"]+)"', by_name(docs, "ConfigMap", "secops-vault-setup")["data"]["vault-setup.hcl"]))
+        return names, used, granted
+    east, west, unnamed = (vault_side({**FULL, **extra}) for extra in ({"clusterName": "east"}, {"clusterName": "west"}, {}))
+    for names, used, granted in (east, west, unnamed):
+        assert names == used == granted, (names, used, granted)
+    assert east[0].isdisjoint(west[0]) and east[0].isdisjoint(unnamed[0])
+    assert unnamed[0] == {"secops-handover", "secops-push", "secops-rotate", "secops-status"}
+    assert "secops-east-handover" in east[0]
+
+
 def test_the_pod_model_refuses_what_it_does_not_model():
     template = by_name(docs_for({}), "WorkflowTemplate", "secops-status")["spec"]
     step = next(t for t in template["templates"] if "container" in t)

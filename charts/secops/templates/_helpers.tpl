@@ -203,3 +203,10 @@ scheduler per rotation, or each tick would rotate twice under two ids). */}}
 []
 {{- end -}}
 {{- end }}
+
+{{- /* The name a step's Vault policy is applied under (vault-setup prefixes `secops-` to the
+ConfigMap key's stem). Policies are global in Vault, so with a clusterName each cluster's
+policies are its own: two clusters sharing a Vault never overwrite each other's. */ -}}
+{{- define "secops.policyStem" -}}
+{{- if .root.Values.clusterName }}{{ printf "%s-%s" .root.Values.clusterName .role }}{{ else }}{{ .role }}{{ end -}}
+{{- end -}}
