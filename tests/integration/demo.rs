@@ -38,7 +38,6 @@ fn the_demo_walks_every_phase_and_stops_what_it_started() {
         "payments/sneaky: failed",
         "exit code 3",
         "billing/db exists: 404",
-        "handover-write    written",
         "ExternalSecret synced by ESO at 20",
         "Demo finished",
     ] {
@@ -47,6 +46,13 @@ fn the_demo_walks_every_phase_and_stops_what_it_started() {
             "demo output lacks {line:?}:\n{stdout}"
         );
     }
+    assert!(
+        stdout.lines().any(|line| {
+            let mut fields = line.split_whitespace().skip(1);
+            (fields.next(), fields.next()) == (Some("handover-write"), Some("written"))
+        }),
+        "the audit trail shows the handover's write:\n{stdout}"
+    );
     if !stdout.contains("Engine-backed rotation: skipped") {
         for line in [
             "outcome=\"rotated\"  static_role=\"app\"",
