@@ -217,12 +217,66 @@ mod tests {
         assert_eq!(tlv(0x04, &[0; 300])[..4], [0x04, 0x82, 0x01, 0x2c]);
     }
 
-    #[test]
-    fn the_acceptor_takes_the_generated_key_and_certificate() {
-        let certificates = Certificates::generate();
-        let _ = certificates.acceptor();
-        assert!(certificates
+    /// A TLS handshake in memory, the client trusting only `ca`'s CA (as kube-rs does with a
+    /// pod's ca.crt): whether it accepts `server`'s certificate for `name`.
+    fn client_accepts(server: &Certificates, ca: &Certificates, name: &str) -> bool {
+        use rustls::pki_types::ServerName;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        let base64: String = ca
             .ca_pem
-            .starts_with("-----BEGIN CERTIFICATE-----\n"));
+            .lines()
+            .filter(|l| !l.starts_with("-----"))
+            .collect();
+        roots
+            .add(CertificateDer::from(STANDARD.decode(base64).unwrap()))
+            .unwrap();
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let name = ServerName::try_from(name.to_string()).unwrap();
+        let mut client = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+        let acceptor = server.acceptor();
+        let mut server = rustls::ServerConnection::new(acceptor.config().clone()).unwrap();
+        for _ in 0..10 {
+            let mut buffer = Vec::new();
+            client.write_tls(&mut buffer).unwrap();
+            if server.read_tls(&mut buffer.as_slice()).is_err()
+                || server.process_new_packets().is_err()
+            {
+                return false;
+            }
+            buffer.clear();
+            server.write_tls(&mut buffer).unwrap();
+            if client.read_tls(&mut buffer.as_slice()).is_err()
+                || client.process_new_packets().is_err()
+            {
+                return false;
+            }
+            if !client.is_handshaking() {
+                return true;
+            }
+        }
+        false
+    }
+
+    #[test]
+    fn a_client_trusting_the_written_ca_accepts_the_in_cluster_names_and_no_other() {
+        let certificates = Certificates::generate();
+        for name in [
+            "127.0.0.1",
+            "kubernetes.default.svc",
+            "kubernetes",
+            "localhost",
+        ] {
+            assert!(client_accepts(&certificates, &certificates, name), "{name}");
+        }
+        assert!(!client_accepts(&certificates, &certificates, "example.com"));
+        assert!(!client_accepts(&certificates, &certificates, "127.0.0.2"));
+        // Another emulator's CA does not vouch for this one's certificate.
+        let other = Certificates::generate();
+        assert!(!client_accepts(&certificates, &other, "127.0.0.1"));
     }
 }
