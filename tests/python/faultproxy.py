@@ -45,9 +45,6 @@ class Calls:
             self.fired.clear()
             self.released.clear()
 
-    def step_calls(self) -> int:
-        return self.count
-
     def _enter(self) -> bool:
         """Counts a call; whether it is the one the step dies at."""
         with self.lock:

@@ -236,11 +236,12 @@ def _writes(calls, remote: str, path: str, methods) -> int:
 
 
 def test_a_step_killed_at_each_remote_call_converges_when_the_workflow_is_rerun(stage):
-    """#17: the handover step killed at its k-th remote call, for every k of a clean run (Vault
-    or the API server: the call carried out, the step killed before it hears the answer), then
-    the workflow re-run: converged, nothing lost or duplicated. The Secret's value in Vault as
-    one version written once (`cas=0`), the Secret marked consumed by one write, the
-    provenance naming that Secret alone."""
+    """#17: the handover step killed at its k-th remote call, k = 1, 2, ... until the step
+    finishes first (Vault or the API server: the call carried out, the step killed before it
+    hears the answer), then the workflow re-run: converged, nothing lost or duplicated. Each
+    Secret's value in Vault as one version written once (`cas=0`), the Secret marked consumed by
+    one write, the provenance naming that Secret alone; later runs leave earlier ones alone.
+    Container runs: 4 per kill point (the killed workflow's two steps, the re-run's two)."""
     calls = Calls()
     vault_port = int(stage.vault.addr.rsplit(":", 1)[1])
     kube_port = int(stage.cluster.url.rsplit(":", 1)[1])
@@ -287,6 +288,8 @@ def test_a_step_killed_at_each_remote_call_converges_when_the_workflow_is_rerun(
             break
         else:
             raise AssertionError(f"the handover step made more than 40 calls: {calls.log[-40:]}")
+        for i in range(1, k + 1):
+            assert stage.vault.current_version("secret", f"pods-b/killed-{i}") == 1, i
         # Both remotes, reads and writes, were kill points.
         assert len(killed_at) >= 8 and {c.remote for c in killed_at} == {"vault", "kube"}, killed_at
         assert {c.method for c in killed_at} >= {"GET", "POST", "PATCH"}, killed_at
