@@ -19,6 +19,7 @@ mod selector;
 mod server;
 mod status;
 mod store;
+mod tls;
 mod tokens;
 mod watch;
 
@@ -34,6 +35,7 @@ pub use tokens::{API_AUDIENCES, ISSUER};
 /// A running emulator; stops when dropped.
 pub struct Emulator {
     addr: SocketAddr,
+    tls_addr: Option<SocketAddr>,
     cluster: Arc<Mutex<Cluster>>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -46,10 +48,31 @@ impl Emulator {
     }
 
     pub fn start_on(listen: SocketAddr) -> std::io::Result<Emulator> {
+        Self::start_with(listen, None)
+    }
+
+    /// With `tls_dir`, also serves HTTPS on a second free port of the same address, with a
+    /// CA made now: `ca.crt` (and the serving `tls.crt`/`tls.key`) are written there, for
+    /// clients that configure themselves as a pod does (in-cluster). Plain HTTP stays.
+    pub fn start_with(listen: SocketAddr, tls_dir: Option<&Path>) -> std::io::Result<Emulator> {
         let cluster = Arc::new(Mutex::new(Cluster::new()));
         let listener = std::net::TcpListener::bind(listen)?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
+        let tls = match tls_dir {
+            None => None,
+            Some(dir) => {
+                let certificates = tls::Certificates::generate();
+                certificates.write(dir)?;
+                let listener = std::net::TcpListener::bind(SocketAddr::new(listen.ip(), 0))?;
+                listener.set_nonblocking(true)?;
+                Some((listener, certificates.acceptor()))
+            }
+        };
+        let tls_addr = match &tls {
+            Some((listener, _)) => Some(listener.local_addr()?),
+            None => None,
+        };
         let (shutdown, stopped) = tokio::sync::oneshot::channel();
         let served = cluster.clone();
         let thread = std::thread::Builder::new()
@@ -63,8 +86,19 @@ impl Emulator {
                     .expect("tokio runtime");
                 runtime.block_on(async move {
                     let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                    let https = async {
+                        match tls {
+                            Some((listener, acceptor)) => {
+                                let listener =
+                                    tokio::net::TcpListener::from_std(listener).expect("listener");
+                                server::serve(listener, served.clone(), Some(acceptor)).await
+                            }
+                            None => std::future::pending().await,
+                        }
+                    };
                     tokio::select! {
-                        _ = server::serve(listener, served) => {}
+                        _ = server::serve(listener, served.clone(), None) => {}
+                        _ = https => {}
                         _ = stopped => {}
                     }
                 });
@@ -72,6 +106,7 @@ impl Emulator {
             })?;
         Ok(Emulator {
             addr,
+            tls_addr,
             cluster,
             shutdown: Some(shutdown),
             thread: Some(thread),
@@ -80,6 +115,11 @@ impl Emulator {
 
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// The HTTPS address, when started with a TLS directory.
+    pub fn https_addr(&self) -> Option<SocketAddr> {
+        self.tls_addr
     }
 
     /// Direct access to the cluster state, for fixtures, faults and assertions.

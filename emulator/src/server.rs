@@ -1,4 +1,4 @@
-//! HTTP/1.1 serving: keep-alive connections (OpenBao holds one open), watch streams, and
+//! HTTP/1.1 serving (plain, or over TLS): keep-alive connections (OpenBao holds one open), watch streams, and
 //! the faults that need the socket itself (hang, drop).
 
 use std::sync::{Arc, Mutex};
@@ -8,36 +8,54 @@ use http_body_util::{BodyExt as _, Either, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
 
 use crate::cluster::{ApiRequest, Cluster, Impersonation};
 use crate::faults::FaultAction;
 use crate::watch::{self, WatchBody};
 
-pub async fn serve(listener: TcpListener, cluster: Arc<Mutex<Cluster>>) {
+/// Serves plain HTTP, or HTTPS with `tls`.
+pub async fn serve(listener: TcpListener, cluster: Arc<Mutex<Cluster>>, tls: Option<TlsAcceptor>) {
     let mut connections = JoinSet::new();
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
         let cluster = cluster.clone();
-        let kill = Arc::new(Notify::new());
+        let tls = tls.clone();
         connections.spawn(async move {
-            let killer = kill.clone();
-            let service = hyper::service::service_fn(move |request| {
-                answer(request, cluster.clone(), killer.clone())
-            });
-            let connection = hyper::server::conn::http1::Builder::new()
-                .keep_alive(true)
-                .serve_connection(TokioIo::new(stream), service);
-            tokio::select! {
-                _ = connection => {}
-                _ = kill.notified() => {}
+            match tls {
+                None => connection(stream, cluster).await,
+                Some(tls) => {
+                    // A client that gives up on the handshake is its own business.
+                    if let Ok(stream) = tls.accept(stream).await {
+                        connection(stream, cluster).await
+                    }
+                }
             }
         });
         while connections.try_join_next().is_some() {}
+    }
+}
+
+async fn connection<S>(stream: S, cluster: Arc<Mutex<Cluster>>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let kill = Arc::new(Notify::new());
+    let killer = kill.clone();
+    let service =
+        hyper::service::service_fn(move |request| answer(request, cluster.clone(), killer.clone()));
+    let connection = hyper::server::conn::http1::Builder::new()
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(stream), service);
+    tokio::select! {
+        _ = connection => {}
+        _ = kill.notified() => {}
     }
 }
 

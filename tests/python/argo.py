@@ -1,14 +1,16 @@
 """A small interpreter for the Argo features the secops templates use: parameters,
 `{{item.*}}`, `withParam` over a step's output, output parameters from files, `when`, and
 retryStrategy on exit 75; and for the Sensors' parameter mappings and the webhook's
-authSecret. Each container runs the locally built secops instead of the image, so a template
-whose arguments do not match the CLI, or whose output paths do not match what the binary
-writes, fails here.
+authSecret. Each container runs the project's secops (the binary, or its image), so a
+template whose arguments do not match the CLI, or whose output paths do not match what the
+binary writes, fails here.
 
 Two ways to run a step. With `pods` (a pods.PodMaker), the pod Kubernetes would make from
 the template (pods.py): its service account, its token only where Kubernetes would mount
-one, its volumes, mounts and env resolved from the emulator, and nothing from the harness.
-Without, the harness's env (an admin kubeconfig, a root Vault token) stands in for them."""
+one, its volumes, mounts and env resolved from the emulator, and nothing from the harness;
+run as a container of the project's image (`engine`: pods.Podman) or as the binary with the
+same files (pods.Binary). Without, the harness's env (an admin kubeconfig, a root Vault
+token) stands in for them."""
 
 from __future__ import annotations
 
@@ -18,10 +20,12 @@ import json
 import re
 import subprocess
 import tempfile
+import threading
+import time
 import uuid
 from pathlib import Path
 
-from pods import PodMaker, PodRefused, workflow_pod
+from pods import Binary, PodMaker, Podman, PodRefused, workflow_pod
 
 TOKEN = re.compile(r"\{\{\s*([^}]+?)\s*\}\}")
 
@@ -53,9 +57,13 @@ def _dot_set(data, path: str, value):
 
 
 class Runner:
-    def __init__(self, secops_bin: str, env: dict[str, str], templates: dict[str, dict], pods: PodMaker | None = None):
+    def __init__(self, secops_bin: str, env: dict[str, str], templates: dict[str, dict], pods: PodMaker | None = None,
+                 engine: Podman | Binary | None = None):
         self.secops_bin = secops_bin
         self.pods = pods
+        self.engine = engine  # how a pod runs: a container (pods.Podman) or the binary (default)
+        self.on_step = None  # called with a step's template name as its pod starts
+        self.interrupt: threading.Event | None = None  # set: the running step is killed
         self.env = env
         self.templates = templates  # WorkflowTemplates by name
         self.runs: list[dict] = []  # every container run: args, exit code, outputs
@@ -169,30 +177,52 @@ class Runner:
         limit = int(template.get("retryStrategy", {}).get("limit", 0))
         retries = "== 75" in template.get("retryStrategy", {}).get("expression", "")
         pod_name = f"{scope['workflow.name']}-{template['name']}-{uuid.uuid4().hex[:5]}"
+        engine = self.engine or Binary(self.secops_bin)
+        command = [self.substitute(c, scope) for c in container["command"]]
+        args = [self.substitute(a, scope) for a in container.get("args", [])]
         for attempt in range(limit + 1):
             with tempfile.TemporaryDirectory() as root:
                 try:
                     pod = self.pods.build(pod_spec, container, pod_name, Path(root), lambda text: self.substitute(text, scope))
                 except PodRefused as refused:
                     raise StepFailed(f"{template['name']}: the pod is refused: {refused}") from None
-                command = [self.substitute(c, scope) for c in container["command"] + container.get("args", [])]
-                assert command[0] == "/secops", f"unexpected entrypoint {command[0]}"
-                args = [pod.host_path(a) for a in command[1:]]
-                result = subprocess.run([self.secops_bin, *args], env=pod.env, cwd=pod.cwd, capture_output=True, text=True, timeout=120)
+                if self.on_step:
+                    self.on_step(template["name"])
+                process, env = engine.start(pod, command, args)
+                code, stdout, stderr = self._wait(engine, process)
                 outputs = {}
                 for parameter in template.get("outputs", {}).get("parameters", []):
                     path = Path(pod.host_path(parameter["valueFrom"]["path"]))
                     if path.exists():
                         outputs[parameter["name"]] = path.read_text().strip()
-            if not (result.returncode == 75 and retries):
+            # A killed container exits 137: not 75, so Argo's expression does not retry it.
+            if not (code == 75 and retries):
                 break
-        self.runs.append({"args": command[1:], "code": result.returncode, "stdout": result.stdout, "stderr": result.stderr, "outputs": outputs, "env": pod.env})
-        if result.returncode != 0:
-            raise StepFailed(f"{' '.join(command)} exited {result.returncode}: {result.stdout.strip()} {result.stderr.strip()[-500:]}")
+        self.runs.append({"args": args, "code": code, "stdout": stdout, "stderr": stderr, "outputs": outputs, "env": env,
+                          "template": template["name"], "mode": engine.mode})
+        if code != 0:
+            raise StepFailed(f"{' '.join(command + args)} exited {code}: {stdout.strip()} {stderr.strip()[-500:]}")
         for parameter in template.get("outputs", {}).get("parameters", []):
             if parameter["name"] not in outputs:
                 raise StepFailed(f"output {parameter['name']!r}: {parameter['valueFrom']['path']} was not written")
         return outputs
+
+    def _wait(self, engine, process, timeout: float = 120) -> tuple[int, str, str]:
+        """The step's exit code and output; killed (as a node loss or an eviction kills a pod)
+        when `interrupt` is set, or after `timeout` seconds."""
+        out, err = [], []
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                stdout, stderr = process.communicate(timeout=0.05)
+                out.append(stdout or "")
+                err.append(stderr or "")
+                break
+            except subprocess.TimeoutExpired:
+                if (self.interrupt and self.interrupt.is_set()) or time.monotonic() > deadline:
+                    engine.kill(process)
+        code = process.returncode
+        return (137 if code == -9 else code), "".join(out), "".join(err)
 
     # -- event sources -------------------------------------------------------------------
     @staticmethod

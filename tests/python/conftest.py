@@ -25,6 +25,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import secops_manifests as manifests  # noqa: E402
+from pods import ApiServer  # noqa: E402
 
 
 def bin_dir() -> Path:
@@ -138,9 +139,12 @@ def services():
         stdout=open(work / "bao.log", "w"), stderr=subprocess.STDOUT, env={**os.environ, "HOME": str(work)},
     )
     emulator = subprocess.Popen(
-        [str(bin_dir() / "kube-emulator"), "--write-kubeconfig", str(work / "kubeconfig")], stdout=subprocess.PIPE, text=True,
+        [str(bin_dir() / "kube-emulator"), "--write-kubeconfig", str(work / "kubeconfig"), "--tls-dir", str(work / "emulator-tls")],
+        stdout=subprocess.PIPE, text=True,
     )
     url = emulator.stdout.readline().strip()
+    # HTTPS with the emulator's own CA, for pods that configure themselves in-cluster.
+    https_port = int(emulator.stdout.readline().strip().rsplit(":", 1)[1])
     addr = f"http://127.0.0.1:{port}"
     for _ in range(200):
         try:
@@ -150,7 +154,8 @@ def services():
             time.sleep(0.05)
     token = yaml.safe_load((work / "kubeconfig").read_text())["users"][0]["user"]["token"]
     try:
-        yield {"cluster": Cluster(url, token), "vault": Vault(addr), "env": {
+        yield {"cluster": Cluster(url, token), "vault": Vault(addr), "api": ApiServer("127.0.0.1", https_port, work / "emulator-tls" / "ca.crt"),
+               "tls_dir": work / "emulator-tls", "work": work, "env": {
             "VAULT_ADDR": addr, "VAULT_TOKEN": "root", "SECOPS_VAULT_AUTH": "token", "KUBECONFIG": str(work / "kubeconfig"),
             "SECOPS_MAX_ATTEMPTS": "2",
         }}

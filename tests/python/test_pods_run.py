@@ -12,6 +12,7 @@ import json
 import subprocess
 import tempfile
 import uuid
+import warnings
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,8 @@ import pytest
 import secops_manifests as m
 from argo import Runner, StepFailed
 from conftest import bin_dir
-from pods import PodMaker
+from faultproxy import Calls, FaultProxy
+from pods import ApiServer, PodMaker, Podman
 from test_least_privilege import mint_token, vault_api
 
 RELEASE_NS = "secops-pods"  # its own release, apart from the other tests' "secops"
@@ -47,8 +49,9 @@ def render(values: dict) -> list[dict]:
 
 
 class ChartStage:
-    def __init__(self, services, work: Path):
-        self.cluster, self.vault = services["cluster"], services["vault"]
+    def __init__(self, services, work: Path, engine):
+        self.cluster, self.vault, self.api = services["cluster"], services["vault"], services["api"]
+        self.engine, self.engine_reason = engine
         self.values = chart_values(self.vault.addr, self.cluster.url)
         self.docs = render(self.values)
         for ns in [RELEASE_NS, *APPS]:
@@ -80,7 +83,7 @@ class ChartStage:
             capture_output=True, text=True, timeout=60)
         assert setup.returncode == 0, setup.stdout + setup.stderr[-2000:]
         templates = {d["metadata"]["name"]: d for d in self.docs if d["kind"] == "WorkflowTemplate"}
-        self.runner = Runner(str(bin_dir() / "secops"), {}, templates, pods=PodMaker(self.cluster, RELEASE_NS))
+        self.runner = Runner(str(bin_dir() / "secops"), {}, templates, pods=PodMaker(self.cluster, RELEASE_NS, self.api), engine=self.engine)
 
     def configmap(self, name):
         return next(d for d in self.docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == name)["data"]
@@ -101,8 +104,32 @@ class ChartStage:
 
 
 @pytest.fixture(scope="module")
-def stage(services):
-    return ChartStage(services, Path(tempfile.mkdtemp(prefix="secops-pods-")))
+def engine():
+    """Podman with the project's image when it can run here, else the binary (said so)."""
+    podman, reason = Podman.from_environment()
+    if podman is None:
+        warnings.warn(f"chart end-to-end steps run as the binary, not as containers: {reason}", pytest.PytestWarning)
+    yield podman, reason
+    if podman:
+        podman.close()
+
+
+@pytest.fixture(scope="module")
+def stage(services, engine):
+    return ChartStage(services, Path(tempfile.mkdtemp(prefix="secops-pods-")), engine)
+
+
+def test_steps_run_as_containers_of_the_project_image_configured_in_cluster(stage):
+    """Container mode: the image, the pod's mounts and env, kube's in-cluster configuration
+    (KUBERNETES_SERVICE_HOST/PORT, token and ca.crt under the service-account path) over HTTPS
+    with the emulator's CA. Skipped, saying why, where the steps run as the binary."""
+    if stage.engine is None:
+        pytest.skip(f"steps ran as the binary with the same files and env: {stage.engine_reason}")
+    stage.runner.submit("secops-status")
+    run = stage.runner.runs[-1]
+    assert run["mode"] == "container" and run["code"] == 0, run["stderr"][-1000:]
+    assert "KUBECONFIG" not in run["env"] and run["env"]["KUBERNETES_SERVICE_PORT"] == str(stage.api.port)
+    assert json.loads(run["outputs"]["result"])["command"] == "status"
 
 
 def consumed(cluster, ns, name) -> bool:
@@ -202,3 +229,71 @@ def test_the_rotation_webhook_passes_on_only_requests_with_the_secret_token(stag
     assert not accepts({})
     assert not accepts({"Authorization": "Bearer guessed"})
     assert accepts({"Authorization": f"Bearer {WEBHOOK_TOKEN}"})
+
+
+def _writes(calls, remote: str, path: str, methods) -> int:
+    return sum(1 for c in calls if c.remote == remote and c.path == path and c.method in methods and 200 <= c.code < 300)
+
+
+def test_a_step_killed_at_each_remote_call_converges_when_the_workflow_is_rerun(stage):
+    """#17: the handover step killed at its k-th remote call, k = 1, 2, ... until the step
+    finishes first (Vault or the API server: the call carried out, the step killed before it
+    hears the answer), then the workflow re-run: converged, nothing lost or duplicated. Each
+    Secret's value in Vault as one version written once (`cas=0`), the Secret marked consumed by
+    one write, the provenance naming that Secret alone; later runs leave earlier ones alone.
+    Container runs: 4 per kill point (the killed workflow's two steps, the re-run's two)."""
+    calls = Calls()
+    vault_port = int(stage.vault.addr.rsplit(":", 1)[1])
+    kube_port = int(stage.cluster.url.rsplit(":", 1)[1])
+    vault_proxy = FaultProxy("vault", vault_port, calls)
+    kube_proxy = FaultProxy("kube", kube_port, calls, tls_dir=stage.api.ca.parent)
+    try:
+        values = {**stage.values, "vault": {**stage.values["vault"], "address": f"http://127.0.0.1:{vault_proxy.port}"}}
+        templates = {d["metadata"]["name"]: d for d in render(values) if d["kind"] == "WorkflowTemplate"}
+        api = ApiServer("127.0.0.1", kube_proxy.port, stage.api.ca)
+        runner = Runner(str(bin_dir() / "secops"), {}, templates, pods=PodMaker(stage.cluster, RELEASE_NS, api), engine=stage.engine)
+        runner.interrupt = calls.fired
+        runner.on_step = lambda template: calls.arm(template == "handover-shard")
+        arguments = {"namespaces": "pods-b", "shards": "1"}  # one step to kill: the one shard
+
+        def handed_over_once(name: str, value: str, log) -> None:
+            secret = stage.cluster.secret("pods-b", name)
+            assert consumed(stage.cluster, "pods-b", name), name
+            assert stage.vault.current_version("secret", f"pods-b/{name}") == 1, name
+            assert stage.vault.get(f"secret/data/pods-b/{name}")["data"]["value"] == value, name
+            meta = stage.vault.get(f"secret/metadata/pods-b/{name}")["custom_metadata"]
+            assert meta["secops-origin-uid"] == secret["metadata"]["uid"] and meta["secops-origin-version"] == "1", meta
+            assert f"pods-b/{name}" in meta["secops-origin"], meta
+            assert _writes(log, "vault", f"/v1/secret/data/pods-b/{name}", ("POST", "PUT")) == 1, name
+            assert _writes(log, "kube", f"/api/v1/namespaces/pods-b/secrets/{name}", ("PATCH", "PUT")) == 1, name
+
+        killed_at = []
+        for k in range(1, 41):
+            name, value = f"killed-{k}", "value-" + uuid.uuid4().hex
+            stage.cluster.bootstrap("pods-b", name, f"pods-b/{name}", value)
+            start = len(calls.log)
+            calls.reset(kill_at=k)
+            try:
+                runner.submit("secops-bootstrap-handover", arguments)
+            except StepFailed as failed:
+                assert calls.fired.is_set() and "exited 137" in str(failed), failed
+                killed_at.append(calls.log[-1])
+                calls.released.set()
+                calls.reset()
+                runner.submit("secops-bootstrap-handover", arguments)
+                handed_over_once(name, value, calls.log[start:])
+                continue
+            # The step made fewer than k calls: each of them has been a kill point.
+            handed_over_once(name, value, calls.log[start:])
+            break
+        else:
+            raise AssertionError(f"the handover step made more than 40 calls: {calls.log[-40:]}")
+        for i in range(1, k + 1):
+            assert stage.vault.current_version("secret", f"pods-b/killed-{i}") == 1, i
+        # Both remotes, reads and writes, were kill points.
+        assert len(killed_at) >= 8 and {c.remote for c in killed_at} == {"vault", "kube"}, killed_at
+        assert {c.method for c in killed_at} >= {"GET", "POST", "PATCH"}, killed_at
+    finally:
+        calls.released.set()
+        vault_proxy.close()
+        kube_proxy.close()
