@@ -74,3 +74,14 @@ fn the_pre_fix_handover_rule_is_caught() {
         "two Secrets with the same data must not both own one path"
     );
 }
+
+#[test]
+fn consumers_stamped_by_the_runs_clock_are_caught() {
+    let report = check(scenarios::prefix_consumers(), threads(), true);
+    report.print();
+    assert_eq!(
+        report.result(properties::STAMP_ONCE),
+        "VIOLATED",
+        "a stamp not derived from the record must stamp a consumer twice for one id"
+    );
+}
