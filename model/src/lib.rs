@@ -15,6 +15,7 @@ pub mod actors;
 pub mod prefix;
 pub mod properties;
 pub mod scenarios;
+pub mod transcribed;
 pub mod world;
 
 use std::collections::BTreeMap;
