@@ -1,5 +1,5 @@
 //! The configurations checked: at most three concurrent actors (counting the GitOps
-//! controller) on one path, each able to crash at any call and be re-run.
+//! controller) on one path or two, each able to crash at any call and be re-run.
 
 use crate::actors::{Command, Rule};
 use crate::properties::{CONSUMERS_CURRENT, NOTHING_HALF_WRITTEN};

@@ -6,7 +6,8 @@
 //!   (as in HashiCorp Vault), and an optional create-only policy under which a `cas=0` write
 //!   to an existing path is answered 403 (Vault checks `update` before `cas`).
 //! - Kubernetes: Secrets with a uid (new on re-create) and a resourceVersion; every patch
-//!   and delete is conditional on the resourceVersion read.
+//!   and delete is conditional on the resourceVersion read. The rotated path's consumers: an
+//!   ExternalSecret (ESO acts on each new `force-sync`) and a Deployment.
 //!
 //! Claims (`secops/claims/<path>`) and rotation records (`secops/rotation-ids/<id>`) are
 //! ordinary KV paths here, as they are in Vault: the same `cas` rules arbitrate them.
