@@ -27,7 +27,8 @@ pub const SETTLED: &str = "converged: every Secret consumed, pushed or refused w
 pub const NOTHING_HALF_WRITTEN: &str = "converged: nothing half-written (data has provenance)";
 pub const CONSUMERS_CURRENT: &str = "converged: consumers serve every rotation that reported done";
 pub const REACH_DONE: &str = "reachable: all actors finish";
-pub const REACH_WORK: &str = "reachable: a Secret consumed or pushed, or a rotation written";
+pub const REACH_WORK: &str =
+    "reachable: every path handed over or pushed, every rotated path rotated";
 
 pub fn all() -> Vec<Property<SecopsModel>> {
     vec![
@@ -269,19 +270,34 @@ fn nothing_half_written(state: &State) -> bool {
     })
 }
 
-fn work_done(_: &SecopsModel, state: &State) -> bool {
-    let marked = state.world.kube.secrets.values().any(|o| {
-        o.labels.get(names::STATE_LABEL).map(String::as_str) == Some(names::STATE_CONSUMED)
-            || (o.labels.get(names::CLASS_LABEL).map(String::as_str)
-                == Some(names::Class::Internal.label_value())
-                && o.annotations.contains_key(names::VAULT_VERSION))
+/// At once: on every path a Secret of the scenario aims at (one not handed over before
+/// the start), a Secret consumed or pushed; on every path rotated, a rotation written.
+fn work_done(model: &SecopsModel, state: &State) -> bool {
+    let scenario = &model.scenario;
+    let mut handed = scenario
+        .secrets
+        .iter()
+        .filter(|s| !scenario.seeded.contains(&s.name))
+        .map(|s| PATHS[usize::from(s.path)]);
+    let mut rotated = scenario.actors.iter().filter_map(|c| match *c {
+        Command::Rotate { path, .. } => Some(PATHS[usize::from(path)]),
+        _ => None,
     });
-    let rotated = PATHS.iter().any(|path| {
+    handed.all(|path| {
+        state.world.kube.secrets.values().any(|o| {
+            let consumed =
+                o.labels.get(names::STATE_LABEL).map(String::as_str) == Some(names::STATE_CONSUMED);
+            let pushed = o.labels.get(names::CLASS_LABEL).map(String::as_str)
+                == Some(names::Class::Internal.label_value())
+                && o.annotations.contains_key(names::VAULT_VERSION);
+            o.annotations.get(names::VAULT_PATH).map(String::as_str) == Some(path)
+                && (consumed || pushed)
+        })
+    }) && rotated.all(|path| {
         state.world.vault.path(path).is_some_and(|kv| {
             kv.versions
                 .iter()
                 .any(|v| matches!(v.writer, Writer::Rotation { .. }))
         })
-    });
-    marked || rotated
+    })
 }

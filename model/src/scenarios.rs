@@ -172,7 +172,7 @@ pub fn rotation_soft_delete() -> Scenario {
     .named("rotate id0 twice, an operator soft-deletes the current version")
 }
 
-/// Three rotation runs (id0 twice, id1), each run once; about 2.5 million states, so not
+/// Three rotation runs (id0 twice, id1), each run once; about 2.9 million states, so not
 /// in the default set (`cargo run -p secops-model --release -- rotate3`).
 pub fn rotation_three() -> Scenario {
     Scenario {

@@ -1,6 +1,7 @@
 //! Runs the model checker: every scenario of the current protocol must satisfy every
 //! property except the findings it lists as known (each must still be found), and the
-//! pre-fix push rule must produce a counterexample, so the checker is known able to fail.
+//! pre-fix push and handover rules and consumers stamped by each run's clock must produce
+//! counterexamples, so the checker is known able to fail.
 
 use std::collections::BTreeSet;
 
@@ -42,7 +43,7 @@ fn the_current_protocol_keeps_every_promise() {
 }
 
 #[test]
-#[ignore = "about 2.5 million states, 100 s; run with --ignored (or `cargo run -p secops-model -- rotate3`)"]
+#[ignore = "about 2.9 million states, 2-7 minutes; run with --ignored (or `cargo run -p secops-model -- rotate3`)"]
 fn three_rotation_runs_keep_every_promise() {
     let problems = check_scenario(scenarios::rotation_three());
     assert!(problems.is_empty(), "{problems:#?}");
