@@ -303,6 +303,18 @@ pub fn prefix_consumers() -> Scenario {
     .named("PRE-FIX stamps: rotate id0 + rotate id1, with consumers, seconds apart")
 }
 
+/// The two-path scenario under the pre-fix rule: the push to `ns/p1` and the batch's
+/// second Secret must collide.
+pub fn prefix_two_paths() -> Scenario {
+    Scenario {
+        rule: Rule::PreFix,
+        runs: 1,
+        faults: 0,
+        ..two_paths()
+    }
+    .named("PRE-FIX rule: two paths, handover(a, b) + push-secret(x) + workflow(a)")
+}
+
 /// The scenarios the current protocol must pass.
 pub fn current() -> Vec<Scenario> {
     vec![

@@ -86,3 +86,16 @@ fn consumers_stamped_by_the_runs_clock_are_caught() {
         "a stamp not derived from the record must stamp a consumer twice for one id"
     );
 }
+
+#[test]
+fn the_pre_fix_rule_is_caught_across_two_paths() {
+    let report = check(scenarios::prefix_two_paths(), threads(), true);
+    report.print();
+    // The search stops at its first violation: either ownership invariant will do.
+    assert!(
+        [properties::ONE_ORIGIN, properties::MARKED_ONLY_IF_NAMED]
+            .iter()
+            .any(|p| report.result(p) == "VIOLATED"),
+        "the batch's second Secret and the push must not both own ns/p1"
+    );
+}
