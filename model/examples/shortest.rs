@@ -10,6 +10,8 @@ fn main() {
             scenarios::rotation_three(),
             scenarios::prefix_push_race(),
             scenarios::prefix_handover_same_data(),
+            scenarios::prefix_consumers(),
+            scenarios::prefix_two_paths(),
         ])
         .find(|s| s.name.contains(&args[1]))
         .unwrap();

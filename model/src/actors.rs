@@ -16,6 +16,7 @@ use secops::domain::bootstrap::{
     SourceSecret,
 };
 use secops::domain::claim::claim_path;
+use secops::domain::consumers::{is_stamped, judge_sync, Sync};
 use secops::domain::fingerprint::{Fingerprint, FingerprintKey};
 use secops::domain::names::{self, meta, Class};
 use secops::domain::outcome::Outcome;
@@ -28,8 +29,9 @@ use secops::retry::RACE_ATTEMPTS;
 
 use crate::prefix;
 use crate::world::{
-    domain_claim, fingerprint, source_secret, uid_text, CasWrite, Conditional, Data, Meta, Object,
-    ObjectPatch, Owner, Record, Val, World, Writer, MOUNT, PATHS,
+    domain_claim, fingerprint, source_secret, stamp_seconds, stamp_text, timestamp, uid_text,
+    CasWrite, Conditional, Data, Meta, Object, ObjectPatch, Owner, Record, Val, World, Writer,
+    CONSUMERS, DEPLOYMENT, EXTERNAL_SECRET, MOUNT, PATHS,
 };
 
 /// Which ownership rule the push and handover decisions follow.
@@ -39,6 +41,7 @@ pub enum Rule {
     Current,
     /// Before the ownership fix: no claim; data without provenance is unowned, so a push
     /// overwrites it (`cas` = current) and a handover finishes it when the data matches.
+    /// Before the per-id stamps: consumers are stamped with the run's own clock.
     PreFix,
 }
 
@@ -51,6 +54,10 @@ pub enum Command {
     Steps { secret: u8 },
     /// `handover --mode annotate` over a scope holding this one Secret: one process.
     Handover { secret: u8 },
+    /// `handover --mode annotate --concurrency 1` over a scope holding two Secrets (each
+    /// aimed at its own path): one process handing them over one after the other; one
+    /// refused Secret does not stop the other, and a crash or exit 75 re-runs both.
+    Batch { first: u8, second: u8 },
     /// `push-secret --secret NS/NAME` (no `--adopt`).
     Push { secret: u8 },
     /// `rotate --path P --rotation-id ID` (no `--adopt`), one key replaced.
@@ -63,7 +70,15 @@ impl Command {
             Command::Steps { secret } | Command::Handover { secret } | Command::Push { secret } => {
                 Some(secret)
             }
-            Command::Rotate { .. } => None,
+            Command::Batch { .. } | Command::Rotate { .. } => None,
+        }
+    }
+
+    /// The Secrets the command works on, in order.
+    pub fn secrets(&self) -> Vec<u8> {
+        match *self {
+            Command::Batch { first, second } => vec![first, second],
+            _ => self.secret().into_iter().collect(),
         }
     }
 
@@ -72,6 +87,9 @@ impl Command {
         match *self {
             Command::Steps { secret } => format!("write-vault+mark-consumed({})", name(secret)),
             Command::Handover { secret } => format!("handover({})", name(secret)),
+            Command::Batch { first, second } => {
+                format!("handover({}, {})", name(first), name(second))
+            }
             Command::Push { secret } => format!("push-secret({})", name(secret)),
             Command::Rotate { path, id } => {
                 format!("rotate({}, id{id})", PATHS[usize::from(path)])
@@ -175,7 +193,15 @@ pub enum Pc {
     RotateComplete { version: u8 },
     /// `stamp_metadata` (from `finish`, or from a run that found the id `AlreadyRotated`):
     /// write the path's metadata (full write, from the metadata read this pass).
-    RotateStamp { version: u8, already: bool },
+    RotateStamp { version: u8 },
+    /// `refresh_consumer`: GET the consumer and judge its stamp (`is_stamped`).
+    ConsumerGet { consumer: u8 },
+    /// `refresh_consumer`: patch the stamp conditionally on the resourceVersion read.
+    ConsumerPatch { consumer: u8, resource_version: u8 },
+    /// `refresh_consumers`: read the ExternalSecret's status until ESO reports the sync
+    /// (`judge_sync`). The polls are one transition, taken once ESO has acted on the
+    /// pending `force-sync`: ESO syncs within `--sync-timeout`.
+    SyncPoll,
 }
 
 /// What a run has learned so far; forgotten when the process dies.
@@ -206,14 +232,19 @@ pub struct Mem {
     pub claim: Option<(Record, u8)>,
     pub base: u8,
     pub value: Val,
+    /// Rotation done: its outcome and the consumers' stamp (the record's `completed_at`).
+    pub rotated: Option<(&'static str, u8)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Actor {
     pub pc: Pc,
     pub mem: Mem,
-    /// `Steps`: 0 while in `write-vault`, 1 in `mark-consumed`.
+    /// `Steps`: 0 while in `write-vault`, 1 in `mark-consumed`. `Batch`: the Secret being
+    /// handed over (0 the first, 1 the second).
     pub phase: u8,
+    /// `Batch`: how the first Secret ended in this run (and, after the run, in the last).
+    pub first: Option<Ended>,
     /// Runs that ended (success or refusal); the actor is done after the scenario's count.
     pub runs: u8,
     /// Argo retries after exit 75, bounded.
@@ -243,34 +274,56 @@ pub struct Ctx {
     pub key: FingerprintKey,
     pub allowed: AllowedPaths,
     pub rule: Rule,
-    /// The real keyed fingerprint of every value, computed once (HMAC in a debug build of
-    /// secops is the model's most expensive step otherwise); the last is that of no data.
-    fingerprints: Vec<Fingerprint>,
+    /// Every rotation refreshes the consumers (`--refresh externalsecret/ns/es --restart
+    /// deployment/ns/app`, a non-zero `--sync-timeout`).
+    pub consumers: bool,
+    /// The real keyed fingerprint of every value on every path (fingerprints are bound to
+    /// their target), computed once (HMAC in a debug build of secops is the model's most
+    /// expensive step otherwise); the last of each path is that of no data.
+    fingerprints: Vec<Vec<Fingerprint>>,
 }
 
 impl Ctx {
-    pub fn new(rule: Rule) -> Self {
+    pub fn new(rule: Rule, consumers: bool) -> Self {
         let key = FingerprintKey::new(vec![7; FingerprintKey::LEN]).expect("a 32-byte key");
-        let mut fingerprints: Vec<_> = (0..=Val::MAX).map(|v| fingerprint(&key, Some(v))).collect();
-        fingerprints.push(fingerprint(&key, None));
+        let fingerprints = PATHS
+            .iter()
+            .map(|path| {
+                let mut all: Vec<_> = (0..=Val::MAX)
+                    .map(|v| fingerprint(&key, path, Some(v)))
+                    .collect();
+                all.push(fingerprint(&key, path, None));
+                all
+            })
+            .collect();
         Self {
             key,
             allowed: AllowedPaths::new(vec![]).expect("the default allowed paths"),
             rule,
+            consumers,
             fingerprints,
         }
     }
 
-    /// `FingerprintKey::fingerprint` of a Secret holding `val`.
-    pub fn fp(&self, val: Val) -> Fingerprint {
-        self.fingerprints[usize::from(val)].clone()
+    fn of_path(&self, path: &str) -> &[Fingerprint] {
+        let index = PATHS
+            .iter()
+            .position(|p| *p == path)
+            .expect("a modelled path");
+        &self.fingerprints[index]
+    }
+
+    /// `FingerprintKey::fingerprint` of a Secret holding `val`, for `path`.
+    pub fn fp(&self, path: &str, val: Val) -> Fingerprint {
+        self.of_path(path)[usize::from(val)].clone()
     }
 
     /// The fingerprint of a Secret's data, which may have been stripped.
-    pub fn fp_of(&self, val: Option<Val>) -> Fingerprint {
+    pub fn fp_of(&self, path: &str, val: Option<Val>) -> Fingerprint {
+        let all = self.of_path(path);
         match val {
-            Some(val) => self.fp(val),
-            None => self.fingerprints[self.fingerprints.len() - 1].clone(),
+            Some(val) => all[usize::from(val)].clone(),
+            None => all[all.len() - 1].clone(),
         }
     }
 }
@@ -313,18 +366,27 @@ fn provenance_of(custom: &Meta) -> Option<Provenance> {
 impl Step<'_> {
     /// Runs the transition.
     pub fn run(mut self) {
-        if self.actor.pc == Pc::Start {
+        let batch_goes_on = matches!(self.command, Command::Batch { .. }) && self.actor.phase == 1;
+        if self.actor.pc == Pc::Start && !batch_goes_on {
             self.actor.run_epoch = self.epoch;
         }
         match self.command {
-            Command::Steps { .. } | Command::Handover { .. } => self.handover(),
+            Command::Steps { .. } | Command::Handover { .. } | Command::Batch { .. } => {
+                self.handover()
+            }
             Command::Push { .. } => self.push(),
             Command::Rotate { .. } => self.rotate(),
         }
     }
 
     fn secret_index(&self) -> u8 {
-        self.command.secret().expect("a command with a Secret")
+        match self.command {
+            Command::Batch { first, second } => match self.actor.phase {
+                0 => first,
+                _ => second,
+            },
+            command => command.secret().expect("a command with a Secret"),
+        }
     }
 
     fn source(&self) -> SourceSecret {
@@ -356,8 +418,13 @@ impl Step<'_> {
         }
     }
 
+    /// The fingerprint of `val` on this actor's path.
+    fn fp(&self, val: Val) -> Fingerprint {
+        self.ctx.fp(&self.path(), val)
+    }
+
     fn own_fingerprint(&self) -> Fingerprint {
-        self.ctx.fp(self
+        self.fp(self
             .actor
             .mem
             .secret
@@ -370,18 +437,33 @@ impl Step<'_> {
     fn end(&mut self, ended: Ended) {
         self.log.say(|| format!("    => {ended:?}"));
         let actor = &mut *self.actor;
-        // The workflow's mark-consumed step follows a write-vault step that succeeded.
-        if matches!(self.command, Command::Steps { .. })
-            && actor.phase == 0
-            && matches!(ended, Ended::Done(_))
-        {
-            actor.phase = 1;
-        } else {
-            actor.phase = 0;
-            actor.runs += 1;
-            actor.retries = 0;
-            actor.last = Some(ended);
-            actor.last_epoch = actor.run_epoch;
+        let temporary = |e: Option<Ended>| e == Some(Ended::Temporary);
+        match self.command {
+            // The workflow's mark-consumed step follows a write-vault step that succeeded.
+            Command::Steps { .. } if actor.phase == 0 && matches!(ended, Ended::Done(_)) => {
+                actor.phase = 1
+            }
+            // The batch goes on with its second Secret, whatever became of the first.
+            Command::Batch { .. } if actor.phase == 0 => {
+                actor.phase = 1;
+                actor.first = Some(ended);
+            }
+            // The batch exits 75 when either Secret did: Argo runs it again.
+            Command::Batch { .. }
+                if (temporary(Some(ended)) || temporary(actor.first))
+                    && actor.retries < RETRIES =>
+            {
+                self.log.say(|| "    => the batch exits 75".into());
+                actor.phase = 0;
+                actor.retries += 1;
+            }
+            _ => {
+                actor.phase = 0;
+                actor.runs += 1;
+                actor.retries = 0;
+                actor.last = Some(ended);
+                actor.last_epoch = actor.run_epoch;
+            }
         }
         actor.pc = Pc::Start;
         actor.mem = Mem::default();
@@ -391,7 +473,8 @@ impl Step<'_> {
         if error.is_transient() {
             self.log
                 .say(|| format!("    => exit 75 ({})", error.kind()));
-            if self.actor.retries < RETRIES {
+            // A batch goes on with its other Secret and exits 75 at the end (`end`).
+            if self.actor.retries < RETRIES && !matches!(self.command, Command::Batch { .. }) {
                 self.actor.retries += 1;
                 self.actor.pc = Pc::Start;
                 self.actor.mem = Mem::default();
@@ -587,7 +670,7 @@ impl Step<'_> {
                 let Some((version, data)) = current else {
                     return self.next_handover_attempt();
                 };
-                let held = data.secret().map(|v| self.ctx.fp(v));
+                let held = data.secret().map(|v| self.fp(v));
                 if held.as_ref() != Some(&self.own_fingerprint()) {
                     return self.refuse("not-owned");
                 }
@@ -639,7 +722,7 @@ impl Step<'_> {
                     .say(|| format!("vault GET {MOUNT}/{path}?version={version} -> {held:?}"));
                 let recorded = self.actor.mem.handed.as_ref().and_then(|h| h.1.clone());
                 let vault_fp = match held.and_then(|(_, d)| d.secret()) {
-                    Some(val) => Some(self.ctx.fp(val).as_str().to_string()),
+                    Some(val) => Some(self.fp(val).as_str().to_string()),
                     None => recorded,
                 };
                 let Some(vault_fp) = vault_fp else {
@@ -658,7 +741,7 @@ impl Step<'_> {
                 if Some(fresh.uid) != original {
                     return self.refuse("not-found");
                 }
-                let current = self.ctx.fp_of(fresh.val);
+                let current = self.ctx.fp_of(&self.path(), fresh.val);
                 self.actor.mem.current = Some(current.as_str().to_string());
                 self.actor.mem.secret = Some(fresh);
                 self.mark_decide();
@@ -878,7 +961,7 @@ impl Step<'_> {
                 let held = self.world.vault.read(&path, None);
                 self.log
                     .say(|| format!("vault GET {MOUNT}/{path} -> {held:?}"));
-                let held = held.and_then(|(v, d)| d.secret().map(|val| (v, self.ctx.fp(val))));
+                let held = held.and_then(|(v, d)| d.secret().map(|val| (v, self.fp(val))));
                 let fp = self.own_fingerprint();
                 let held = held.as_ref().map(|(v, f)| (u64::from(*v), f));
                 let step = match self.ctx.rule {
@@ -964,7 +1047,7 @@ impl Step<'_> {
                     return self.refuse("not-found");
                 };
                 let object = self.actor.mem.secret.as_ref().expect("the source");
-                let fresh_fp = self.ctx.fp_of(fresh.val);
+                let fresh_fp = self.ctx.fp_of(&self.path(), fresh.val);
                 if fresh.uid != object.uid || fresh_fp != self.own_fingerprint() {
                     // The source changed during the push: the next push publishes it.
                     return self.end(Ended::Done(outcome.0.as_str()));
@@ -1128,16 +1211,16 @@ impl Step<'_> {
                     RotationStep::OtherIntent => self.refuse("refused"),
                     RotationStep::AlreadyRotated => {
                         // `stamp_metadata`, unless the metadata names this rotation or a later one.
-                        let version = record
-                            .and_then(|(r, _)| r.version)
-                            .expect("a completed record has a version");
+                        let (done, _) = record.expect("AlreadyRotated comes from a record");
+                        let version = done.version.expect("a completed record has a version");
+                        self.actor.mem.rotated = Some((
+                            "already-rotated",
+                            done.completed_at.expect("a completed record has a stamp"),
+                        ));
                         if stamped(&self.actor.mem.metadata, version) {
-                            self.end(Ended::Done("already-rotated"))
+                            self.rotated()
                         } else {
-                            self.actor.pc = Pc::RotateStamp {
-                                version,
-                                already: true,
-                            };
+                            self.actor.pc = Pc::RotateStamp { version };
                         }
                     }
                     RotationStep::Wait => {
@@ -1172,6 +1255,7 @@ impl Step<'_> {
                     // has run out. The model's clock is what makes a claim stale.
                     let claimed_at = seen.map_or(0, |(r, _)| r.claimed_at);
                     self.world.now = self.world.now.max(claimed_at + LEASE as u8);
+                    self.world.second += 1;
                     self.log
                         .say(|| format!("    ... the lease runs out (now {})", self.world.now));
                 }
@@ -1183,11 +1267,7 @@ impl Step<'_> {
                     .say(|| format!("vault GET {MOUNT}/{path}?version={version} -> {held:?}"));
                 let record = self.actor.mem.record.clone().expect("a record");
                 let ours = held.and_then(|(_, d)| d.secret()).is_some_and(|val| {
-                    record
-                        .0
-                        .to_domain(self.ctx)
-                        .intents
-                        .contains(&self.ctx.fp(val))
+                    record.0.to_domain(self.ctx).intents.contains(&self.fp(val))
                 });
                 if ours {
                     // This id wrote `version`; its run died (or is about to finish).
@@ -1231,6 +1311,7 @@ impl Step<'_> {
                     intents,
                     claimed_at: self.world.now,
                     version: None,
+                    completed_at: None,
                 };
                 self.actor.mem.claim = Some((claim, cas));
                 self.actor.mem.base = base;
@@ -1278,6 +1359,7 @@ impl Step<'_> {
                 let (claim, claim_version) = self.actor.mem.claim.clone().expect("a claim");
                 let done = Record {
                     version: Some(version),
+                    completed_at: Some(self.world.second),
                     ..claim
                 };
                 let answer = self.world.vault.write(
@@ -1291,14 +1373,15 @@ impl Step<'_> {
                 });
                 match answer {
                     CasWrite::Written { .. } => {
+                        self.actor.mem.rotated = Some(("rotated", self.world.second));
+                        if self.world.distinct_seconds {
+                            self.world.second += 1;
+                        }
                         // `finish` → `stamp_metadata`, unless already stamped.
                         if stamped(&self.actor.mem.metadata, version) {
-                            self.end(Ended::Done("rotated"))
+                            self.rotated()
                         } else {
-                            self.actor.pc = Pc::RotateStamp {
-                                version,
-                                already: false,
-                            };
+                            self.actor.pc = Pc::RotateStamp { version };
                         }
                     }
                     // Another run changed the record first: re-read and re-decide (a run
@@ -1306,7 +1389,7 @@ impl Step<'_> {
                     CasWrite::Mismatch | CasWrite::Denied => self.next_rotate_pass(),
                 }
             }
-            Pc::RotateStamp { version, already } => {
+            Pc::RotateStamp { version } => {
                 let mut custom = self.actor.mem.metadata.clone().expect("metadata");
                 custom.insert(meta::ROTATION_ID.into(), format!("id{id}"));
                 custom.insert(meta::ROTATED_AT.into(), "t".into());
@@ -1317,12 +1400,130 @@ impl Step<'_> {
                 self.log.say(|| {
                     format!("vault POST {MOUNT}/{path} metadata (full) rotation id{id} v{version}")
                 });
-                self.end(Ended::Done(match already {
-                    true => "already-rotated",
-                    false => "rotated",
-                }));
+                self.rotated();
             }
+            Pc::ConsumerGet { consumer } => self.consumer_get(consumer),
+            Pc::ConsumerPatch {
+                consumer,
+                resource_version,
+            } => self.consumer_patch(consumer, resource_version),
+            Pc::SyncPoll => self.sync_poll(),
             pc => unreachable!("{pc:?} in a rotation"),
+        }
+    }
+
+    /// `rotate_kv` is over: `refresh_consumers`, when there are consumers and a stamp.
+    fn rotated(&mut self) {
+        let (outcome, _) = self.actor.mem.rotated.expect("a rotation outcome");
+        match self.ctx.consumers {
+            true => {
+                self.actor.mem.attempt = 0;
+                self.actor.pc = Pc::ConsumerGet {
+                    consumer: EXTERNAL_SECRET,
+                };
+            }
+            false => self.end(Ended::Done(outcome)),
+        }
+    }
+
+    fn stamp(&self) -> u8 {
+        match self.ctx.rule {
+            Rule::Current => self.actor.mem.rotated.expect("a rotation outcome").1,
+            Rule::PreFix => self.world.second,
+        }
+    }
+
+    /// `Kube::refresh_consumer`: GET, and leave a consumer that already carries the stamp.
+    fn consumer_get(&mut self, consumer: u8) {
+        let object = self.world.kube.consumers[usize::from(consumer)].clone();
+        let present = object.stamp.map(|s| stamp_text(consumer, s));
+        let stamp = self.stamp();
+        let now = stamp_seconds(self.world.second);
+        let already = is_stamped(present.as_deref(), stamp_seconds(stamp), now);
+        self.log.say(|| {
+            format!(
+                "k8s GET {} -> rv {} stamp {present:?}: stamped at {stamp}? {already}",
+                CONSUMERS[usize::from(consumer)],
+                object.resource_version
+            )
+        });
+        match already {
+            true => self.consumer_done(consumer),
+            false => {
+                self.actor.pc = Pc::ConsumerPatch {
+                    consumer,
+                    resource_version: object.resource_version,
+                }
+            }
+        }
+    }
+
+    fn consumer_patch(&mut self, consumer: u8, resource_version: u8) {
+        let (_, id) = self.rotation_id();
+        let stamp = self.stamp();
+        let answer = self
+            .world
+            .kube
+            .stamp_consumer(consumer, resource_version, stamp, id);
+        self.log.say(|| {
+            format!(
+                "k8s PATCH {} rv={resource_version} stamp {stamp} -> {answer:?}",
+                CONSUMERS[usize::from(consumer)]
+            )
+        });
+        match answer {
+            Conditional::Applied => self.consumer_done(consumer),
+            Conditional::Gone => unreachable!("consumers are never deleted in the model"),
+            Conditional::Conflict => {
+                self.actor.mem.attempt += 1;
+                match usize::from(self.actor.mem.attempt) < RACE_ATTEMPTS {
+                    true => self.actor.pc = Pc::ConsumerGet { consumer },
+                    false => self.lost_race(),
+                }
+            }
+        }
+    }
+
+    /// ExternalSecrets first, then the wait for their sync, then the workloads.
+    fn consumer_done(&mut self, consumer: u8) {
+        self.actor.mem.attempt = 0;
+        match consumer {
+            EXTERNAL_SECRET => self.actor.pc = Pc::SyncPoll,
+            _ => {
+                let (outcome, _) = self.actor.mem.rotated.expect("a rotation outcome");
+                self.end(Ended::Done(outcome))
+            }
+        }
+    }
+
+    fn sync_poll(&mut self) {
+        let es = &self.world.kube.consumers[usize::from(EXTERNAL_SECRET)];
+        let refresh_time = es
+            .refresh_time
+            .map(|t| secops::clock::rfc3339(timestamp(stamp_seconds(t))));
+        let sync = judge_sync(
+            refresh_time.as_deref(),
+            Some("True"),
+            None,
+            stamp_seconds(self.stamp()),
+        );
+        self.log.say(|| {
+            format!(
+                "k8s GET {} status refreshTime {refresh_time:?} -> {sync:?}",
+                CONSUMERS[usize::from(EXTERNAL_SECRET)]
+            )
+        });
+        match sync {
+            Sync::Synced => {
+                self.actor.pc = Pc::ConsumerGet {
+                    consumer: DEPLOYMENT,
+                }
+            }
+            // Not synced within --sync-timeout: the workloads are not restarted, exit 75.
+            Sync::Pending | Sync::Failing(_) => self.fail(Error::temporary(
+                "wait for the ExternalSecret to sync",
+                "not synced within --sync-timeout",
+            )),
         }
     }
 
@@ -1369,5 +1570,6 @@ pub fn is_write(pc: Pc) -> bool {
             | Pc::RotateData
             | Pc::RotateComplete { .. }
             | Pc::RotateStamp { .. }
+            | Pc::ConsumerPatch { .. }
     )
 }

@@ -15,6 +15,7 @@ pub mod actors;
 pub mod prefix;
 pub mod properties;
 pub mod scenarios;
+pub mod transcribed;
 pub mod world;
 
 use std::collections::BTreeMap;
@@ -67,6 +68,12 @@ pub struct Scenario {
     pub create_only: bool,
     /// An operator may soft-delete the current version of this path once.
     pub soft_delete: Option<u8>,
+    /// Every rotation refreshes an ExternalSecret and restarts a Deployment (ESO acts on
+    /// each `force-sync`).
+    pub consumers: bool,
+    /// Each completed rotation record takes a second of its own; otherwise all completions
+    /// (short of a lease passing) fall in one second.
+    pub distinct_seconds: bool,
     /// Properties this scenario is known to violate, each with the finding it stands for:
     /// the test requires exactly these to fail, so a fix shows up as a test to update.
     pub known: Vec<(&'static str, &'static str)>,
@@ -83,6 +90,9 @@ pub enum Action {
     GitOps(usize),
     /// An operator soft-deletes the current version of the path.
     SoftDelete,
+    /// ESO acts on a new `force-sync`: copies the rotated path's current version and
+    /// reports the sync.
+    Eso,
 }
 
 /// Ghost state: facts about the history that no actor reads.
@@ -115,16 +125,16 @@ pub struct SecopsModel {
 
 impl SecopsModel {
     pub fn new(scenario: Scenario) -> Self {
-        // Fingerprints are bound to one fixed target (`world::fingerprint_target`).
+        // The consumers are those of `ns/p0`.
         assert!(
-            scenario.secrets.iter().all(|s| s.path == 0)
-                && scenario
+            !scenario.consumers
+                || scenario
                     .actors
                     .iter()
                     .all(|c| !matches!(c, Command::Rotate { path, .. } if *path != 0)),
-            "the model binds fingerprints to ns/p0 only"
+            "the model's consumers read ns/p0 only"
         );
-        let ctx = Ctx::new(scenario.rule);
+        let ctx = Ctx::new(scenario.rule, scenario.consumers);
         Self {
             scenario,
             ctx,
@@ -137,7 +147,7 @@ impl SecopsModel {
     }
 
     pub fn all_done(&self, state: &State) -> bool {
-        state.actors.iter().all(|a| self.done(state, a))
+        state.actors.iter().all(|a| self.done(state, a)) && !state.world.kube.eso_pending()
     }
 
     /// Applies an action; with `log`, records the calls it made.
@@ -162,7 +172,7 @@ impl SecopsModel {
                     next.actors[i].pc
                 ));
                 next.faults -= 1;
-                restart(&mut next.actors[i]);
+                self.restart(&mut next.actors[i], i);
             }
             Action::LostResponse(i) => {
                 log.say_line(format!(
@@ -175,7 +185,7 @@ impl SecopsModel {
                 let generated = next.actors[i].generated;
                 next.actors[i] = before;
                 next.actors[i].generated = generated;
-                restart(&mut next.actors[i]);
+                self.restart(&mut next.actors[i], i);
             }
             Action::GitOps(g) => {
                 next.gitops -= 1;
@@ -211,8 +221,17 @@ impl SecopsModel {
                 next.soft_delete = false;
                 next.world.vault.soft_delete(path);
             }
+            Action::Eso => {
+                let version = next
+                    .world
+                    .vault
+                    .path(world::PATHS[0])
+                    .map_or(0, |p| p.current_version());
+                log.say_line(format!("ESO syncs version {version} (force-sync acted on)"));
+                next.world.kube.eso_sync(next.world.second, version);
+            }
         }
-        if !matches!(action, Action::Call(_)) {
+        if !matches!(action, Action::Call(_) | Action::Eso) {
             next.epoch += 1;
         }
         self.update_ghost(&mut next);
@@ -258,7 +277,17 @@ impl SecopsModel {
             if let Some(action) = action {
                 let mut log = Log(Some(Vec::new()));
                 self.apply(state, *action, &mut log);
-                lines.extend(log.0.unwrap_or_default());
+                let mut said = log.0.unwrap_or_default().into_iter();
+                // "#i command:" and its call on one line; the decisions indented below.
+                if let Some(first) = said.next() {
+                    match said.next() {
+                        Some(call) if first.ends_with(':') && !call.starts_with(' ') => {
+                            lines.push(format!("{first} {call}"))
+                        }
+                        second => lines.extend([Some(first), second].into_iter().flatten()),
+                    }
+                }
+                lines.extend(said);
             }
         }
         lines
@@ -277,9 +306,16 @@ fn name(secret: u8) -> &'static str {
     world::SECRET_NAMES[usize::from(secret)]
 }
 
-fn restart(actor: &mut Actor) {
-    actor.pc = Pc::Start;
-    actor.mem = Mem::default();
+impl SecopsModel {
+    /// The actor's process died: Argo runs the step again (a whole batch from its first
+    /// Secret).
+    fn restart(&self, actor: &mut Actor, i: usize) {
+        actor.pc = Pc::Start;
+        actor.mem = Mem::default();
+        if matches!(self.scenario.actors[i], Command::Batch { .. }) {
+            actor.phase = 0;
+        }
+    }
 }
 
 impl Log {
@@ -296,7 +332,10 @@ impl Model for SecopsModel {
 
     fn init_states(&self) -> Vec<State> {
         let s = &self.scenario;
-        let mut world = World::default();
+        let mut world = World {
+            distinct_seconds: s.distinct_seconds,
+            ..World::default()
+        };
         world.vault.create_only = s.create_only;
         for spec in &s.secrets {
             world
@@ -306,6 +345,13 @@ impl Model for SecopsModel {
         for &seeded in &s.seeded {
             seed_handover(&self.ctx, &mut world, seeded);
         }
+        if s.consumers {
+            let serves = world
+                .vault
+                .path(world::PATHS[0])
+                .map_or(0, |p| p.current_version());
+            world.kube.add_consumers(serves);
+        }
         let actors = s
             .actors
             .iter()
@@ -313,6 +359,7 @@ impl Model for SecopsModel {
                 pc: Pc::Start,
                 mem: Mem::default(),
                 phase: 0,
+                first: None,
                 runs: 0,
                 retries: 0,
                 last: None,
@@ -349,7 +396,9 @@ impl Model for SecopsModel {
             let waits_for_live_claim = matches!(actor.pc, Pc::RotateWaiting { .. })
                 && state.stalls == 0
                 && holds_live_claim(state);
-            if !waits_for_live_claim {
+            // ESO syncs within --sync-timeout: the wait ends once it has acted.
+            let waits_for_eso = actor.pc == Pc::SyncPoll && state.world.kube.eso_pending();
+            if !waits_for_live_claim && !waits_for_eso {
                 actions.push(Action::Call(i));
             }
             if state.faults > 0 {
@@ -367,6 +416,9 @@ impl Model for SecopsModel {
         }
         if state.soft_delete {
             actions.push(Action::SoftDelete);
+        }
+        if state.world.kube.eso_pending() {
+            actions.push(Action::Eso);
         }
     }
 
@@ -400,7 +452,7 @@ fn seed_handover(ctx: &Ctx, world: &mut World, secret: u8) {
         0,
         world::Writer::Seed(owner),
     );
-    let fp = ctx.fp(val);
+    let fp = ctx.fp(&path, val);
     let patch = OwnershipRecord {
         origin: &owner.origin(),
         uid: &owner.uid(),

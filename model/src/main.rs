@@ -10,6 +10,8 @@ fn main() {
     let mut all = scenarios::current();
     all.push(scenarios::prefix_push_race());
     all.push(scenarios::prefix_handover_same_data());
+    all.push(scenarios::prefix_consumers());
+    all.push(scenarios::prefix_two_paths());
     all.push(scenarios::rotation_three());
     for scenario in all {
         let short = scenario

@@ -10,7 +10,9 @@ use secops::domain::provenance::{Origin, Provenance};
 use stateright::Property;
 
 use crate::actors::{Command, Ended};
-use crate::world::{Data, Owner, Writer, PATHS};
+use secops::domain::rotation::record_path;
+
+use crate::world::{Data, Owner, Record, Writer, PATHS};
 use crate::{SecopsModel, State};
 
 pub const ONE_ORIGIN: &str = "one origin per path";
@@ -19,10 +21,14 @@ pub const MARKED_ONLY_IF_NAMED: &str =
 pub const ORIGIN_DATA: &str = "data at the origin version is what that origin wrote";
 pub const BOOTSTRAP_ONCE: &str = "no bootstrap value written after the handover";
 pub const ROTATION_ONCE: &str = "at most one new version per rotation id";
+pub const STAMP_ONCE: &str =
+    "no consumer stamped twice per rotation id, each with its record's completed_at";
 pub const SETTLED: &str = "converged: every Secret consumed, pushed or refused with a reason";
 pub const NOTHING_HALF_WRITTEN: &str = "converged: nothing half-written (data has provenance)";
+pub const CONSUMERS_CURRENT: &str = "converged: consumers serve every rotation that reported done";
 pub const REACH_DONE: &str = "reachable: all actors finish";
-pub const REACH_WORK: &str = "reachable: a Secret consumed or pushed, or a rotation written";
+pub const REACH_WORK: &str =
+    "reachable: every path handed over or pushed, every rotated path rotated";
 
 pub fn all() -> Vec<Property<SecopsModel>> {
     vec![
@@ -31,9 +37,13 @@ pub fn all() -> Vec<Property<SecopsModel>> {
         Property::always(ORIGIN_DATA, origin_data),
         Property::always(BOOTSTRAP_ONCE, bootstrap_once),
         Property::always(ROTATION_ONCE, rotation_once),
+        Property::always(STAMP_ONCE, stamp_once),
         Property::always(SETTLED, |m, s| !m.all_done(s) || settled(m, s)),
         Property::always(NOTHING_HALF_WRITTEN, |m, s| {
             !m.all_done(s) || nothing_half_written(s)
+        }),
+        Property::always(CONSUMERS_CURRENT, |m, s| {
+            !m.all_done(s) || consumers_current(m, s)
         }),
         Property::sometimes(REACH_DONE, |m, s| m.all_done(s)),
         Property::sometimes(REACH_WORK, work_done),
@@ -105,7 +115,7 @@ fn origin_data(model: &SecopsModel, state: &State) -> bool {
             return false;
         };
         written_by(version.writer, &p.origin, &p.origin_uid)
-            && p.origin_fingerprint == Some(model.ctx.fp(val))
+            && p.origin_fingerprint == Some(model.ctx.fp(path, val))
     })
 }
 
@@ -143,6 +153,60 @@ fn rotation_once(model: &SecopsModel, state: &State) -> bool {
     })
 }
 
+/// The completed record of rotation `id`, if any.
+fn completed_record(state: &State, id: u8) -> Option<Record> {
+    match state
+        .world
+        .vault
+        .read(&record_path(&format!("id{id}")), None)
+    {
+        Some((_, Data::Record(record))) if record.version.is_some() => Some(record),
+        _ => None,
+    }
+}
+
+/// Every run of a rotation id stamps the same value, the record's `completed_at`, and a
+/// consumer is stamped once per id however often the id runs, crashes or races itself:
+/// a repeated id never syncs or rolls a consumer twice.
+fn stamp_once(_: &SecopsModel, state: &State) -> bool {
+    state.world.kube.consumers.iter().all(|consumer| {
+        consumer
+            .stamped_by
+            .iter()
+            .enumerate()
+            .all(|(i, (id, stamp))| {
+                let once = consumer.stamped_by[..i]
+                    .iter()
+                    .all(|(other, _)| other != id);
+                let derived = completed_record(state, *id)
+                    .is_some_and(|record| record.completed_at == Some(*stamp));
+                once && derived
+            })
+    })
+}
+
+/// After everything finished: every rotation id whose last run reported done (`rotated` or
+/// `already-rotated`, consumers included) is served by both consumers: ESO synced its
+/// version or a later one, and the Deployment restarted on it or a later one.
+fn consumers_current(model: &SecopsModel, state: &State) -> bool {
+    let consumers = &state.world.kube.consumers;
+    model
+        .scenario
+        .actors
+        .iter()
+        .zip(&state.actors)
+        .all(|(command, actor)| {
+            let Command::Rotate { id, .. } = *command else {
+                return true;
+            };
+            if consumers.is_empty() || !matches!(actor.last, Some(Ended::Done(_))) {
+                return true;
+            }
+            let version = completed_record(state, id).and_then(|r| r.version);
+            version.is_none_or(|v| consumers.iter().all(|c| c.serves >= v))
+        })
+}
+
 /// After every actor has finished (its last run started after the last fault or GitOps
 /// change): each Secret an actor works on is consumed (bootstrap) or annotated with the
 /// version its path's provenance names (internal), unless that actor's last run was refused
@@ -155,33 +219,44 @@ fn settled(model: &SecopsModel, state: &State) -> bool {
         .iter()
         .zip(&state.actors)
         .all(|(command, actor)| {
-            let refused = match actor.last {
-                Some(Ended::Refused(_)) => true,
-                Some(Ended::Done(_)) => false,
-                Some(Ended::Temporary) | None => return false,
+            let secrets = command.secrets();
+            if secrets.is_empty() {
+                return matches!(actor.last, Some(Ended::Done(_) | Ended::Refused(_)));
+            }
+            // A batch's first Secret ended as `first`, its last one as `last`.
+            let ends = match secrets.len() {
+                1 => vec![actor.last],
+                _ => vec![actor.first, actor.last],
             };
-            let Some(secret) = command.secret() else {
-                return true;
-            };
-            let Some(object) = state.world.kube.get(secret) else {
-                return true;
-            };
-            let internal = matches!(command, Command::Push { .. });
-            let owner = Owner {
-                internal,
-                name: secret,
-                uid: object.uid,
-            };
-            let named =
-                provenance(state, &object.annotations[names::VAULT_PATH]).is_some_and(|p| {
-                    p.is_owned_by(&owner.origin(), &owner.uid())
-                        && object.annotations.get(names::VAULT_VERSION)
-                            == Some(&p.origin_version.to_string())
-                });
-            let consumed = object.labels.get(names::STATE_LABEL).map(String::as_str)
-                == Some(names::STATE_CONSUMED);
-            refused || (named && (internal || consumed))
+            secrets
+                .iter()
+                .zip(ends)
+                .all(|(&secret, ended)| secret_settled(state, command, secret, ended))
         })
+}
+
+fn secret_settled(state: &State, command: &Command, secret: u8, ended: Option<Ended>) -> bool {
+    let refused = match ended {
+        Some(Ended::Refused(_)) => true,
+        Some(Ended::Done(_)) => false,
+        Some(Ended::Temporary) | None => return false,
+    };
+    let Some(object) = state.world.kube.get(secret) else {
+        return true;
+    };
+    let internal = matches!(command, Command::Push { .. });
+    let owner = Owner {
+        internal,
+        name: secret,
+        uid: object.uid,
+    };
+    let named = provenance(state, &object.annotations[names::VAULT_PATH]).is_some_and(|p| {
+        p.is_owned_by(&owner.origin(), &owner.uid())
+            && object.annotations.get(names::VAULT_VERSION) == Some(&p.origin_version.to_string())
+    });
+    let consumed =
+        object.labels.get(names::STATE_LABEL).map(String::as_str) == Some(names::STATE_CONSUMED);
+    refused || (named && (internal || consumed))
 }
 
 /// No data path holds versions without provenance once everything has finished.
@@ -195,19 +270,34 @@ fn nothing_half_written(state: &State) -> bool {
     })
 }
 
-fn work_done(_: &SecopsModel, state: &State) -> bool {
-    let marked = state.world.kube.secrets.values().any(|o| {
-        o.labels.get(names::STATE_LABEL).map(String::as_str) == Some(names::STATE_CONSUMED)
-            || (o.labels.get(names::CLASS_LABEL).map(String::as_str)
-                == Some(names::Class::Internal.label_value())
-                && o.annotations.contains_key(names::VAULT_VERSION))
+/// At once: on every path a Secret of the scenario aims at (one not handed over before
+/// the start), a Secret consumed or pushed; on every path rotated, a rotation written.
+fn work_done(model: &SecopsModel, state: &State) -> bool {
+    let scenario = &model.scenario;
+    let mut handed = scenario
+        .secrets
+        .iter()
+        .filter(|s| !scenario.seeded.contains(&s.name))
+        .map(|s| PATHS[usize::from(s.path)]);
+    let mut rotated = scenario.actors.iter().filter_map(|c| match *c {
+        Command::Rotate { path, .. } => Some(PATHS[usize::from(path)]),
+        _ => None,
     });
-    let rotated = PATHS.iter().any(|path| {
+    handed.all(|path| {
+        state.world.kube.secrets.values().any(|o| {
+            let consumed =
+                o.labels.get(names::STATE_LABEL).map(String::as_str) == Some(names::STATE_CONSUMED);
+            let pushed = o.labels.get(names::CLASS_LABEL).map(String::as_str)
+                == Some(names::Class::Internal.label_value())
+                && o.annotations.contains_key(names::VAULT_VERSION);
+            o.annotations.get(names::VAULT_PATH).map(String::as_str) == Some(path)
+                && (consumed || pushed)
+        })
+    }) && rotated.all(|path| {
         state.world.vault.path(path).is_some_and(|kv| {
             kv.versions
                 .iter()
                 .any(|v| matches!(v.writer, Writer::Rotation { .. }))
         })
-    });
-    marked || rotated
+    })
 }

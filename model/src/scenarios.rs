@@ -1,8 +1,8 @@
 //! The configurations checked: at most three concurrent actors (counting the GitOps
-//! controller) on one path, each able to crash at any call and be re-run.
+//! controller) on one path or two, each able to crash at any call and be re-run.
 
 use crate::actors::{Command, Rule};
-use crate::properties::NOTHING_HALF_WRITTEN;
+use crate::properties::{CONSUMERS_CURRENT, NOTHING_HALF_WRITTEN};
 use crate::{GitOps, Scenario, SecretSpec};
 
 /// Secret indices into `world::SECRET_NAMES`.
@@ -17,6 +17,20 @@ fn bootstrap(name: u8, val: u8) -> SecretSpec {
         internal: false,
         path: 0,
         val,
+    }
+}
+
+fn bootstrap_at(name: u8, val: u8, path: u8) -> SecretSpec {
+    SecretSpec {
+        path,
+        ..bootstrap(name, val)
+    }
+}
+
+fn internal_at(name: u8, val: u8, path: u8) -> SecretSpec {
+    SecretSpec {
+        path,
+        ..internal(name, val)
     }
 }
 
@@ -58,6 +72,8 @@ fn base(name: &'static str) -> Scenario {
         stalls: 0,
         create_only: false,
         soft_delete: None,
+        consumers: false,
+        distinct_seconds: false,
         known: Vec::new(),
     }
 }
@@ -156,7 +172,7 @@ pub fn rotation_soft_delete() -> Scenario {
     .named("rotate id0 twice, an operator soft-deletes the current version")
 }
 
-/// Three rotation runs (id0 twice, id1), each run once; about 2.5 million states, so not
+/// Three rotation runs (id0 twice, id1), each run once; about 2.9 million states, so not
 /// in the default set (`cargo run -p secops-model --release -- rotate3`).
 pub fn rotation_three() -> Scenario {
     Scenario {
@@ -184,6 +200,53 @@ pub fn rotation_slow_claimant() -> Scenario {
         stalls: 1,
         known: Vec::new(),
         ..base("rotate id0 twice, a claimant stalls past the lease")
+    }
+}
+
+/// Two runs of one rotation id at once, each refreshing the consumers: an ExternalSecret
+/// (ESO acts on each `force-sync`) and a Deployment restarted once ESO has synced.
+pub fn rotation_consumers_same_id() -> Scenario {
+    Scenario {
+        consumers: true,
+        ..rotation_same_id()
+    }
+    .named("rotate id0 twice, with consumers")
+}
+
+/// Two rotation ids of one path, both refreshing the consumers, completing in one second.
+pub fn rotation_consumers_two_ids() -> Scenario {
+    Scenario {
+        consumers: true,
+        known: vec![(CONSUMERS_CURRENT, FINDING_SAME_SECOND)],
+        ..rotation_two_ids()
+    }
+    .named("rotate id0 + rotate id1, with consumers, one second")
+}
+
+/// The same, each record completed in a second of its own.
+pub fn rotation_consumers_two_ids_apart() -> Scenario {
+    Scenario {
+        consumers: true,
+        distinct_seconds: true,
+        ..rotation_two_ids()
+    }
+    .named("rotate id0 + rotate id1, with consumers, seconds apart")
+}
+
+/// Two paths: a `handover` batch of a (to `ns/p0`) and b (to `ns/p1`) races a push of x
+/// to `ns/p1` and the workflow of a.
+pub fn two_paths() -> Scenario {
+    Scenario {
+        secrets: vec![bootstrap(A, 1), bootstrap_at(B, 2, 1), internal_at(X, 3, 1)],
+        actors: vec![
+            Command::Batch {
+                first: A,
+                second: B,
+            },
+            Command::Push { secret: X },
+            Command::Steps { secret: A },
+        ],
+        ..base("two paths: handover(a, b) + push-secret(x) + workflow(a)")
     }
 }
 
@@ -228,6 +291,30 @@ pub fn prefix_handover_same_data() -> Scenario {
     }
 }
 
+/// Consumers stamped with each run's own clock instead of the record's completion time:
+/// must fail (a later run of an id stamps again).
+pub fn prefix_consumers() -> Scenario {
+    Scenario {
+        rule: Rule::PreFix,
+        runs: 2,
+        faults: 0,
+        ..rotation_consumers_two_ids_apart()
+    }
+    .named("PRE-FIX stamps: rotate id0 + rotate id1, with consumers, seconds apart")
+}
+
+/// The two-path scenario under the pre-fix rule: the push to `ns/p1` and the batch's
+/// second Secret must collide.
+pub fn prefix_two_paths() -> Scenario {
+    Scenario {
+        rule: Rule::PreFix,
+        runs: 1,
+        faults: 0,
+        ..two_paths()
+    }
+    .named("PRE-FIX rule: two paths, handover(a, b) + push-secret(x) + workflow(a)")
+}
+
 /// The scenarios the current protocol must pass.
 pub fn current() -> Vec<Scenario> {
     vec![
@@ -240,6 +327,10 @@ pub fn current() -> Vec<Scenario> {
         rotation_slow_claimant(),
         rotation_soft_delete(),
         mixed(),
+        rotation_consumers_same_id(),
+        rotation_consumers_two_ids(),
+        rotation_consumers_two_ids_apart(),
+        two_paths(),
         handover_gitops().with_faults(2, "handover + workflow + GitOps, one Secret, 2 faults"),
         push_race().with_faults(2, "push + push + handover, one path, 2 faults"),
         mixed().with_faults(2, "handover + push + rotate, one path, 2 faults"),
@@ -251,3 +342,10 @@ pub const FINDING_RECREATE: &str = "GitOps re-creates the Secret (new uid) after
     claim and data write but before its provenance: the claim names a uid that no longer \
     exists, so every later run is refused (not-owned) and the path stays data without \
     provenance; read-bootstrap still calls it pending";
+
+/// Found by the checker: stamps compared as instants assume records complete in the order
+/// of their writes, a second apart.
+pub const FINDING_SAME_SECOND: &str = "two rotation ids of one path complete in the same \
+    second: the first id's refresh syncs and restarts the consumers before the second id's \
+    write; the second id finds both stamped at its own stamp (`is_stamped`: at or after), \
+    reports rotated, and the Deployment keeps serving the older version";

@@ -6,7 +6,8 @@
 //!   (as in HashiCorp Vault), and an optional create-only policy under which a `cas=0` write
 //!   to an existing path is answered 403 (Vault checks `update` before `cas`).
 //! - Kubernetes: Secrets with a uid (new on re-create) and a resourceVersion; every patch
-//!   and delete is conditional on the resourceVersion read.
+//!   and delete is conditional on the resourceVersion read. The rotated path's consumers: an
+//!   ExternalSecret (ESO acts on each new `force-sync`) and a Deployment.
 //!
 //! Claims (`secops/claims/<path>`) and rotation records (`secops/rotation-ids/<id>`) are
 //! ordinary KV paths here, as they are in Vault: the same `cas` rules arbitrate them.
@@ -92,20 +93,21 @@ pub struct Record {
     pub base_version: u8,
     pub intents: Vec<Val>,
     pub claimed_at: u8,
-    /// The version written, set when the record is completed (`completed_at` with it).
+    /// The version written and the completion instant (the consumers' stamp, see
+    /// [`World::second`]), set together when the record is completed.
     pub version: Option<u8>,
+    pub completed_at: Option<u8>,
 }
 
 impl Record {
     pub fn to_domain(&self, ctx: &crate::actors::Ctx) -> RotationRecord {
-        let version = self.version.map(u64::from);
+        let path = PATHS[usize::from(self.path)];
         RotationRecord {
             base_version: self.base_version.into(),
-            intents: self.intents.iter().map(|v| ctx.fp(*v)).collect(),
+            intents: self.intents.iter().map(|v| ctx.fp(path, *v)).collect(),
             claimed_at: self.claimed_at.into(),
-            version,
-            // `complete` writes the version and the completion time together.
-            completed_at: version.map(|_| 1),
+            version: self.version.map(u64::from),
+            completed_at: self.completed_at.map(stamp_seconds),
             ..RotationRecord::claim(parameters(self.path), self.claimed_at.into())
         }
     }
@@ -271,10 +273,68 @@ pub struct Object {
     pub annotations: Meta,
 }
 
+/// The consumers of the rotated path, by index: an ExternalSecret, and a Deployment whose
+/// pods read the Kubernetes Secret ESO writes from it.
+pub const CONSUMERS: [&str; 2] = ["externalsecret/ns/es", "deployment/ns/app"];
+pub const EXTERNAL_SECRET: u8 = 0;
+pub const DEPLOYMENT: u8 = 1;
+
+/// Unix seconds of the model's instant `second` ([`World::second`]).
+pub fn stamp_seconds(second: u8) -> i64 {
+    1_800_000_000 + i64::from(second)
+}
+
+/// A consumer as `refresh_consumer` and `external_secret_sync` see it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Consumer {
+    pub resource_version: u8,
+    /// The stamp written (an instant): the ExternalSecret's `force-sync` annotation, the
+    /// Deployment's pod-template `secops.dev/restartedAt`.
+    pub stamp: Option<u8>,
+    /// ExternalSecret: ESO's `status.refreshTime` (its sync is always `Ready=True` here),
+    /// and the `force-sync` value it last acted on.
+    pub refresh_time: Option<u8>,
+    pub handled: Option<u8>,
+    /// Ghost: the Vault version served: the one ESO last copied (ExternalSecret), the one
+    /// the pods read at their last restart (Deployment).
+    pub serves: u8,
+    /// Ghost: every stamp written, with the rotation id whose run wrote it.
+    pub stamped_by: Vec<(u8, u8)>,
+}
+
+impl Consumer {
+    pub fn new(resource_version: u8, serves: u8) -> Self {
+        Consumer {
+            resource_version,
+            stamp: None,
+            refresh_time: None,
+            handled: None,
+            serves,
+            stamped_by: Vec::new(),
+        }
+    }
+}
+
+pub fn timestamp(seconds: i64) -> jiff::Timestamp {
+    jiff::Timestamp::from_second(seconds).expect("a modelled instant is in range")
+}
+
+/// The stamp as the consumer holds it: Unix seconds in `force-sync`, RFC 3339 in
+/// `restartedAt` (`Kube::refresh_consumer`).
+pub fn stamp_text(consumer: u8, stamp: u8) -> String {
+    let seconds = stamp_seconds(stamp);
+    match consumer {
+        EXTERNAL_SECRET => seconds.to_string(),
+        _ => secops::clock::rfc3339(timestamp(seconds)),
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Kube {
     /// Keyed by the index into [`SECRET_NAMES`].
     pub secrets: BTreeMap<u8, Object>,
+    /// Indexed by [`CONSUMERS`]; empty unless the scenario's rotations have consumers.
+    pub consumers: Vec<Consumer>,
     pub last_resource_version: u8,
     pub last_uid: u8,
 }
@@ -356,6 +416,56 @@ impl Kube {
     pub fn delete(&mut self, name: u8) {
         self.secrets.remove(&name);
     }
+
+    pub fn add_consumers(&mut self, serves: u8) {
+        for _ in CONSUMERS {
+            let resource_version = self.bump();
+            self.consumers.push(Consumer::new(resource_version, serves));
+        }
+    }
+
+    /// A merge patch of a consumer's stamp, conditional on the resourceVersion read, by a
+    /// run of rotation `id`. A restarted Deployment's pods read what ESO last synced.
+    pub fn stamp_consumer(
+        &mut self,
+        index: u8,
+        resource_version: u8,
+        stamp: u8,
+        id: u8,
+    ) -> Conditional {
+        let next = self.last_resource_version + 1;
+        let synced = self.consumers[usize::from(EXTERNAL_SECRET)].serves;
+        let consumer = &mut self.consumers[usize::from(index)];
+        if consumer.resource_version != resource_version {
+            return Conditional::Conflict;
+        }
+        consumer.stamp = Some(stamp);
+        consumer.stamped_by.push((id, stamp));
+        if index == DEPLOYMENT {
+            consumer.serves = synced;
+        }
+        consumer.resource_version = next;
+        self.last_resource_version = next;
+        Conditional::Applied
+    }
+
+    /// ESO has a `force-sync` it has not acted on.
+    pub fn eso_pending(&self) -> bool {
+        self.consumers
+            .get(usize::from(EXTERNAL_SECRET))
+            .is_some_and(|es| es.stamp != es.handled)
+    }
+
+    /// ESO acts on the `force-sync` at `now`: copies Vault's current `version` and writes
+    /// its status (a new resourceVersion).
+    pub fn eso_sync(&mut self, now: u8, version: u8) {
+        let next = self.bump();
+        let es = &mut self.consumers[usize::from(EXTERNAL_SECRET)];
+        es.handled = es.stamp;
+        es.refresh_time = Some(now);
+        es.serves = version;
+        es.resource_version = next;
+    }
 }
 
 /// The one data key every modelled Secret holds.
@@ -369,19 +479,14 @@ pub fn secret_data(val: Option<Val>) -> SecretData {
     data
 }
 
-/// What fingerprints are bound to. Every modelled Secret and rotation targets `ns/p0`
-/// (`scenarios` use no other path), so one fixed target stands for all of them.
-pub fn fingerprint_target() -> Target {
-    Target {
+/// The real keyed fingerprint of a Secret's data (`None`: stripped) written to `path`,
+/// under the model's fingerprint key.
+pub fn fingerprint(key: &FingerprintKey, path: &str, val: Option<Val>) -> Fingerprint {
+    let target = Target {
         mount: MOUNT.to_string(),
-        path: PATHS[0].to_string(),
-    }
-}
-
-/// The real keyed fingerprint of a Secret's data (`None`: stripped), under the model's
-/// fingerprint key, bound to [`fingerprint_target`].
-pub fn fingerprint(key: &FingerprintKey, val: Option<Val>) -> Fingerprint {
-    key.fingerprint(&fingerprint_target(), &secret_data(val))
+        path: path.to_string(),
+    };
+    key.fingerprint(&target, &secret_data(val))
 }
 
 /// The Secret as the commands see it, built from the modelled object.
@@ -413,4 +518,9 @@ pub struct World {
     pub kube: Kube,
     /// The clock rotation leases are judged by, in lease units.
     pub now: u8,
+    /// The wall clock in seconds, for the consumers' stamps (a record's `completed_at`),
+    /// ESO's refresh times and `is_stamped`'s "now". It moves with the lease clock and, when
+    /// `distinct_seconds`, after each completed record; otherwise completions share a second.
+    pub second: u8,
+    pub distinct_seconds: bool,
 }
