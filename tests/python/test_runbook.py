@@ -1,0 +1,307 @@
+"""docs/runbook.md works as printed: every command in a fenced block, and every inline code span
+that starts with a program name, is taken apart like a shell would and checked against the real
+tool. `secops` runs with the real binary against an unreachable Vault and API server: a usage
+error exits 2 before anything connects (`Cli::validate`), so exit 75 proves the flags and their
+values were accepted. `bao` and `kubectl` run the same way and must fail on the connection,
+not on their flags. `argo` is not installed: its subcommands and flags come from a short list
+and the templates it names must exist in the rendered chart. `jq` filters must compile."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, bin_dir, manifests
+
+RUNBOOK = ROOT / "docs" / "runbook.md"
+UNREACHABLE = "http://127.0.0.1:9"
+CHECKED = ("secops", "bao", "kubectl", "argo", "jq")
+# Run, but nothing to hold them to beyond exit 0.
+PLAIN = ("mkdir", "openssl")
+# Words that stand for a name the reader must fill in: the runbook uses example names instead.
+PLACEHOLDER = re.compile(r"(?<![\w$.{-])(NS|NAME|PATH|ID|MOUNT|ROLE|CLUSTER|UID|WORKFLOW|POD|JOB|TOKEN|KEY)(?![\w-])")
+KUBECONFIG = f"""apiVersion: v1
+kind: Config
+clusters:
+- name: unreachable
+  cluster: {{server: "{UNREACHABLE}"}}
+users:
+- name: unreachable
+  user: {{token: not-a-token}}
+contexts:
+- name: unreachable
+  context: {{cluster: unreachable, user: unreachable, namespace: default}}
+current-context: unreachable
+"""
+# The argo CLI's commands and flags this page may use (argo_submit, argo_get in the Argo
+# Workflows CLI reference), with whether each flag takes a value.
+ARGO_GLOBAL = {"-n": True, "--namespace": True}
+ARGO = {
+    "submit": {"--from": True, "--watch": False, "-w": False, "--log": False, "-p": True, "-o": True},
+    "get": {"-o": True},
+}
+ARGO_OUTPUTS = {"json", "yaml", "wide", "name"}
+
+
+def documented_commands(text: str) -> list[str]:
+    """Command lines of the fenced blocks (backslash continuations joined, comments dropped),
+    then the inline code spans of the prose that start with a program name."""
+    found = []
+    for block in re.findall(r"^\s*```[a-z]*\n(.*?)^\s*```", text, flags=re.M | re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            line = line.strip()
+            if line and not line.startswith("#"):
+                found.append(line)
+    prose = re.sub(r"^\s*```.*?^\s*```", "", text, flags=re.M | re.S)
+    for span in re.findall(r"`([^`]+)`", prose):
+        span = " ".join(span.split())
+        if span.split(" ", 1)[0] in CHECKED and " " in span:
+            found.append(span)
+    return found
+
+
+def simple_commands(line: str) -> list[tuple[list[str], dict[str, str]]]:
+    """The simple commands of one line: command substitutions first (checked as commands of
+    their own, then stood in for by a word), pipelines and lists split, redirections and
+    leading assignments taken off. Each is (argv, assignments)."""
+    result = []
+    for inner in re.findall(r"\$\(([^()]*)\)", line):
+        result.extend(simple_commands(inner))
+    line = re.sub(r"\$\([^()]*\)", "substituted", line)
+    lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
+    lexer.whitespace_split = True
+    tokens = list(lexer)
+    segment: list[str] = []
+    for token in tokens + [";"]:
+        if token in ("|", "||", "&&", ";"):
+            argv, env, skip = [], {}, False
+            for i, word in enumerate(segment):
+                if skip:
+                    skip = False
+                elif word in (">", ">>", "<"):
+                    skip = True
+                elif not argv and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=.*", word):
+                    key, value = word.split("=", 1)
+                    env[key] = value
+                elif not argv and word == "export":
+                    continue
+                else:
+                    argv.append(word)
+            if argv:
+                result.append((argv, env))
+            segment = []
+        else:
+            segment.append(token)
+    return result
+
+
+def runbook_commands() -> list[tuple[str, list[str], dict[str, str]]]:
+    return [(line, argv, env) for line in documented_commands(RUNBOOK.read_text()) for argv, env in simple_commands(line)]
+
+
+COMMANDS = runbook_commands()
+
+
+def ids(program: str) -> list:
+    return [pytest.param(line, argv, env, id=" ".join(argv)[:90]) for line, argv, env in COMMANDS if argv[0] == program]
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    """The directory the commands run in: a kubeconfig naming an unreachable API server, and
+    the files the runbook's commands read (roles-only/roles.json, rendered by the chart)."""
+    work = tmp_path_factory.mktemp("runbook")
+    (work / "kubeconfig").write_text(KUBECONFIG)
+    rendered = manifests.documents(manifests.render(manifests.workflow_values()))
+    policies = next(d for d in rendered if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "secops-vault-policies")
+    (work / "roles-only").mkdir()
+    (work / "roles-only" / "roles.json").write_text(policies["data"]["roles.json"])
+    return work
+
+
+def unreachable_env(work: Path, extra: dict[str, str]) -> dict[str, str]:
+    """Nothing of the caller's environment but PATH: a stray SECOPS_* or VAULT_* would change
+    what is checked."""
+    return {
+        "PATH": f"{bin_dir()}:{ROOT / '.work' / 'venv' / 'bin'}:{os.environ['PATH']}",
+        "HOME": str(work), "VAULT_ADDR": UNREACHABLE, "VAULT_TOKEN": "not-a-token",
+        "KUBECONFIG": str(work / "kubeconfig"), "SECOPS_MAX_ATTEMPTS": "1", **extra,
+    }
+
+
+def run(argv: list[str], work: Path, env: dict[str, str], stdin: str = "") -> subprocess.CompletedProcess:
+    return subprocess.run(argv, cwd=work, env=unreachable_env(work, env), input=stdin, capture_output=True, text=True, timeout=60)
+
+
+def test_the_runbook_has_commands_of_every_kind():
+    programs = {argv[0] for _, argv, _ in COMMANDS}
+    assert set(CHECKED) <= programs, programs
+    secops = {argv[1] for _, argv, _ in COMMANDS if argv[0] == "secops"}
+    assert {"status", "read-bootstrap", "handover", "rotate", "vault-setup"} <= secops, secops
+
+
+def test_every_command_uses_a_known_program_and_example_names():
+    for line, argv, _ in COMMANDS:
+        assert argv[0] in CHECKED + PLAIN, f"{line!r}: {argv[0]!r} is not a program this test can check"
+        assert "..." not in line, f"{line!r}: an elided command does not work as printed"
+        match = PLACEHOLDER.search(line)
+        assert not match, f"{line!r}: {match.group(0)!r} is a placeholder; use the runbook's example names"
+
+
+def test_the_flows_are_covered():
+    text = RUNBOOK.read_text()
+    for term in (
+        "readopted", "secops.dev/state=stale", "`Stale`", "retired", "claim-takeover", "data with no secops provenance",
+        "--cluster-name", "SECOPS_CLUSTER", "clusterName", "{cluster}", "--other-clusters",
+        "not-stripped", "drifted", "docs/gitops.md",
+        '"audit":true', "--audit-file", "SECOPS_AUDIT_FILE", "§4",
+        "unseal_keys_b64", "docs/security.md",
+    ):
+        assert term in text, f"docs/runbook.md does not mention {term!r}"
+
+
+@pytest.mark.parametrize("line,argv,env", ids("secops"))
+def test_secops_commands_parse(line, argv, env, workdir):
+    """Exit 75 (Vault or the API server unreachable) means clap and `Cli::validate` accepted
+    the command: a usage error exits 2 before anything connects."""
+    done = run([str(bin_dir() / "secops"), *argv[1:]], workdir, env)
+    assert done.returncode == 75, f"{line!r} exited {done.returncode}, not 75 (temporary):\n{done.stderr[-1500:]}"
+    last = json.loads(done.stderr.strip().splitlines()[-1])
+    assert last["exit_code"] == 75 and "cannot reach" in last["error"], last
+
+
+@pytest.mark.parametrize("line,argv,env", ids("bao"))
+def test_bao_commands_parse(line, argv, env, workdir):
+    """OpenBao's CLI parses flags and arguments before its first request: a command that got as
+    far as connecting was accepted. Data read from stdin (`-`) gets a JSON object."""
+    done = run(argv, workdir, env, stdin='{"example": "value"}\n')
+    assert "connection refused" in done.stderr, f"{line!r} exited {done.returncode} before connecting:\n{done.stderr[-1500:]}"
+
+
+@pytest.mark.parametrize("line,argv,env", ids("kubectl"))
+def test_kubectl_commands_parse(line, argv, env, workdir):
+    if shutil.which("kubectl") is None:
+        pytest.skip("kubectl is not installed (scripts/test installs Debian's kubernetes-client)")
+    done = run(argv, workdir, env)
+    assert "connection refused" in done.stderr.lower(), f"{line!r} exited {done.returncode} before connecting:\n{done.stderr[-1500:]}"
+
+
+@pytest.mark.parametrize("line,argv,env", ids("argo"))
+def test_argo_commands_name_rendered_templates(line, argv, env, workflow_docs):
+    names = {(d["kind"], d["metadata"]["name"]) for d in workflow_docs}
+    words, command, flags = argv[1:], None, dict(ARGO_GLOBAL)
+    i = 0
+    while i < len(words):
+        word = words[i]
+        if word.startswith("-"):
+            flag, _, inline = word.partition("=")
+            assert flag in flags, f"{line!r}: argo {command or ''} has no flag {flag} in this test's list"
+            value = (inline or words[i + 1]) if flags[flag] else None
+            i += 1 if inline or not flags[flag] else 2
+            if flag in ("-n", "--namespace"):
+                assert value == manifests.RELEASE["namespace"], f"{line!r}: the chart is installed in {manifests.RELEASE['namespace']}"
+            if flag in ("-o", "--output"):
+                assert value in ARGO_OUTPUTS, line
+            if flag == "--from":
+                kind, _, name = value.partition("/")
+                wanted = {"workflowtemplate": "WorkflowTemplate", "cronwf": "CronWorkflow"}.get(kind)
+                assert (wanted, name) in names, f"{line!r}: the chart renders no {wanted or kind} {name!r}"
+            continue
+        if command is None:
+            assert word in ARGO, f"{line!r}: argo {word} is not a command this page may use"
+            command, flags = word, {**ARGO_GLOBAL, **ARGO[word]}
+        else:
+            assert command == "get" and (word == "@latest" or word.startswith("secops-")), f"{line!r}: unexpected argument {word!r}"
+        i += 1
+    assert command is not None, line
+
+
+@pytest.mark.parametrize("line,argv,env", ids("jq"))
+def test_jq_filters_compile(line, argv, env, workdir):
+    if shutil.which("jq") is None:
+        pytest.skip("jq is not installed")
+    options = [w for w in argv[1:] if w.startswith("-")]
+    program = next(w for w in argv[1:] if not w.startswith("-"))
+    done = run(["jq", "-n", *options, program], workdir, env)
+    assert done.returncode != 3 and "compile error" not in done.stderr, f"{line!r}: {done.stderr}"
+
+
+@pytest.mark.parametrize("line,argv,env", ids("mkdir") + ids("openssl"))
+def test_plain_commands_run(line, argv, env, workdir):
+    if shutil.which(argv[0]) is None:
+        pytest.skip(f"{argv[0]} is not installed")
+    done = run(argv, workdir, env)
+    assert done.returncode == 0, f"{line!r}: {done.stderr}"
+
+
+def printed(line: str) -> str:
+    """The runbook's command line that starts with `line` (exactly `line` when one is)."""
+    lines = documented_commands(RUNBOOK.read_text())
+    found = [l for l in lines if l == line] or [l for l in lines if l.startswith(line)]
+    assert found, f"docs/runbook.md no longer prints {line!r}"
+    return found[0]
+
+
+def test_cluster_loss_flow_as_printed(services, tmp_path):
+    """Section 1 against OpenBao and the emulator, each step the runbook's own line run by a
+    shell: handed over; the cluster is lost and the Secret re-created with the same data
+    (`recreated`, then re-adopted with no Vault write: its claim taken over first, both in the
+    audit file); re-created again
+    with other data (`stale`, labelled, naming both uids); removed (`retired`, no violation)."""
+    cluster, vault = services["cluster"], services["vault"]
+    env = {**os.environ, **services["env"], "HOME": str(tmp_path), "PATH": f"{bin_dir()}:{ROOT / '.work' / 'venv' / 'bin'}:{os.environ['PATH']}"}
+
+    def shell(line: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["bash", "-c", line], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+
+    def recreate(value: str) -> str:
+        code, _ = cluster.request("DELETE", "/api/v1/namespaces/payments/secrets/postgres")
+        assert code == 200
+        cluster.bootstrap("payments", "postgres", "payments/postgres", value)
+        return cluster.secret("payments", "postgres")["metadata"]["uid"]
+
+    cluster.namespace("payments")
+    cluster.bootstrap("payments", "postgres", "payments/postgres", "value-from-git")
+    first = cluster.secret("payments", "postgres")["metadata"]["uid"]
+    handover = shell(printed("secops handover -n payments"))
+    assert handover.returncode == 0, handover.stdout + handover.stderr
+    assert vault.current_version("secret", "payments/postgres") == 1
+
+    second = recreate("value-from-git")
+    status = shell(printed("secops status -n payments --output table"))
+    assert status.returncode == 3 and "recreated" in status.stdout, status.stdout
+    readopt = shell(printed("secops handover -n payments --audit-file"))
+    assert readopt.returncode == 0, readopt.stdout + readopt.stderr
+    assert json.loads(readopt.stdout)["items"][0]["outcome"] == "consumed"
+    assert vault.current_version("secret", "payments/postgres") == 1, "no Vault write"
+    audit = shell(printed("jq -c 'select(.action =="))
+    assert [json.loads(l)["action"] for l in audit.stdout.splitlines()] == ["claim-takeover", "handover-readopt"], audit.stdout + audit.stderr
+    # The emulator serves no field selectors on Events: the Event the runbook's line selects.
+    printed("kubectl -n payments get events --field-selector involvedObject.name=postgres,reason=Readopted")
+    _, events = cluster.request("GET", "/api/v1/namespaces/payments/events")
+    assert [e for e in events["items"] if e["reason"] == "Readopted" and e["involvedObject"]["name"] == "postgres"], events
+    metadata = shell(printed("bao kv metadata get secret/payments/postgres"))
+    assert second in metadata.stdout and first in metadata.stdout, metadata.stdout  # origin uid, previous uids
+
+    third = recreate("changed-in-git")
+    stale = shell(printed("secops handover -n payments"))
+    assert stale.returncode == 3 and json.loads(stale.stdout)["items"][0]["error"]["kind"] == "stale", stale.stdout
+    listed = shell(printed("kubectl get secrets -A -l secops.dev/state=stale"))
+    assert "postgres" in listed.stdout, listed.stdout + listed.stderr
+    uids = shell(printed("kubectl -n payments get secret postgres -o jsonpath="))
+    assert uids.stdout.split() == [third, second], uids.stdout
+    status = shell(printed("secops status -n payments --output table"))
+    assert status.returncode == 3 and "stale" in status.stdout, status.stdout
+
+    retire = shell(printed("kubectl -n payments delete secret postgres"))
+    assert retire.returncode == 0, retire.stderr
+    status = shell(printed("secops status -n payments --output table"))
+    assert status.returncode == 0 and "retired" in status.stdout, status.stdout
+    assert vault.current_version("secret", "payments/postgres") == 1
