@@ -265,6 +265,7 @@ def test_argo_commands_name_rendered_templates(line, argv, env, workflow_docs):
             assert command == "get" and (word == "@latest" or word.startswith("secops-")), f"{line!r}: unexpected argument {word!r}"
         i += 1
     assert command is not None, line
+    assert "-n" in argv or "--namespace" in argv, f"{line!r}: name the chart's namespace, not the kubeconfig's"
 
 
 @pytest.mark.parametrize("line,argv,env", ids("jq"))
@@ -395,3 +396,59 @@ def test_the_case_that_needs_a_human_as_printed(services, tmp_path):
     assert repaired.returncode == 0, repaired.stdout + repaired.stderr
     assert json.loads(repaired.stdout)["items"][0]["outcome"] == "consumed"
     assert vault.get("secret/data/payments/postgres")["data"] == {"value": "value-after-the-loss"}
+
+
+def json_documents(text: str) -> list[dict]:
+    """The JSON documents one after another on a stdout (one per command run)."""
+    decoder, docs, at = json.JSONDecoder(), [], 0
+    while text[at:].strip():
+        doc, end = decoder.raw_decode(text, at + len(text[at:]) - len(text[at:].lstrip()))
+        docs.append(doc)
+        at = end
+    return docs
+
+
+def test_the_vault_side_of_a_second_cluster_as_printed(services, tmp_path):
+    """Section 2's Vault side for `cluster-b`, each step the runbook's own lines, in a cluster of
+    its own (an emulator started here) sharing the session's OpenBao: its bootstrap policy
+    under its own name, its role bound to it, then its four roles from `roles.json` alone with
+    a token of that policy only. The shared secops policies are left alone."""
+    from conftest import Cluster
+
+    emulator = subprocess.Popen([str(bin_dir() / "kube-emulator"), "--write-kubeconfig", str(tmp_path / "kubeconfig")], stdout=subprocess.PIPE, text=True)
+    try:
+        url = emulator.stdout.readline().strip()
+        token = yaml.safe_load((tmp_path / "kubeconfig").read_text())["users"][0]["user"]["token"]
+        cluster_b = Cluster(url, token)
+        cluster_b.namespace("secops")
+        for doc in manifests.documents(manifests.render({"vault": {"authMount": "kubernetes-cluster-b"}})):
+            if doc["kind"] == "ConfigMap" and doc["metadata"]["name"] in ("secops-vault-policies", "secops-vault-setup"):
+                code, body = cluster_b.request("POST", "/api/v1/namespaces/secops/configmaps", {**doc, "metadata": {**doc["metadata"], "namespace": "secops"}})
+                assert code == 201, body
+        shell = shell_in({**services, "env": {**services["env"], "KUBECONFIG": str(tmp_path / "kubeconfig")}}, tmp_path)
+        enabled = shell("bao auth enable -path=kubernetes-cluster-b kubernetes")
+        assert enabled.returncode == 0 or "path is already in use" in enabled.stderr, enabled.stderr
+        before = shell("bao policy read secops-handover").stdout
+
+        for line in (printed("kubectl -n secops get cm secops-vault-setup -o jsonpath='{.data.vault-setup\\.hcl}' | bao policy write secops-vault-setup-cluster-b -"),
+                     printed("kubectl -n secops get cm secops-vault-setup -o jsonpath='{.data.role\\.json}' | jq '.[] | .token_policies")):
+            done = shell("set -o pipefail; " + line)
+            assert done.returncode == 0, f"{line}\n{done.stderr}"
+        lines = documented_commands(RUNBOOK.read_text())
+        start = lines.index("mkdir -p roles-only")
+        block = lines[start:start + 5]
+        assert block[-1] == "secops vault-setup --from-dir roles-only", block
+        done = shell("set -eo pipefail\n" + "\n".join(block))
+        assert done.returncode == 0, done.stdout + done.stderr
+        dry, result = json_documents(done.stdout)
+        assert {(i["kind"], i["outcome"]) for i in dry["items"]} == {("role", "planned")}, dry
+        assert {(i["kind"], i["outcome"]) for i in result["items"]} == {("role", "applied")}, result
+        assert len(result["items"]) == 4, result
+        role = json.loads(shell("bao read -format=json auth/kubernetes-cluster-b/role/secops-handover").stdout)["data"]
+        assert role["token_policies"] == ["secops-handover"] and role["bound_service_account_names"] == ["secops-handover"], role
+        setup = json.loads(shell("bao read -format=json auth/kubernetes-cluster-b/role/secops-vault-setup").stdout)["data"]
+        assert setup["token_policies"] == ["secops-vault-setup-cluster-b"], setup
+        assert shell("bao policy read secops-handover").stdout == before, "the shared policies are not this cluster's to write"
+    finally:
+        emulator.kill()
+        emulator.wait()
