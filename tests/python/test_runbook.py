@@ -3,8 +3,13 @@ that starts with a program name, is taken apart like a shell would and checked a
 tool. `secops` runs with the real binary against an unreachable Vault and API server: a usage
 error exits 2 before anything connects (`Cli::validate`), so exit 75 proves the flags and their
 values were accepted. `bao` and `kubectl` run the same way and must fail on the connection,
-not on their flags. `argo` is not installed: its subcommands and flags come from a short list
-and the templates it names must exist in the rendered chart. `jq` filters must compile."""
+not on their flags, and the chart's objects they name (ConfigMaps, pod labels, containers)
+must be rendered. `argo` is not installed: its subcommands and flags come from a short list
+and the templates it names must exist in the rendered chart. `jq` filters must compile.
+
+Then the flows themselves, against OpenBao and the emulator, each step the runbook's own line
+run by a shell: the cluster loss of section 1 (re-adopted, stale, retired, and the one case
+that needs a human) and a second cluster's Vault side of section 2."""
 
 from __future__ import annotations
 
@@ -216,6 +221,11 @@ def test_kubectl_commands_name_rendered_objects(line, argv, env, rendered):
     webhook token Secret by the chart's default, and logs by a pod label and container the
     chart's pods carry (Argo's own pods: label workflows.argoproj.io/workflow, container main)."""
     words = argv[1:]
+    if words[:2] == ["create", "clusterrolebinding"]:
+        accounts = {f"{manifests.RELEASE['namespace']}:{d['metadata']['name']}" for d in rendered if d["kind"] == "ServiceAccount"}
+        named = [w.split("=", 1)[1] for w in words if w.startswith("--serviceaccount=")]
+        assert named and set(named) <= accounts, f"{line!r}: the chart renders the ServiceAccounts {sorted(accounts)}"
+        return
     namespace = words[words.index("-n") + 1] if "-n" in words else None
     if namespace != manifests.RELEASE["namespace"]:
         return  # a managed namespace's objects: the example names of the runbook
