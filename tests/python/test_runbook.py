@@ -13,6 +13,7 @@ that needs a human) and a second cluster's Vault side of section 2."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -462,3 +463,45 @@ def test_the_vault_side_of_a_second_cluster_as_printed(services, tmp_path):
     finally:
         emulator.kill()
         emulator.wait()
+
+
+def test_gitops_that_fights_back_as_printed(services, tmp_path):
+    """Section 3 with `strip`: a sync refills the tombstone (`not-stripped`), the printed
+    handover strips it again without a Vault write; a sync with another value is `drifted`,
+    a rotation makes the new value in Vault, and removing the Secret from Git retires it."""
+    cluster, vault = services["cluster"], services["vault"]
+    shell = shell_in(services, tmp_path)
+    fresh_postgres(cluster, shell)
+    git = {"password": base64.b64encode(b"value-in-git").decode()}
+    cluster.create({
+        "apiVersion": "v1", "kind": "Secret", "data": git,
+        "metadata": {"name": "postgres", "namespace": "payments", "labels": {"secops.dev/class": "bootstrap"},
+                     "annotations": {"secops.dev/vault-path": "payments/postgres"}},
+    })
+    strip = printed("secops handover -n payments --mode strip")
+    assert shell(strip).returncode == 0
+    assert not cluster.secret("payments", "postgres").get("data")
+
+    def sync(data: dict):
+        code, body = cluster.request("PATCH", "/api/v1/namespaces/payments/secrets/postgres", {"data": data}, "application/merge-patch+json")
+        assert code == 200, body
+
+    sync(git)
+    status = shell(printed("secops status -n payments --output table"))
+    assert status.returncode == 3 and "not-stripped" in status.stdout, status.stdout
+    again = shell(strip)
+    assert again.returncode == 0 and json.loads(again.stdout)["items"][0]["outcome"] == "consumed", again.stdout
+    assert not cluster.secret("payments", "postgres").get("data")
+    assert vault.current_version("secret", "payments/postgres") == 1, "stripped again, no Vault write"
+
+    sync({"password": base64.b64encode(b"changed-in-git").decode()})
+    status = shell(printed("secops status -n payments --output table"))
+    assert status.returncode == 3 and "drifted" in status.stdout, status.stdout
+    rotated = shell(printed("secops rotate --path payments/postgres --key password --generator password --rotation-id manual-payments-postgres-1"))
+    assert rotated.returncode == 0 and json.loads(rotated.stdout)["outcome"] == "rotated", rotated.stdout + rotated.stderr
+    assert vault.current_version("secret", "payments/postgres") == 2
+    assert vault.get("secret/data/payments/postgres")["data"]["password"] != "changed-in-git"
+
+    assert shell(printed("kubectl -n payments delete secret postgres")).returncode == 0
+    status = shell(printed("secops status -n payments --output table"))
+    assert status.returncode == 0 and "rotated 1 time" in status.stdout, status.stdout  # retired, and rotated since
