@@ -333,8 +333,9 @@ def test_cluster_loss_flow_as_printed(services, tmp_path):
     """Section 1 against OpenBao and the emulator, each step the runbook's own line run by a
     shell: handed over; the cluster is lost and the Secret re-created with the same data
     (`recreated`, then re-adopted with no Vault write: its claim taken over first, both in the
-    audit file); re-created again
-    with other data (`stale`, labelled, naming both uids); removed (`retired`, no violation)."""
+    audit file); re-created again with other data (`stale`, labelled, naming both uids); its
+    value restored in Git (re-adopted, the stale marking gone); stale again and removed
+    (`retired`, no violation)."""
     cluster, vault = services["cluster"], services["vault"]
     shell = shell_in(services, tmp_path)
     fresh_postgres(cluster, shell)
@@ -373,6 +374,18 @@ def test_cluster_loss_flow_as_printed(services, tmp_path):
     status = shell(printed("secops status -n payments --output table"))
     assert status.returncode == 3 and "stale" in status.stdout, status.stdout
 
+    # Git's value was meant to be the handed-over one after all: restored, it is re-adopted.
+    code, body = cluster.request("PATCH", "/api/v1/namespaces/payments/secrets/postgres",
+                                 {"data": {"value": base64.b64encode(b"value-from-git").decode()}}, "application/merge-patch+json")
+    assert code == 200, body
+    restored = shell(printed("secops handover -n payments"))
+    assert restored.returncode == 0, restored.stdout + restored.stderr
+    marked = cluster.secret("payments", "postgres")["metadata"]
+    assert marked["labels"]["secops.dev/state"] == "consumed" and "secops.dev/stale-at" not in marked["annotations"], marked
+
+    # Or it is retired: stale again, then removed.
+    recreate_postgres(cluster, "changed-in-git")
+    assert shell(printed("secops handover -n payments")).returncode == 3
     retire = shell(printed("kubectl -n payments delete secret postgres"))
     assert retire.returncode == 0, retire.stderr
     status = shell(printed("secops status -n payments --output table"))
