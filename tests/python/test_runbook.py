@@ -518,3 +518,26 @@ def test_gitops_that_fights_back_as_printed(services, tmp_path):
     assert shell(printed("kubectl -n payments delete secret postgres")).returncode == 0
     status = shell(printed("secops status -n payments --output table"))
     assert status.returncode == 0 and "rotated 1 time" in status.stdout, status.stdout  # retired, and rotated since
+
+
+def test_vault_init_material_is_refused_as_printed(services, tmp_path):
+    """Section 5: `bao operator init -format=json` saved whole in a bootstrap Secret is refused
+    by the printed dry run, naming why, and nothing is written."""
+    cluster, vault = services["cluster"], services["vault"]
+    shell = shell_in(services, tmp_path)
+    cluster.namespace("payments")
+    init = json.dumps({"unseal_keys_b64": ["a2V5"], "root_token": "s.example"})
+    cluster.create({
+        "apiVersion": "v1", "kind": "Secret", "data": {"init.json": base64.b64encode(init.encode()).decode()},
+        "metadata": {"name": "vault-init", "namespace": "payments", "labels": {"secops.dev/class": "bootstrap"},
+                     "annotations": {"secops.dev/vault-path": "payments/vault-init"}},
+    })
+    try:
+        done = shell(printed("secops handover -n payments --dry-run"))
+        assert done.returncode == 3, done.stdout + done.stderr
+        item = next(i for i in json.loads(done.stdout)["items"] if i["name"] == "vault-init")
+        assert item["exit_code"] == 3 and item["error"]["kind"] == "refused", item
+        assert "it holds Vault init material" in item["error"]["message"], item
+        assert vault.get("secret/metadata/payments/vault-init") is None
+    finally:
+        cluster.request("DELETE", "/api/v1/namespaces/payments/secrets/vault-init")
