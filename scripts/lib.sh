@@ -35,6 +35,7 @@ ensure_debian_tools() {
   command -v kubectl >/dev/null || missing+=(kubernetes-client)
   command -v curl >/dev/null || missing+=(curl)
   command -v openssl >/dev/null || missing+=(openssl)
+  command -v jq >/dev/null || missing+=(jq) # the runbook's commands pipe through it
   command -v python3 >/dev/null || missing+=(python3)
   if [ "${#missing[@]}" -gt 0 ]; then
     apt_install "${missing[@]}"
