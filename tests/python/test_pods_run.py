@@ -9,17 +9,20 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import re
 import subprocess
 import tempfile
+import time
 import uuid
 import warnings
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 import secops_manifests as m
 from argo import Runner, StepFailed
-from conftest import bin_dir
+from conftest import bin_dir, eso_controller
 from faultproxy import Calls, FaultProxy
 from pods import ApiServer, PodMaker, Podman
 from test_least_privilege import mint_token, vault_api
@@ -28,13 +31,18 @@ RELEASE_NS = "secops-pods"  # its own release, apart from the other tests' "seco
 APPS = ["pods-a", "pods-b"]
 AUTH_MOUNT = "k8s-pods"
 WEBHOOK_TOKEN = "webhook-" + uuid.uuid4().hex
+ES_PATH = "/apis/external-secrets.io/v1/namespaces/pods-a/externalsecrets/db"
+DEPLOYMENT_PATH = "/apis/apps/v1/namespaces/pods-a/deployments/api"
 
 
 def chart_values(vault_addr: str, cluster_url: str, **extra) -> dict:
     return {
         "namespaces": APPS,
         "vault": {"address": vault_addr, "authMount": AUTH_MOUNT},
-        "rotations": [{"name": "pods-db", "schedule": "0 3 * * 0", "path": "pods-a/db", "keys": ["value"], "generator": "hex", "keepVersions": 2}],
+        # Its consumers: ESO's ExternalSecret (force-synced, then waited for) and a workload
+        # restarted after the sync, with the chart's rotate identity alone.
+        "rotations": [{"name": "pods-db", "schedule": "0 3 * * 0", "path": "pods-a/db", "keys": ["value"], "generator": "hex", "keepVersions": 2,
+                       "refresh": ["externalsecret/pods-a/db"], "restart": ["deployment/pods-a/api"]}],
         "events": {"enabled": True, "webhook": {"enabled": True}},
         "vaultSetup": {"enableMissing": True, "kubernetesHost": cluster_url},
         **extra,
@@ -70,6 +78,12 @@ class ChartStage:
         })
         self.apply({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "secops-webhook-token", "namespace": RELEASE_NS},
                     "data": {"token": base64.b64encode(WEBHOOK_TOKEN.encode()).decode()}})
+        # The application's side: what consumes pods-a/db (ESO itself is the stand-in that
+        # runs while a rotation does, conftest.eso_controller).
+        self.cluster.create({"apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret", "metadata": {"name": "db", "namespace": "pods-a"},
+                             "spec": {"refreshInterval": "1h"}})
+        self.cluster.create({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "api", "namespace": "pods-a"},
+                             "spec": {"template": {"metadata": {"labels": {"app": "api"}}, "spec": {"containers": [{"name": "api", "image": "api:1"}]}}}})
         ca = work / "ca.crt"
         subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj", "/CN=pods",
                         "-keyout", str(work / "ca.key"), "-out", str(ca)], check=True, capture_output=True)
@@ -137,34 +151,137 @@ def consumed(cluster, ns, name) -> bool:
     return bool(secret) and secret["metadata"].get("labels", {}).get("secops.dev/state") == "consumed"
 
 
-def test_handover_push_rotation_and_status_run_with_only_the_chart_identities(stage):
+BOOTSTRAP_PER_NAMESPACE = 25  # 50 bootstrap Secrets across the two namespaces
+
+
+def single_origin(meta: dict, secret: dict) -> bool:
+    """Provenance naming this Secret, and it alone: its origin, uid and first version."""
+    ns, name = secret["metadata"]["namespace"], secret["metadata"]["name"]
+    return (re.fullmatch(rf"bootstrap:([a-z0-9-]+/)?{ns}/{name}", meta.get("secops-origin", "")) is not None
+            and meta.get("secops-origin-uid") == secret["metadata"]["uid"] and meta.get("secops-origin-version") == "1")
+
+
+def consumers(cluster) -> tuple[dict, dict]:
+    code_es, es = cluster.request("GET", ES_PATH)
+    code_deploy, deploy = cluster.request("GET", DEPLOYMENT_PATH)
+    assert code_es == code_deploy == 200, (es, deploy)
+    return es, deploy
+
+
+def instant(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def assert_refreshed_after_sync(cluster, stamped_before: str | None) -> None:
+    """contract §6.4: the ExternalSecret force-synced with the record's stamp and synced by
+    ESO (`refreshTime` at or after the stamp, `Ready=True`), then the Deployment restarted with
+    the same instant."""
+    es, deploy = consumers(cluster)
+    stamp = es["metadata"]["annotations"]["force-sync"]
+    assert stamp != stamped_before, "a new rotation, a new force-sync stamp"
+    assert es["status"]["syncedResourceVersion"] == stamp, es["status"]  # ESO acted on this stamp
+    assert instant(es["status"]["refreshTime"]).timestamp() >= int(stamp), (es["status"], stamp)
+    assert {"type": "Ready", "status": "True"}.items() <= es["status"]["conditions"][0].items(), es["status"]
+    restarted = deploy["spec"]["template"]["metadata"]["annotations"]["secops.dev/restartedAt"]
+    assert int(instant(restarted).timestamp()) == int(stamp), (restarted, stamp)
+    assert int(deploy["metadata"]["resourceVersion"]) > int(es["metadata"]["resourceVersion"]), "restarted after ESO's sync"
+
+
+def deliver(stage, headers: dict, body: dict) -> list[dict]:
+    """What one POST to the webhook EventSource's /rotate starts: nothing when Argo Events'
+    webhook server turns it away (authSecret), else the Workflows the Sensor submits for the
+    event the server publishes (data: the request's header and body, as Argo Events sends)."""
+    source = stage.by_name("EventSource", "secops-webhook")
+    if not Runner.webhook_accepts(source, "rotate", headers, stage.cluster, RELEASE_NS):
+        return []
+    sensor = stage.by_name("Sensor", "secops-rotate-webhook")
+    event = {"context": {"id": uuid.uuid4().hex, "source": "secops-webhook", "subject": "rotate", "type": "webhook"},
+             "data": {"header": {k: [v] for k, v in headers.items()}, "body": body}}
+    workflows = []
+    for dep in sensor["spec"]["dependencies"]:
+        if (dep["eventSourceName"], dep["eventName"]) == ("secops-webhook", "rotate"):
+            workflows.extend(Runner.fire(sensor, dep["name"], event))
+    return workflows
+
+
+def test_handover_rotations_push_and_status_run_with_only_the_chart_identities(stage):
+    """#17's acceptance run, each step a pod of the chart's identities (no Vault token in any
+    step): 50 bootstrap Secrets in two namespaces through the sharded handover; the scheduled
+    rotation with its ExternalSecret and Deployment (ESO's stand-in syncing); the webhook
+    rotation with the token (and its redelivery), without it and with a wrong one; a push; the
+    status CronWorkflow."""
     cluster, vault, runner = stage.cluster, stage.vault, stage.runner
-    for ns in APPS:
-        for i in range(6):
-            cluster.bootstrap(ns, f"s{i}", f"{ns}/s{i}", f"value-{ns}-{i}")
+    first_run = len(runner.runs)
+    names = [(ns, f"s{i}") for ns in APPS for i in range(BOOTSTRAP_PER_NAMESPACE)]
+    values = {}
+    for ns, name in names:
+        values[ns, name] = f"value-{ns}-{name}-" + uuid.uuid4().hex
+        cluster.bootstrap(ns, name, f"{ns}/{name}", values[ns, name])
     cluster.bootstrap("pods-a", "db", "pods-a/db", "db-initial")
     cluster.bootstrap("pods-b", "cert", "pods-b/cert", "operator-made", cls="internal")
 
-    runner.submit("secops-bootstrap-handover")  # the defaults: both namespaces, sharded
-    shards = [r for r in runner.runs if r["args"][0] == "handover"]
-    assert 1 <= len(shards) <= 4 and all("--shard" in r["args"] for r in shards)
-    for ns in APPS:
-        for i in range(6):
-            assert consumed(cluster, ns, f"s{i}") and vault.current_version("secret", f"{ns}/s{i}") == 1, f"{ns}/s{i}"
+    runner.submit("secops-bootstrap-handover")  # the defaults: both namespaces, 4 shards
+    plan = next(r for r in runner.runs[first_run:] if r["args"][0] == "read-bootstrap")
+    shards = [r for r in runner.runs[first_run:] if r["args"][0] == "handover"]
+    assert sum(s["items"] for s in json.loads(plan["outputs"]["items"])) == len(names) + 1  # and db
+    assert len(shards) == 4 and len({r["args"][r["args"].index("--shard") + 1] for r in shards}) == 4, [r["args"] for r in shards]
+    for ns, name in names:
+        meta = vault.get(f"secret/metadata/{ns}/{name}")
+        assert consumed(cluster, ns, name) and meta["current_version"] == 1, f"{ns}/{name}"
+        assert vault.get(f"secret/data/{ns}/{name}")["data"]["value"] == values[ns, name], f"{ns}/{name}"
+        assert single_origin(meta["custom_metadata"], cluster.secret(ns, name)), (f"{ns}/{name}", meta["custom_metadata"])
+    assert consumed(cluster, "pods-a", "db") and vault.current_version("secret", "pods-a/db") == 1
+
+    # The scheduled rotation: the CronWorkflow's Workflow, its consumers told by the step.
+    cron = stage.by_name("CronWorkflow", "secops-rotate-pods-db")["spec"]["workflowSpec"]
+    arguments = {p["name"]: p["value"] for p in cron["arguments"]["parameters"]}
+    assert (arguments["refresh"], arguments["restart"]) == ("externalsecret/pods-a/db", "deployment/pods-a/api")
+    stamp_before = (consumers(cluster)[0]["metadata"].get("annotations") or {}).get("force-sync")
+    with eso_controller(cluster, ["pods-a"]):
+        outputs = runner.submit(cron["workflowTemplateRef"]["name"], arguments) or runner.runs[-1]["outputs"]
+    assert (outputs["outcome"], outputs["version"]) == ("rotated", "2"), outputs
+    assert vault.current_version("secret", "pods-a/db") == 2
+    assert_refreshed_after_sync(cluster, stamp_before)
+
+    # The webhook rotation: only a request with the token submits a Workflow.
+    rotation_id = "hook-" + uuid.uuid4().hex[:12]
+    body = {"rotation": "pods-db", "rotationId": rotation_id}
+    for headers in ({}, {"Authorization": "Bearer guessed"}, {"Authorization": WEBHOOK_TOKEN}):
+        assert deliver(stage, headers, body) == [], headers
+    token = {"Authorization": f"Bearer {WEBHOOK_TOKEN}"}
+    assert deliver(stage, token, {**body, "rotation": "elsewhere"}) == []  # the Sensor's filter
+    assert vault.current_version("secret", "pods-a/db") == 2
+    workflows = deliver(stage, token, body)
+    assert len(workflows) == 1 and workflows[0]["spec"]["arguments"]["parameters"][0] == {"name": "rotation-id", "value": rotation_id}, workflows
+    stamp_before = consumers(cluster)[0]["metadata"]["annotations"]["force-sync"]
+    time.sleep(1.1)  # stamps are seconds: a redelivery stamping "now" would show below
+    with eso_controller(cluster, ["pods-a"]):
+        outputs = runner.run_workflow(workflows[0]) or runner.runs[-1]["outputs"]
+        assert (outputs["outcome"], vault.current_version("secret", "pods-a/db")) == ("rotated", 3), outputs
+        assert_refreshed_after_sync(cluster, stamp_before)
+        # Argo Events delivers at least once: the same request again rotates and rolls nothing.
+        es, deploy = consumers(cluster)
+        time.sleep(1.1)
+        for workflow in deliver(stage, token, body):
+            runner.run_workflow(workflow)
+    assert runner.runs[-1]["outputs"]["outcome"] == "already-rotated"
+    assert vault.current_version("secret", "pods-a/db") == 3
+    after = consumers(cluster)
+    assert [o["metadata"]["resourceVersion"] for o in after] == [es["metadata"]["resourceVersion"], deploy["metadata"]["resourceVersion"]]
+
     runner.submit("secops-push-secret")
     assert vault.current_version("secret", "pods-b/cert") == 1
 
-    cron = stage.by_name("CronWorkflow", "secops-rotate-pods-db")["spec"]["workflowSpec"]
-    arguments = {p["name"]: p["value"] for p in cron["arguments"]["parameters"]}
-    runner.submit(cron["workflowTemplateRef"]["name"], arguments)
-    assert vault.current_version("secret", "pods-a/db") == 2
-
     status_cron = stage.by_name("CronWorkflow", "secops-status")["spec"]["workflowSpec"]
-    outputs = runner.submit(status_cron["workflowTemplateRef"]["name"]) or runner.runs[-1]["outputs"]
+    runner.submit(status_cron["workflowTemplateRef"]["name"])
     report = json.loads(runner.runs[-1]["outputs"]["result"])
     assert report["command"] == "status" and runner.runs[-1]["code"] == 0, report
-    for run in runner.runs:
+
+    runs = runner.runs[first_run:]
+    assert {r["mode"] for r in runs} == {"container" if stage.engine else "binary"}
+    for run in runs:
         assert "VAULT_TOKEN" not in run["env"] and run["env"]["SECOPS_VAULT_AUTH"] == "kubernetes", run["args"]
+        assert "could not post the Kubernetes Event" not in run["stderr"], run["args"]
 
 
 def test_status_fails_visibly_on_a_violation_with_the_report_as_output(stage):
@@ -218,17 +335,10 @@ def test_one_schedule_tick_writes_one_new_version(stage, cron):
         stage.cluster.bootstrap("pods-a", "db", "pods-a/db", "db-initial")
         stage.runner.submit("secops-bootstrap-handover", {"namespaces": "pods-a"})
     before = stage.vault.current_version("secret", "pods-a/db")
-    for workflow in tick(stage, docs, "pods-db"):
-        stage.runner.run_workflow(workflow)
+    with eso_controller(stage.cluster, ["pods-a"]):  # the rotation waits for its ExternalSecret's sync
+        for workflow in tick(stage, docs, "pods-db"):
+            stage.runner.run_workflow(workflow)
     assert stage.vault.current_version("secret", "pods-a/db") == before + 1
-
-
-def test_the_rotation_webhook_passes_on_only_requests_with_the_secret_token(stage):
-    source = stage.by_name("EventSource", "secops-webhook")
-    accepts = lambda headers: Runner.webhook_accepts(source, "rotate", headers, stage.cluster, RELEASE_NS)  # noqa: E731
-    assert not accepts({})
-    assert not accepts({"Authorization": "Bearer guessed"})
-    assert accepts({"Authorization": f"Bearer {WEBHOOK_TOKEN}"})
 
 
 def _writes(calls, remote: str, path: str, methods) -> int:
