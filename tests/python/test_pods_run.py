@@ -254,14 +254,14 @@ def test_handover_rotations_push_and_status_run_with_only_the_chart_identities(s
     workflows = deliver(stage, token, body)
     assert len(workflows) == 1 and workflows[0]["spec"]["arguments"]["parameters"][0] == {"name": "rotation-id", "value": rotation_id}, workflows
     stamp_before = consumers(cluster)[0]["metadata"]["annotations"]["force-sync"]
-    time.sleep(1.1)  # stamps are seconds: a redelivery stamping "now" would show below
+    time.sleep(1.1)  # stamps are seconds: this rotation's must differ from the scheduled one's
     with eso_controller(cluster, ["pods-a"]):
         outputs = runner.run_workflow(workflows[0]) or runner.runs[-1]["outputs"]
         assert (outputs["outcome"], vault.current_version("secret", "pods-a/db")) == ("rotated", 3), outputs
         assert_refreshed_after_sync(cluster, stamp_before)
         # Argo Events delivers at least once: the same request again rotates and rolls nothing.
         es, deploy = consumers(cluster)
-        time.sleep(1.1)
+        time.sleep(1.1)  # a redelivery stamping "now" instead of the record's instant would show
         for workflow in deliver(stage, token, body):
             runner.run_workflow(workflow)
     assert runner.runs[-1]["outputs"]["outcome"] == "already-rotated"
