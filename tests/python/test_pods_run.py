@@ -223,8 +223,10 @@ def test_handover_rotations_push_and_status_run_with_only_the_chart_identities(s
     runner.submit("secops-bootstrap-handover")  # the defaults: both namespaces, 4 shards
     plan = next(r for r in runner.runs[first_run:] if r["args"][0] == "read-bootstrap")
     shards = [r for r in runner.runs[first_run:] if r["args"][0] == "handover"]
-    assert sum(s["items"] for s in json.loads(plan["outputs"]["items"])) == len(names) + 1  # and db
-    assert len(shards) == 4 and len({r["args"][r["args"].index("--shard") + 1] for r in shards}) == 4, [r["args"] for r in shards]
+    planned = json.loads(plan["outputs"]["items"])
+    assert sum(s["items"] for s in planned) == len(names) + 1  # and db
+    # A pod per non-empty shard (a uid's hash: with 51 Secrets, all four, but for ~1e-6).
+    assert len(shards) == len({r["args"][r["args"].index("--shard") + 1] for r in shards}) == len([s for s in planned if s["items"]]) >= 2, planned
     for ns, name in names:
         meta = vault.get(f"secret/metadata/{ns}/{name}")
         assert consumed(cluster, ns, name) and meta["current_version"] == 1, f"{ns}/{name}"
