@@ -79,6 +79,22 @@ fn violations(run: &Run) -> Vec<(String, String)> {
         .collect()
 }
 
+/// `status` exits 3 with one violation, `stale`, naming both uids: Vault's origin and the
+/// re-created Secret's.
+fn assert_stale_violation(cluster: &Cluster, token: &str, ns: &str, uids: [&str; 2]) -> Run {
+    let status = run(cluster, token, &["status", "-n", ns, "--output", "json"]);
+    assert_eq!(status.code, 3, "{}", status.stdout);
+    let found = violations(&status);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].0, "stale");
+    assert!(
+        uids.iter().all(|uid| found[0].1.contains(uid)),
+        "{}",
+        found[0].1
+    );
+    status
+}
+
 fn recreate_bootstrap(cluster: &Cluster, ns: &str, name: &str, value: &[u8]) -> String {
     cluster.delete_secret(ns, name);
     cluster.bootstrap_secret(ns, name, &format!("{ns}/{name}"), &[("password", value)]);
@@ -212,20 +228,7 @@ fn a_recreated_bootstrap_secret_with_other_data_is_stale_and_vault_stays_the_aut
         );
     }
 
-    let status = run(
-        &cluster,
-        &tokens.status,
-        &["status", "-n", ns, "--output", "json"],
-    );
-    assert_eq!(status.code, 3, "{}", status.stdout);
-    let found = violations(&status);
-    assert_eq!(found.len(), 1, "{found:?}");
-    assert_eq!(found[0].0, "stale");
-    assert!(
-        found[0].1.contains(&first) && found[0].1.contains(&second),
-        "{}",
-        found[0].1
-    );
+    let status = assert_stale_violation(&cluster, &tokens.status, ns, [&first, &second]);
     assert_eq!(status.json()["rows"][0]["authority"], "vault");
     let plan = run(&cluster, &tokens.handover, &["read-bootstrap", "-n", ns]);
     assert_eq!(plan.json()["items"][0]["state"], "stale", "{}", plan.stdout);
@@ -316,20 +319,7 @@ fn a_recreated_internal_secret_is_readopted_or_stale_under_push() {
     assert_eq!(refused.json()["items"][0]["error"]["kind"], "stale");
     assert_eq!(BAO.current_version("secret", &path), 1, "no Vault write");
     assert_eq!(label_state(&cluster, ns, "op"), "stale");
-    let status = run(
-        &cluster,
-        &tokens.status,
-        &["status", "-n", ns, "--output", "json"],
-    );
-    assert_eq!(status.code, 3, "{}", status.stdout);
-    let found = violations(&status);
-    assert_eq!(found.len(), 1, "{found:?}");
-    assert_eq!(found[0].0, "stale");
-    assert!(
-        found[0].1.contains(&second) && found[0].1.contains(&third),
-        "{}",
-        found[0].1
-    );
+    assert_stale_violation(&cluster, &tokens.status, ns, [&second, &third]);
 
     // The operator restores the published value: re-adopted, the stale marking removed.
     cluster.merge_patch_secret(
