@@ -15,7 +15,7 @@ use secops::domain::bootstrap::{
     check_consumable, combine, judge_existing, ConsumeCheck, ConsumeMode, ExistingPath,
     SourceSecret,
 };
-use secops::domain::claim::claim_path;
+use secops::domain::claim::{claim_path, ClaimHeld};
 use secops::domain::consumers::{is_stamped, judge_sync, Sync};
 use secops::domain::fingerprint::{Fingerprint, FingerprintKey};
 use secops::domain::names::{self, meta, Class};
@@ -23,6 +23,7 @@ use secops::domain::outcome::Outcome;
 use secops::domain::path::AllowedPaths;
 use secops::domain::provenance::{MetadataPatch, Origin, Ownership, OwnershipRecord, Provenance};
 use secops::domain::push::{judge, judge_unowned, PushStep};
+use secops::domain::readopt::{judge_recreated, readoption_changes, Recreation};
 use secops::domain::rotation::{decide, record_base64_keys, record_path, RotationStep};
 use secops::error::Error;
 use secops::retry::RACE_ATTEMPTS;
@@ -128,6 +129,9 @@ pub enum Then {
     PushRecord { version: u8 },
     /// `push_one`, `PushStep::Write`: the data write.
     PushWrite { cas: u8, adopted: bool },
+    /// `recreated::readopt`: move provenance to the re-created Secret (the origin's
+    /// handover `version`).
+    Readopt { version: u8 },
 }
 
 /// The program counter: the remote call an actor makes next.
@@ -140,6 +144,15 @@ pub enum Pc {
     ClaimWrite { then: Then },
     /// `ownership::claim`: read the claim after a refused create.
     ClaimRead { then: Then, denied: bool },
+    /// `ownership::require_live`: GET the Secret before taking over a claim naming this
+    /// origin under another uid (`ClaimHeld::TakeOver`), the claim at KV `version`.
+    ClaimLive { then: Then, version: u8 },
+    /// `ownership::claim`: take the claim over with `cas` = its version.
+    ClaimTakeOver { then: Then, version: u8 },
+    /// `recreated::readopt`: the metadata PATCH moving provenance to the new uid.
+    ReadoptPatch { version: u8 },
+    /// `recreated::mark_stale`: label the Secret stale (conditionally), then refuse.
+    MarkStale { authority: u8, version: u8 },
     /// `write_to_vault`: the `cas=0` data write.
     HandoverData,
     /// `write_to_vault`: record provenance (metadata PATCH) for `version`, then done.
@@ -154,6 +167,8 @@ pub enum Pc {
     MarkReadMetadata,
     /// `mark_consumed::run`: read the handover version's data.
     MarkReadVersion { version: u8 },
+    /// `mark` → `record_consumption`: record `secops-consumed-mode` in Vault's metadata.
+    MarkRecord,
     /// `mark`: patch the Secret conditionally on the resourceVersion read.
     MarkPatch,
     /// `mark`: re-read the Secret after a 409.
@@ -549,9 +564,12 @@ impl Step<'_> {
             )
         });
         match held {
-            Some((_, Data::Claim(holder))) => {
-                let ours = domain_claim(&holder).is_held_by(&owner.origin(), &owner.uid());
-                self.claimed(then, ours)
+            Some((version, Data::Claim(holder))) => {
+                match domain_claim(&holder).held_for(&owner.origin(), &owner.uid()) {
+                    ClaimHeld::Ours => self.claimed(then, true),
+                    ClaimHeld::Theirs => self.claimed(then, false),
+                    ClaimHeld::TakeOver => self.actor.pc = Pc::ClaimLive { then, version },
+                }
             }
             Some(_) => self.refuse("refused"),
             None if denied => self.refuse("forbidden"),
@@ -565,6 +583,38 @@ impl Step<'_> {
         }
     }
 
+    /// `require_live`: only the object that now bears the name takes its old claim over.
+    fn claim_live(&mut self, then: Then, version: u8) {
+        let live = self.get_secret().map(|o| o.uid);
+        match live == Some(self.owner().uid) {
+            true => self.actor.pc = Pc::ClaimTakeOver { then, version },
+            false => self.refuse("not-found"),
+        }
+    }
+
+    fn claim_take_over(&mut self, then: Then, version: u8) {
+        let owner = self.owner();
+        let at = claim_path(&self.path());
+        let answer = self
+            .world
+            .vault
+            .write(&at, Data::Claim(owner), version, Writer::Protocol);
+        self.log
+            .say(|| format!("vault PUT {MOUNT}/{at} cas={version} (takeover) -> {answer:?}"));
+        match answer {
+            CasWrite::Written { .. } => self.claimed(then, true),
+            // Another run took it over: the claim loop goes round again.
+            CasWrite::Mismatch => {
+                self.actor.mem.claim_attempt += 1;
+                match usize::from(self.actor.mem.claim_attempt) < RACE_ATTEMPTS {
+                    true => self.actor.pc = Pc::ClaimWrite { then },
+                    false => self.lost_race(),
+                }
+            }
+            CasWrite::Denied => self.refuse("forbidden"),
+        }
+    }
+
     fn claimed(&mut self, then: Then, ours: bool) {
         self.actor.mem.claimed = Some(ours);
         self.actor.mem.claim_attempt = 0;
@@ -572,6 +622,7 @@ impl Step<'_> {
             Then::HandoverWrite if ours => self.actor.pc = Pc::HandoverData,
             Then::HandoverWrite => self.actor.pc = Pc::HandoverReadMetadata { denied: false },
             _ if !ours => self.refuse("not-owned"),
+            Then::Readopt { version } => self.actor.pc = Pc::ReadoptPatch { version },
             Then::PushRecord { version } => {
                 self.actor.pc = Pc::PushRecordMetadata {
                     version,
@@ -630,6 +681,22 @@ impl Step<'_> {
             Pc::Start => self.handover_start(),
             Pc::ClaimWrite { then } => self.claim_write(then),
             Pc::ClaimRead { then, denied } => self.claim_read(then, denied),
+            Pc::ClaimLive { then, version } => self.claim_live(then, version),
+            Pc::ClaimTakeOver { then, version } => self.claim_take_over(then, version),
+            Pc::ReadoptPatch { version } => self.readopt_patch(version),
+            Pc::MarkStale { authority, version } => self.mark_stale(authority, version),
+            Pc::MarkRecord => {
+                // `record_consumption`, in every mode, before the Secret is marked.
+                let path = self.path();
+                let patch = MetadataPatch::from([(
+                    meta::CONSUMED_MODE.to_string(),
+                    Some(ConsumeMode::Annotate.as_str().to_string()),
+                )]);
+                self.world.vault.patch_metadata(&path, &patch);
+                self.log
+                    .say(|| format!("vault PATCH {MOUNT}/{path} metadata consumed-mode=annotate"));
+                self.actor.pc = Pc::MarkPatch;
+            }
             Pc::HandoverData => {
                 let owner = self.owner();
                 let path = self.path();
@@ -800,12 +867,16 @@ impl Step<'_> {
         }
     }
 
+    /// The next pass of `write_to_vault`'s loop: the claim was decided once, before it.
     fn next_handover_attempt(&mut self) {
         self.actor.mem.attempt += 1;
-        match usize::from(self.actor.mem.attempt) < RACE_ATTEMPTS {
-            true => self.start_handover_attempt(),
-            false => self.lost_race(),
+        if usize::from(self.actor.mem.attempt) >= RACE_ATTEMPTS {
+            return self.lost_race();
         }
+        self.actor.pc = match self.actor.mem.claimed {
+            Some(true) => Pc::HandoverData,
+            _ => Pc::HandoverReadMetadata { denied: false },
+        };
     }
 
     fn handover_read_metadata(&mut self, denied: bool) {
@@ -827,7 +898,43 @@ impl Step<'_> {
         };
         let provenance = provenance_of(&custom);
         let source = self.source();
-        match judge_existing(provenance.as_ref(), &source.bootstrap_origin(), &source.uid) {
+        let origin = source.bootstrap_origin();
+        let current = self.own_fingerprint();
+        match judge_recreated(provenance.as_ref(), &origin, &source.uid, Some(&current)) {
+            Some(Recreation::Readopt { version, .. }) => {
+                self.actor.mem.metadata = Some(custom);
+                self.actor.pc = Pc::ClaimWrite {
+                    then: Then::Readopt {
+                        version: version as u8,
+                    },
+                };
+                return;
+            }
+            Some(Recreation::Stale {
+                authority_uid,
+                version,
+            }) => {
+                let authority = authority_uid
+                    .strip_prefix("uid-")
+                    .and_then(|u| u.parse().ok())
+                    .expect("a modelled uid");
+                let object = self.actor.mem.secret.as_ref().expect("the Secret");
+                let marked = object.labels.get(names::STATE_LABEL).map(String::as_str)
+                    == Some(names::STATE_STALE)
+                    && object.annotations.get(names::AUTHORITY_UID) == Some(&authority_uid);
+                return match marked {
+                    true => self.refuse("stale"),
+                    false => {
+                        self.actor.pc = Pc::MarkStale {
+                            authority,
+                            version: version as u8,
+                        }
+                    }
+                };
+            }
+            None => {}
+        }
+        match judge_existing(provenance.as_ref(), &origin, &source.uid) {
             ExistingPath::AlreadyHandedOver { version } => {
                 let recorded = provenance
                     .and_then(|p| p.origin_fingerprint)
@@ -839,6 +946,47 @@ impl Step<'_> {
             ExistingPath::CompareData if claimed == Some(false) => self.refuse("not-owned"),
             ExistingPath::CompareData => self.actor.pc = Pc::HandoverReadData,
         }
+    }
+
+    /// `readopt`: under the claim (taken over from the old uid if need be), provenance moves
+    /// to the re-created Secret; the data is not written.
+    fn readopt_patch(&mut self, version: u8) {
+        let custom = self.actor.mem.metadata.clone().expect("the metadata read");
+        let provenance = provenance_of(&custom).expect("provenance");
+        let recorded = provenance
+            .origin_fingerprint
+            .as_ref()
+            .map(|f| f.as_str().to_string());
+        let uid = self.owner().uid();
+        let patch = readoption_changes(&custom, &provenance, &uid, "t");
+        self.patch_metadata(&patch);
+        self.handed(version, recorded, Outcome::Readopted);
+    }
+
+    /// `mark_stale`: the conditional patch; whatever its answer, the run is refused.
+    fn mark_stale(&mut self, authority: u8, version: u8) {
+        let object = self.actor.mem.secret.clone().expect("the Secret");
+        let patch = ObjectPatch {
+            labels: Meta::from([(
+                names::STATE_LABEL.to_string(),
+                names::STATE_STALE.to_string(),
+            )]),
+            annotations: Meta::from([
+                (names::AUTHORITY_UID.to_string(), uid_text(authority)),
+                (names::VAULT_VERSION.to_string(), version.to_string()),
+            ]),
+            strip_data: false,
+        };
+        let name = self.secret_index();
+        let answer = self.world.kube.patch(name, object.resource_version, &patch);
+        self.log.say(|| {
+            format!(
+                "k8s PATCH {} rv={} stale (authority uid {authority}) -> {answer:?}",
+                crate::world::SECRET_NAMES[usize::from(name)],
+                object.resource_version
+            )
+        });
+        self.refuse("stale")
     }
 
     /// The write step is over: `write-vault` ends; `handover` goes on to `mark`.
@@ -865,7 +1013,7 @@ impl Step<'_> {
         if vault_fp.is_some() && vault_fp != self.actor.mem.current {
             return self.refuse("drifted");
         }
-        self.actor.pc = Pc::MarkPatch;
+        self.actor.pc = Pc::MarkRecord;
     }
 
     fn mark_patch(&mut self) {
@@ -972,6 +1120,8 @@ impl Step<'_> {
             }
             Pc::ClaimWrite { then } => self.claim_write(then),
             Pc::ClaimRead { then, denied } => self.claim_read(then, denied),
+            Pc::ClaimLive { then, version } => self.claim_live(then, version),
+            Pc::ClaimTakeOver { then, version } => self.claim_take_over(then, version),
             Pc::PushData { cas, adopted } => {
                 let owner = self.owner();
                 let path = self.path();
@@ -1560,6 +1710,10 @@ pub fn is_write(pc: Pc) -> bool {
     matches!(
         pc,
         Pc::ClaimWrite { .. }
+            | Pc::ClaimTakeOver { .. }
+            | Pc::ReadoptPatch { .. }
+            | Pc::MarkStale { .. }
+            | Pc::MarkRecord
             | Pc::HandoverData
             | Pc::HandoverRecord { .. }
             | Pc::MarkPatch
