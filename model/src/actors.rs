@@ -16,7 +16,10 @@ use secops::domain::bootstrap::{
     SourceSecret,
 };
 use secops::domain::claim::{claim_path, ClaimHeld};
-use secops::domain::consumers::{is_stamped, judge_sync, Sync};
+use secops::domain::consumers::{
+    is_refreshed, is_stamped, judge_sync, judge_sync_since, trigger_instant, RefreshFor, Sync,
+    SyncSince,
+};
 use secops::domain::fingerprint::{Fingerprint, FingerprintKey};
 use secops::domain::names::{self, meta, Class};
 use secops::domain::outcome::Outcome;
@@ -30,8 +33,8 @@ use secops::retry::RACE_ATTEMPTS;
 
 use crate::prefix;
 use crate::world::{
-    domain_claim, fingerprint, source_secret, stamp_seconds, stamp_text, timestamp, uid_text,
-    CasWrite, Conditional, Data, Meta, Object, ObjectPatch, Owner, Record, Val, World, Writer,
+    domain_claim, fingerprint, source_secret, stamp_seconds, timestamp, uid_text, CasWrite,
+    Conditional, Data, Meta, Object, ObjectPatch, Owner, Record, Trigger, Val, World, Writer,
     CONSUMERS, DEPLOYMENT, EXTERNAL_SECRET, MOUNT, PATHS,
 };
 
@@ -44,6 +47,10 @@ pub enum Rule {
     /// overwrites it (`cas` = current) and a handover finishes it when the data matches.
     /// Before the per-id stamps: consumers are stamped with the run's own clock.
     PreFix,
+    /// The protocol before model finding 3's fix: consumers refreshed for a rotation are
+    /// judged by instant (`is_stamped`), the triggers are the instant alone, and ESO's sync
+    /// by `refreshTime` (`judge_sync`). Otherwise as `Current`.
+    Instants,
 }
 
 /// A command an actor runs, again and again (Argo's retry) until it has finished.
@@ -219,6 +226,15 @@ pub enum Pc {
     SyncPoll,
 }
 
+/// How `refresh_consumer` left the ExternalSecret (`SyncSince`, which has no `Hash`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Since {
+    /// This run wrote the force-sync; ESO had last acted on this trigger.
+    Patched(Option<Trigger>),
+    /// An earlier run's trigger was present, naming this instant.
+    Stamped(i64),
+}
+
 /// What a run has learned so far; forgotten when the process dies.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Mem {
@@ -247,8 +263,11 @@ pub struct Mem {
     pub claim: Option<(Record, u8)>,
     pub base: u8,
     pub value: Val,
-    /// Rotation done: its outcome and the consumers' stamp (the record's `completed_at`).
-    pub rotated: Option<(&'static str, u8)>,
+    /// Rotation done: its outcome, the consumers' stamp (the record's `completed_at`) and
+    /// the version written.
+    pub rotated: Option<(&'static str, u8, u8)>,
+    /// How `refresh_consumer` left the ExternalSecret, for `SyncPoll`.
+    pub since: Option<Since>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -854,7 +873,7 @@ impl Step<'_> {
 
     fn start_handover_attempt(&mut self) {
         match self.ctx.rule {
-            Rule::Current => {
+            Rule::Current | Rule::Instants => {
                 self.actor.pc = Pc::ClaimWrite {
                     then: Then::HandoverWrite,
                 }
@@ -1113,7 +1132,9 @@ impl Step<'_> {
                 let fp = self.own_fingerprint();
                 let held = held.as_ref().map(|(v, f)| (u64::from(*v), f));
                 let step = match self.ctx.rule {
-                    Rule::Current => judge_unowned(current.into(), held, &fp, false),
+                    Rule::Current | Rule::Instants => {
+                        judge_unowned(current.into(), held, &fp, false)
+                    }
                     Rule::PreFix => prefix::judge_unowned(current.into(), held, &fp),
                 };
                 self.push_step(step);
@@ -1216,7 +1237,7 @@ impl Step<'_> {
         fingerprint: &Fingerprint,
     ) -> PushStep {
         match self.ctx.rule {
-            Rule::Current => judge(current, ownership, fingerprint),
+            Rule::Current | Rule::Instants => judge(current, ownership, fingerprint),
             Rule::PreFix => prefix::judge(current, ownership, fingerprint),
         }
     }
@@ -1366,6 +1387,7 @@ impl Step<'_> {
                         self.actor.mem.rotated = Some((
                             "already-rotated",
                             done.completed_at.expect("a completed record has a stamp"),
+                            version,
                         ));
                         if stamped(&self.actor.mem.metadata, version) {
                             self.rotated()
@@ -1523,7 +1545,7 @@ impl Step<'_> {
                 });
                 match answer {
                     CasWrite::Written { .. } => {
-                        self.actor.mem.rotated = Some(("rotated", self.world.second));
+                        self.actor.mem.rotated = Some(("rotated", self.world.second, version));
                         if self.world.distinct_seconds {
                             self.world.second += 1;
                         }
@@ -1564,7 +1586,7 @@ impl Step<'_> {
 
     /// `rotate_kv` is over: `refresh_consumers`, when there are consumers and a stamp.
     fn rotated(&mut self) {
-        let (outcome, _) = self.actor.mem.rotated.expect("a rotation outcome");
+        let (outcome, ..) = self.actor.mem.rotated.expect("a rotation outcome");
         match self.ctx.consumers {
             true => {
                 self.actor.mem.attempt = 0;
@@ -1578,25 +1600,70 @@ impl Step<'_> {
 
     fn stamp(&self) -> u8 {
         match self.ctx.rule {
-            Rule::Current => self.actor.mem.rotated.expect("a rotation outcome").1,
+            Rule::Current | Rule::Instants => self.actor.mem.rotated.expect("a rotation outcome").1,
             Rule::PreFix => self.world.second,
         }
     }
 
-    /// `Kube::refresh_consumer`: GET, and leave a consumer that already carries the stamp.
+    /// What `refresh_consumer` refreshes for: this run's rotation.
+    fn refresh_for(&self) -> RefreshFor {
+        let (_, _, version) = self.actor.mem.rotated.expect("a rotation outcome");
+        RefreshFor {
+            id: format!("id{}", self.rotation_id().1),
+            stamp: stamp_seconds(self.stamp()),
+            target: format!("{MOUNT}/{}", self.path()),
+            version: Some(version.into()),
+        }
+    }
+
+    /// The trigger this run writes: before finding 3's fix, the instant alone.
+    fn trigger(&self) -> Trigger {
+        Trigger {
+            stamp: self.stamp(),
+            id: match self.ctx.rule {
+                Rule::Current => Some(self.rotation_id().1),
+                Rule::PreFix | Rule::Instants => None,
+            },
+        }
+    }
+
+    /// `Kube::refresh_consumer`: GET, and leave a consumer already refreshed for this
+    /// rotation (or, before the fix, one stamped at or after its instant).
     fn consumer_get(&mut self, consumer: u8) {
         let object = self.world.kube.consumers[usize::from(consumer)].clone();
-        let present = object.stamp.map(|s| stamp_text(consumer, s));
-        let stamp = self.stamp();
-        let now = stamp_seconds(self.world.second);
-        let already = is_stamped(present.as_deref(), stamp_seconds(stamp), now);
+        let present = object.trigger.map(|t| t.text(consumer));
+        let ours = self.refresh_for();
+        let already = match self.ctx.rule {
+            Rule::Current => {
+                let rotated = object.rotated.map(|v| format!("{}@{v}", ours.target));
+                is_refreshed(present.as_deref(), rotated.as_deref(), &ours)
+            }
+            Rule::PreFix | Rule::Instants => {
+                let now = stamp_seconds(self.world.second);
+                is_stamped(present.as_deref(), ours.stamp, now)
+            }
+        };
         self.log.say(|| {
             format!(
-                "k8s GET {} -> rv {} stamp {present:?}: stamped at {stamp}? {already}",
+                "k8s GET {} -> rv {} trigger {present:?} version {:?}: refreshed for {}@{:?}? {already}",
                 CONSUMERS[usize::from(consumer)],
-                object.resource_version
+                object.resource_version,
+                object.rotated,
+                ours.id,
+                ours.version,
             )
         });
+        if consumer == EXTERNAL_SECRET {
+            self.actor.mem.since = Some(match already {
+                true => Since::Stamped(
+                    present
+                        .as_deref()
+                        .and_then(trigger_instant)
+                        .unwrap_or(ours.stamp),
+                ),
+                false => Since::Patched(object.handled),
+            });
+        }
         match already {
             true => self.consumer_done(consumer),
             false => {
@@ -1610,15 +1677,18 @@ impl Step<'_> {
 
     fn consumer_patch(&mut self, consumer: u8, resource_version: u8) {
         let (_, id) = self.rotation_id();
-        let stamp = self.stamp();
-        let answer = self
-            .world
-            .kube
-            .stamp_consumer(consumer, resource_version, stamp, id);
+        let trigger = self.trigger();
+        let (_, _, version) = self.actor.mem.rotated.expect("a rotation outcome");
+        let rotated = (self.ctx.rule == Rule::Current).then_some(version);
+        let answer =
+            self.world
+                .kube
+                .stamp_consumer(consumer, resource_version, trigger, rotated, id);
         self.log.say(|| {
             format!(
-                "k8s PATCH {} rv={resource_version} stamp {stamp} -> {answer:?}",
-                CONSUMERS[usize::from(consumer)]
+                "k8s PATCH {} rv={resource_version} trigger {:?} version {rotated:?} -> {answer:?}",
+                CONSUMERS[usize::from(consumer)],
+                trigger.text(consumer)
             )
         });
         match answer {
@@ -1640,7 +1710,7 @@ impl Step<'_> {
         match consumer {
             EXTERNAL_SECRET => self.actor.pc = Pc::SyncPoll,
             _ => {
-                let (outcome, _) = self.actor.mem.rotated.expect("a rotation outcome");
+                let (outcome, ..) = self.actor.mem.rotated.expect("a rotation outcome");
                 self.end(Ended::Done(outcome))
             }
         }
@@ -1651,12 +1721,38 @@ impl Step<'_> {
         let refresh_time = es
             .refresh_time
             .map(|t| secops::clock::rfc3339(timestamp(stamp_seconds(t))));
-        let sync = judge_sync(
-            refresh_time.as_deref(),
-            Some("True"),
-            None,
-            stamp_seconds(self.stamp()),
-        );
+        // ESO's `syncedResourceVersion` changes with each sync of changed metadata: the
+        // trigger it last acted on stands in for it.
+        let synced = es.handled.map(|t| t.text(EXTERNAL_SECRET));
+        let sync = match self.ctx.rule {
+            Rule::Current => {
+                let since = match self
+                    .actor
+                    .mem
+                    .since
+                    .clone()
+                    .expect("the ExternalSecret read")
+                {
+                    Since::Patched(before) => SyncSince::Patched {
+                        synced_before: before.map(|t| t.text(EXTERNAL_SECRET)),
+                    },
+                    Since::Stamped(stamp) => SyncSince::Stamped(stamp),
+                };
+                judge_sync_since(
+                    refresh_time.as_deref(),
+                    synced.as_deref(),
+                    Some("True"),
+                    None,
+                    &since,
+                )
+            }
+            Rule::PreFix | Rule::Instants => judge_sync(
+                refresh_time.as_deref(),
+                Some("True"),
+                None,
+                stamp_seconds(self.stamp()),
+            ),
+        };
         self.log.say(|| {
             format!(
                 "k8s GET {} status refreshTime {refresh_time:?} -> {sync:?}",

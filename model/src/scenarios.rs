@@ -222,11 +222,11 @@ pub fn rotation_consumers_same_id() -> Scenario {
     .named("rotate id0 twice, with consumers")
 }
 
-/// Two rotation ids of one path, both refreshing the consumers, completing in one second.
+/// Two rotation ids of one path, both refreshing the consumers, completing in one second
+/// (finding 3, fixed: consumers are refreshed for a rotation by its id and version).
 pub fn rotation_consumers_two_ids() -> Scenario {
     Scenario {
         consumers: true,
-        known: vec![(CONSUMERS_CURRENT, FINDING_SAME_SECOND)],
         ..rotation_two_ids()
     }
     .named("rotate id0 + rotate id1, with consumers, one second")
@@ -312,6 +312,17 @@ pub fn prefix_consumers() -> Scenario {
     .named("PRE-FIX stamps: rotate id0 + rotate id1, with consumers, seconds apart")
 }
 
+/// Two rotation ids completing in one second under the rule before finding 3's fix
+/// (consumers judged by instant): must fail (the second id reports done unserved).
+pub fn prefix_same_second() -> Scenario {
+    Scenario {
+        rule: Rule::Instants,
+        known: vec![(CONSUMERS_CURRENT, FINDING_SAME_SECOND)],
+        ..rotation_consumers_two_ids()
+    }
+    .named("PRE-FIX instants: rotate id0 + rotate id1, with consumers, one second")
+}
+
 /// The two-path scenario under the pre-fix rule: the push to `ns/p1` and the batch's
 /// second Secret must collide.
 pub fn prefix_two_paths() -> Scenario {
@@ -355,8 +366,8 @@ pub const FINDING_TAKEOVER: &str = "GitOps re-creates the Secret (new uid) while
     PATCH (no check-and-set) lands after, naming the deleted uid 1 while the live Secret is \
     marked consumed (or it finishes the data the new run wrote under its own uid)";
 
-/// Found by the checker: stamps compared as instants assume records complete in the order
-/// of their writes, a second apart.
+/// Found by the checker (fixed): stamps compared as instants assume records complete in the
+/// order of their writes, a second apart.
 pub const FINDING_SAME_SECOND: &str = "two rotation ids of one path complete in the same \
     second: the first id's refresh syncs and restarts the consumers before the second id's \
     write; the second id finds both stamped at its own stamp (`is_stamped`: at or after), \

@@ -50,7 +50,9 @@ pub const STEPS: &[&str] = &[
     "judge_recreated",
     "held_for",
     "is_stamped",
+    "is_refreshed",
     "judge_sync",
+    "judge_sync_since",
     "get_consumer",
 ];
 
@@ -259,11 +261,11 @@ pub const TRANSCRIBED: &[(&str, &str, &[&str])] = &[
     (
         "../kube.rs",
         "refresh_consumer",
-        &["get_consumer", "is_stamped", "api.patch"],
+        &["get_consumer", "is_refreshed", "api.patch"],
     ),
     (
         "../kube.rs",
         "external_secret_sync",
-        &["get_consumer", "judge_sync"],
+        &["get_consumer", "judge_sync_since"],
     ),
 ];

@@ -88,6 +88,17 @@ fn consumers_stamped_by_the_runs_clock_are_caught() {
 }
 
 #[test]
+fn consumers_judged_by_instant_are_caught_within_one_second() {
+    let report = check(scenarios::prefix_same_second(), threads(), true);
+    report.print();
+    assert_eq!(
+        report.result(properties::CONSUMERS_CURRENT),
+        "VIOLATED",
+        "a second rotation completing in the first one's second must not report done unserved"
+    );
+}
+
+#[test]
 fn the_pre_fix_rule_is_caught_across_two_paths() {
     let report = check(scenarios::prefix_two_paths(), threads(), true);
     report.print();
