@@ -1,7 +1,7 @@
 //! Runs the model checker: every scenario of the current protocol must satisfy every
 //! property except the findings it lists as known (each must still be found), and the
-//! pre-fix push and handover rules and consumers stamped by each run's clock must produce
-//! counterexamples, so the checker is known able to fail.
+//! pre-fix push and handover rules, consumers stamped by each run's clock and consumers
+//! judged by instant must produce counterexamples, so the checker is known able to fail.
 
 use std::collections::BTreeSet;
 
