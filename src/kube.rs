@@ -510,6 +510,12 @@ impl Kube {
     ) -> Result<Refresh> {
         let api = self.consumer_api(consumer);
         let action = format!("refresh {consumer}");
+        if jiff::Timestamp::from_second(ours.stamp).is_err() {
+            let stamp = ours.stamp;
+            return Err(Error::Internal(format!(
+                "{action}: stamp {stamp} out of range"
+            )));
+        }
         let trigger = ours.trigger();
         for _ in 0..RACE_ATTEMPTS {
             let current = self.get_consumer(&api, consumer, &action).await?;

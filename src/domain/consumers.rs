@@ -168,6 +168,7 @@ impl RefreshFor {
     /// `restartedAt`): the instant, then the id, so two rotations never write the same value
     /// and ESO and the rollout fire for each, while every run of one id writes the same.
     pub fn trigger(&self) -> String {
+        // `Kube::refresh_consumer` refuses a stamp out of range before it gets here.
         let at = Timestamp::from_second(self.stamp).unwrap_or(Timestamp::UNIX_EPOCH);
         format!("{}/{}", crate::clock::rfc3339(at), self.id)
     }
