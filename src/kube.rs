@@ -16,7 +16,10 @@ use kube::{Client, Config};
 use serde_json::{json, Value};
 
 use crate::domain::bootstrap::{SecretHeader, SourceSecret};
-use crate::domain::consumers::{is_stamped, judge_sync, Consumer, ConsumerKind, Sync};
+use crate::domain::consumers::{
+    is_refreshed, judge_sync_since, trigger_instant, Consumer, ConsumerKind, RefreshFor, Sync,
+    SyncSince, ROTATED_VERSION, ROTATION_ID,
+};
 use crate::domain::names;
 use crate::domain::{ClusterName, SecretRef};
 use crate::error::{transport_fault, Error, Result, TransportFault};
@@ -37,13 +40,21 @@ pub struct KubeSettings {
 /// The pod-template annotation a restart sets (`docs/contract.md` §2).
 const RESTARTED_AT: &str = "secops.dev/restartedAt";
 
-/// What a refresh did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a refresh did, and how to tell ESO's sync of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refresh {
     /// The consumer was stamped now.
-    Stamped,
-    /// It already carried this rotation's stamp (or a later one): nothing was written.
-    AlreadyStamped,
+    Stamped(SyncSince),
+    /// It was already refreshed for this rotation (or a later version): nothing was written.
+    AlreadyStamped(SyncSince),
+}
+
+impl Refresh {
+    pub fn since(&self) -> &SyncSince {
+        match self {
+            Refresh::Stamped(since) | Refresh::AlreadyStamped(since) => since,
+        }
+    }
 }
 
 /// Secrets fetched per list call.
@@ -484,42 +495,70 @@ impl Kube {
         }
     }
 
-    /// Asks a consumer to pick up a rotation stamped `stamp` (the rotation record's
-    /// completion time, identical on every run of one id): ESO's `force-sync` annotation on
-    /// an ExternalSecret (Unix seconds), or `secops.dev/restartedAt` (RFC 3339) on a
-    /// workload's pod template, as `kubectl rollout restart` does. A consumer whose stamp is
-    /// already at or after ours is left alone, so a repeated id never rolls it again.
-    /// Conditional on the resourceVersion read.
-    pub async fn refresh_consumer(&self, consumer: &Consumer, stamp: i64) -> Result<Refresh> {
+    /// Asks a consumer to pick up the rotation `ours`: its trigger (the record's completion
+    /// instant and the id, identical on every run of one id) in ESO's `force-sync`
+    /// annotation on an ExternalSecret, or in `secops.dev/restartedAt` on a workload's pod
+    /// template, as `kubectl rollout restart` does, with the rotation id and version it
+    /// serves recorded beside. A consumer already refreshed for this rotation or a later
+    /// version of its path is left alone, so a repeated id never rolls it again, while a
+    /// later rotation always does, even within the same second. Conditional on the
+    /// resourceVersion read.
+    pub async fn refresh_consumer(
+        &self,
+        consumer: &Consumer,
+        ours: &RefreshFor,
+    ) -> Result<Refresh> {
         let api = self.consumer_api(consumer);
         let action = format!("refresh {consumer}");
-        let at = jiff::Timestamp::from_second(stamp)
-            .map_err(|_| Error::Internal(format!("{action}: stamp {stamp} out of range")))?;
+        if jiff::Timestamp::from_second(ours.stamp).is_err() {
+            let stamp = ours.stamp;
+            return Err(Error::Internal(format!(
+                "{action}: stamp {stamp} out of range"
+            )));
+        }
+        let trigger = ours.trigger();
         for _ in 0..RACE_ATTEMPTS {
             let current = self.get_consumer(&api, consumer, &action).await?;
-            let present = match consumer.kind {
-                ConsumerKind::ExternalSecret => current
+            let annotation = |name: &str| {
+                current
                     .metadata
                     .annotations
                     .as_ref()
-                    .and_then(|a| a.get("force-sync"))
-                    .cloned(),
+                    .and_then(|a| a.get(name))
+                    .cloned()
+            };
+            let present = match consumer.kind {
+                ConsumerKind::ExternalSecret => annotation("force-sync"),
                 _ => current.data["spec"]["template"]["metadata"]["annotations"][RESTARTED_AT]
                     .as_str()
                     .map(String::from),
             };
-            let now = crate::clock::now().as_second();
-            if is_stamped(present.as_deref(), stamp, now) {
-                return Ok(Refresh::AlreadyStamped);
+            let rotated = annotation(ROTATED_VERSION);
+            if is_refreshed(present.as_deref(), rotated.as_deref(), ours) {
+                let stamp = present.as_deref().and_then(trigger_instant);
+                let since = SyncSince::Stamped(stamp.unwrap_or(ours.stamp));
+                return Ok(Refresh::AlreadyStamped(since));
             }
+            let synced_before = current.data["status"]["syncedResourceVersion"]
+                .as_str()
+                .map(String::from);
             let resource_version = current.metadata.resource_version.unwrap_or_default();
+            // Which rotation the consumer now serves, written with its trigger in one
+            // conditional patch.
+            let mut annotations = json!({ (ROTATION_ID): ours.id });
+            if let Some(version) = ours.rotated_version() {
+                annotations[ROTATED_VERSION] = json!(version);
+            }
             let patch = match consumer.kind {
-                ConsumerKind::ExternalSecret => json!({
-                    "metadata": {"resourceVersion": resource_version, "annotations": {"force-sync": stamp.to_string()}},
-                }),
+                ConsumerKind::ExternalSecret => {
+                    annotations["force-sync"] = json!(trigger);
+                    json!({
+                        "metadata": {"resourceVersion": resource_version, "annotations": annotations},
+                    })
+                }
                 _ => json!({
-                    "metadata": {"resourceVersion": resource_version},
-                    "spec": {"template": {"metadata": {"annotations": {(RESTARTED_AT): crate::clock::rfc3339(at)}}}},
+                    "metadata": {"resourceVersion": resource_version, "annotations": annotations},
+                    "spec": {"template": {"metadata": {"annotations": {(RESTARTED_AT): trigger}}}},
                 }),
             };
             let applied = self
@@ -545,7 +584,7 @@ impl Kube {
                 })
                 .await?;
             if applied {
-                return Ok(Refresh::Stamped);
+                return Ok(Refresh::Stamped(SyncSince::Patched { synced_before }));
             }
         }
         Err(Error::LostRace { action })
@@ -594,7 +633,11 @@ impl Kube {
 
     /// Whether ESO has synced an ExternalSecret since `stamp`, from its documented status:
     /// `status.refreshTime` and the `Ready` condition.
-    pub async fn external_secret_sync(&self, consumer: &Consumer, stamp: i64) -> Result<Sync> {
+    pub async fn external_secret_sync(
+        &self,
+        consumer: &Consumer,
+        since: &SyncSince,
+    ) -> Result<Sync> {
         let api = self.consumer_api(consumer);
         let action = format!("read the sync status of {consumer}");
         let current = self.get_consumer(&api, consumer, &action).await?;
@@ -602,11 +645,12 @@ impl Kube {
         let ready = status["conditions"]
             .as_array()
             .and_then(|c| c.iter().find(|c| c["type"] == "Ready"));
-        Ok(judge_sync(
+        Ok(judge_sync_since(
             status["refreshTime"].as_str(),
+            status["syncedResourceVersion"].as_str(),
             ready.and_then(|c| c["status"].as_str()),
             ready.and_then(|c| c["reason"].as_str()),
-            stamp,
+            since,
         ))
     }
 }

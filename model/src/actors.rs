@@ -15,22 +15,26 @@ use secops::domain::bootstrap::{
     check_consumable, combine, judge_existing, ConsumeCheck, ConsumeMode, ExistingPath,
     SourceSecret,
 };
-use secops::domain::claim::claim_path;
-use secops::domain::consumers::{is_stamped, judge_sync, Sync};
+use secops::domain::claim::{claim_path, ClaimHeld};
+use secops::domain::consumers::{
+    is_refreshed, is_stamped, judge_sync, judge_sync_since, trigger_instant, RefreshFor, Sync,
+    SyncSince,
+};
 use secops::domain::fingerprint::{Fingerprint, FingerprintKey};
 use secops::domain::names::{self, meta, Class};
 use secops::domain::outcome::Outcome;
 use secops::domain::path::AllowedPaths;
 use secops::domain::provenance::{MetadataPatch, Origin, Ownership, OwnershipRecord, Provenance};
 use secops::domain::push::{judge, judge_unowned, PushStep};
+use secops::domain::readopt::{judge_recreated, readoption_changes, Recreation};
 use secops::domain::rotation::{decide, record_base64_keys, record_path, RotationStep};
 use secops::error::Error;
 use secops::retry::RACE_ATTEMPTS;
 
 use crate::prefix;
 use crate::world::{
-    domain_claim, fingerprint, source_secret, stamp_seconds, stamp_text, timestamp, uid_text,
-    CasWrite, Conditional, Data, Meta, Object, ObjectPatch, Owner, Record, Val, World, Writer,
+    domain_claim, fingerprint, source_secret, stamp_seconds, timestamp, uid_text, CasWrite,
+    Conditional, Data, Meta, Object, ObjectPatch, Owner, Record, Trigger, Val, World, Writer,
     CONSUMERS, DEPLOYMENT, EXTERNAL_SECRET, MOUNT, PATHS,
 };
 
@@ -43,6 +47,10 @@ pub enum Rule {
     /// overwrites it (`cas` = current) and a handover finishes it when the data matches.
     /// Before the per-id stamps: consumers are stamped with the run's own clock.
     PreFix,
+    /// The protocol before model finding 3's fix: consumers refreshed for a rotation are
+    /// judged by instant (`is_stamped`), the triggers are the instant alone, and ESO's sync
+    /// by `refreshTime` (`judge_sync`). Otherwise as `Current`.
+    Instants,
 }
 
 /// A command an actor runs, again and again (Argo's retry) until it has finished.
@@ -128,6 +136,9 @@ pub enum Then {
     PushRecord { version: u8 },
     /// `push_one`, `PushStep::Write`: the data write.
     PushWrite { cas: u8, adopted: bool },
+    /// `recreated::readopt`: move provenance to the re-created Secret (the origin's
+    /// handover `version`).
+    Readopt { version: u8 },
 }
 
 /// The program counter: the remote call an actor makes next.
@@ -140,6 +151,15 @@ pub enum Pc {
     ClaimWrite { then: Then },
     /// `ownership::claim`: read the claim after a refused create.
     ClaimRead { then: Then, denied: bool },
+    /// `ownership::require_live`: GET the Secret before taking over a claim naming this
+    /// origin under another uid (`ClaimHeld::TakeOver`), the claim at KV `version`.
+    ClaimLive { then: Then, version: u8 },
+    /// `ownership::claim`: take the claim over with `cas` = its version.
+    ClaimTakeOver { then: Then, version: u8 },
+    /// `recreated::readopt`: the metadata PATCH moving provenance to the new uid.
+    ReadoptPatch { version: u8 },
+    /// `recreated::mark_stale`: label the Secret stale (conditionally), then refuse.
+    MarkStale { authority: u8, version: u8 },
     /// `write_to_vault`: the `cas=0` data write.
     HandoverData,
     /// `write_to_vault`: record provenance (metadata PATCH) for `version`, then done.
@@ -154,6 +174,8 @@ pub enum Pc {
     MarkReadMetadata,
     /// `mark_consumed::run`: read the handover version's data.
     MarkReadVersion { version: u8 },
+    /// `mark` → `record_consumption`: record `secops-consumed-mode` in Vault's metadata.
+    MarkRecord,
     /// `mark`: patch the Secret conditionally on the resourceVersion read.
     MarkPatch,
     /// `mark`: re-read the Secret after a 409.
@@ -204,6 +226,15 @@ pub enum Pc {
     SyncPoll,
 }
 
+/// How `refresh_consumer` left the ExternalSecret (`SyncSince`, which has no `Hash`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Since {
+    /// This run wrote the force-sync; ESO had last acted on this trigger.
+    Patched(Option<Trigger>),
+    /// An earlier run's trigger was present, naming this instant.
+    Stamped(i64),
+}
+
 /// What a run has learned so far; forgotten when the process dies.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Mem {
@@ -232,8 +263,11 @@ pub struct Mem {
     pub claim: Option<(Record, u8)>,
     pub base: u8,
     pub value: Val,
-    /// Rotation done: its outcome and the consumers' stamp (the record's `completed_at`).
-    pub rotated: Option<(&'static str, u8)>,
+    /// Rotation done: its outcome, the consumers' stamp (the record's `completed_at`) and
+    /// the version written.
+    pub rotated: Option<(&'static str, u8, u8)>,
+    /// How `refresh_consumer` left the ExternalSecret, for `SyncPoll`.
+    pub since: Option<Since>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -549,9 +583,12 @@ impl Step<'_> {
             )
         });
         match held {
-            Some((_, Data::Claim(holder))) => {
-                let ours = domain_claim(&holder).is_held_by(&owner.origin(), &owner.uid());
-                self.claimed(then, ours)
+            Some((version, Data::Claim(holder))) => {
+                match domain_claim(&holder).held_for(&owner.origin(), &owner.uid()) {
+                    ClaimHeld::Ours => self.claimed(then, true),
+                    ClaimHeld::Theirs => self.claimed(then, false),
+                    ClaimHeld::TakeOver => self.actor.pc = Pc::ClaimLive { then, version },
+                }
             }
             Some(_) => self.refuse("refused"),
             None if denied => self.refuse("forbidden"),
@@ -565,6 +602,38 @@ impl Step<'_> {
         }
     }
 
+    /// `require_live`: only the object that now bears the name takes its old claim over.
+    fn claim_live(&mut self, then: Then, version: u8) {
+        let live = self.get_secret().map(|o| o.uid);
+        match live == Some(self.owner().uid) {
+            true => self.actor.pc = Pc::ClaimTakeOver { then, version },
+            false => self.refuse("not-found"),
+        }
+    }
+
+    fn claim_take_over(&mut self, then: Then, version: u8) {
+        let owner = self.owner();
+        let at = claim_path(&self.path());
+        let answer = self
+            .world
+            .vault
+            .write(&at, Data::Claim(owner), version, Writer::Protocol);
+        self.log
+            .say(|| format!("vault PUT {MOUNT}/{at} cas={version} (takeover) -> {answer:?}"));
+        match answer {
+            CasWrite::Written { .. } => self.claimed(then, true),
+            // Another run took it over: the claim loop goes round again.
+            CasWrite::Mismatch => {
+                self.actor.mem.claim_attempt += 1;
+                match usize::from(self.actor.mem.claim_attempt) < RACE_ATTEMPTS {
+                    true => self.actor.pc = Pc::ClaimWrite { then },
+                    false => self.lost_race(),
+                }
+            }
+            CasWrite::Denied => self.refuse("forbidden"),
+        }
+    }
+
     fn claimed(&mut self, then: Then, ours: bool) {
         self.actor.mem.claimed = Some(ours);
         self.actor.mem.claim_attempt = 0;
@@ -572,6 +641,7 @@ impl Step<'_> {
             Then::HandoverWrite if ours => self.actor.pc = Pc::HandoverData,
             Then::HandoverWrite => self.actor.pc = Pc::HandoverReadMetadata { denied: false },
             _ if !ours => self.refuse("not-owned"),
+            Then::Readopt { version } => self.actor.pc = Pc::ReadoptPatch { version },
             Then::PushRecord { version } => {
                 self.actor.pc = Pc::PushRecordMetadata {
                     version,
@@ -630,6 +700,22 @@ impl Step<'_> {
             Pc::Start => self.handover_start(),
             Pc::ClaimWrite { then } => self.claim_write(then),
             Pc::ClaimRead { then, denied } => self.claim_read(then, denied),
+            Pc::ClaimLive { then, version } => self.claim_live(then, version),
+            Pc::ClaimTakeOver { then, version } => self.claim_take_over(then, version),
+            Pc::ReadoptPatch { version } => self.readopt_patch(version),
+            Pc::MarkStale { authority, version } => self.mark_stale(authority, version),
+            Pc::MarkRecord => {
+                // `record_consumption`, in every mode, before the Secret is marked.
+                let path = self.path();
+                let patch = MetadataPatch::from([(
+                    meta::CONSUMED_MODE.to_string(),
+                    Some(ConsumeMode::Annotate.as_str().to_string()),
+                )]);
+                self.world.vault.patch_metadata(&path, &patch);
+                self.log
+                    .say(|| format!("vault PATCH {MOUNT}/{path} metadata consumed-mode=annotate"));
+                self.actor.pc = Pc::MarkPatch;
+            }
             Pc::HandoverData => {
                 let owner = self.owner();
                 let path = self.path();
@@ -787,7 +873,7 @@ impl Step<'_> {
 
     fn start_handover_attempt(&mut self) {
         match self.ctx.rule {
-            Rule::Current => {
+            Rule::Current | Rule::Instants => {
                 self.actor.pc = Pc::ClaimWrite {
                     then: Then::HandoverWrite,
                 }
@@ -800,12 +886,16 @@ impl Step<'_> {
         }
     }
 
+    /// The next pass of `write_to_vault`'s loop: the claim was decided once, before it.
     fn next_handover_attempt(&mut self) {
         self.actor.mem.attempt += 1;
-        match usize::from(self.actor.mem.attempt) < RACE_ATTEMPTS {
-            true => self.start_handover_attempt(),
-            false => self.lost_race(),
+        if usize::from(self.actor.mem.attempt) >= RACE_ATTEMPTS {
+            return self.lost_race();
         }
+        self.actor.pc = match self.actor.mem.claimed {
+            Some(true) => Pc::HandoverData,
+            _ => Pc::HandoverReadMetadata { denied: false },
+        };
     }
 
     fn handover_read_metadata(&mut self, denied: bool) {
@@ -827,7 +917,43 @@ impl Step<'_> {
         };
         let provenance = provenance_of(&custom);
         let source = self.source();
-        match judge_existing(provenance.as_ref(), &source.bootstrap_origin(), &source.uid) {
+        let origin = source.bootstrap_origin();
+        let current = self.own_fingerprint();
+        match judge_recreated(provenance.as_ref(), &origin, &source.uid, Some(&current)) {
+            Some(Recreation::Readopt { version, .. }) => {
+                self.actor.mem.metadata = Some(custom);
+                self.actor.pc = Pc::ClaimWrite {
+                    then: Then::Readopt {
+                        version: version as u8,
+                    },
+                };
+                return;
+            }
+            Some(Recreation::Stale {
+                authority_uid,
+                version,
+            }) => {
+                let authority = authority_uid
+                    .strip_prefix("uid-")
+                    .and_then(|u| u.parse().ok())
+                    .expect("a modelled uid");
+                let object = self.actor.mem.secret.as_ref().expect("the Secret");
+                let marked = object.labels.get(names::STATE_LABEL).map(String::as_str)
+                    == Some(names::STATE_STALE)
+                    && object.annotations.get(names::AUTHORITY_UID) == Some(&authority_uid);
+                return match marked {
+                    true => self.refuse("stale"),
+                    false => {
+                        self.actor.pc = Pc::MarkStale {
+                            authority,
+                            version: version as u8,
+                        }
+                    }
+                };
+            }
+            None => {}
+        }
+        match judge_existing(provenance.as_ref(), &origin, &source.uid) {
             ExistingPath::AlreadyHandedOver { version } => {
                 let recorded = provenance
                     .and_then(|p| p.origin_fingerprint)
@@ -839,6 +965,47 @@ impl Step<'_> {
             ExistingPath::CompareData if claimed == Some(false) => self.refuse("not-owned"),
             ExistingPath::CompareData => self.actor.pc = Pc::HandoverReadData,
         }
+    }
+
+    /// `readopt`: under the claim (taken over from the old uid if need be), provenance moves
+    /// to the re-created Secret; the data is not written.
+    fn readopt_patch(&mut self, version: u8) {
+        let custom = self.actor.mem.metadata.clone().expect("the metadata read");
+        let provenance = provenance_of(&custom).expect("provenance");
+        let recorded = provenance
+            .origin_fingerprint
+            .as_ref()
+            .map(|f| f.as_str().to_string());
+        let uid = self.owner().uid();
+        let patch = readoption_changes(&custom, &provenance, &uid, "t");
+        self.patch_metadata(&patch);
+        self.handed(version, recorded, Outcome::Readopted);
+    }
+
+    /// `mark_stale`: the conditional patch; whatever its answer, the run is refused.
+    fn mark_stale(&mut self, authority: u8, version: u8) {
+        let object = self.actor.mem.secret.clone().expect("the Secret");
+        let patch = ObjectPatch {
+            labels: Meta::from([(
+                names::STATE_LABEL.to_string(),
+                names::STATE_STALE.to_string(),
+            )]),
+            annotations: Meta::from([
+                (names::AUTHORITY_UID.to_string(), uid_text(authority)),
+                (names::VAULT_VERSION.to_string(), version.to_string()),
+            ]),
+            strip_data: false,
+        };
+        let name = self.secret_index();
+        let answer = self.world.kube.patch(name, object.resource_version, &patch);
+        self.log.say(|| {
+            format!(
+                "k8s PATCH {} rv={} stale (authority uid {authority}) -> {answer:?}",
+                crate::world::SECRET_NAMES[usize::from(name)],
+                object.resource_version
+            )
+        });
+        self.refuse("stale")
     }
 
     /// The write step is over: `write-vault` ends; `handover` goes on to `mark`.
@@ -865,7 +1032,7 @@ impl Step<'_> {
         if vault_fp.is_some() && vault_fp != self.actor.mem.current {
             return self.refuse("drifted");
         }
-        self.actor.pc = Pc::MarkPatch;
+        self.actor.pc = Pc::MarkRecord;
     }
 
     fn mark_patch(&mut self) {
@@ -965,13 +1132,17 @@ impl Step<'_> {
                 let fp = self.own_fingerprint();
                 let held = held.as_ref().map(|(v, f)| (u64::from(*v), f));
                 let step = match self.ctx.rule {
-                    Rule::Current => judge_unowned(current.into(), held, &fp, false),
+                    Rule::Current | Rule::Instants => {
+                        judge_unowned(current.into(), held, &fp, false)
+                    }
                     Rule::PreFix => prefix::judge_unowned(current.into(), held, &fp),
                 };
                 self.push_step(step);
             }
             Pc::ClaimWrite { then } => self.claim_write(then),
             Pc::ClaimRead { then, denied } => self.claim_read(then, denied),
+            Pc::ClaimLive { then, version } => self.claim_live(then, version),
+            Pc::ClaimTakeOver { then, version } => self.claim_take_over(then, version),
             Pc::PushData { cas, adopted } => {
                 let owner = self.owner();
                 let path = self.path();
@@ -1066,7 +1237,7 @@ impl Step<'_> {
         fingerprint: &Fingerprint,
     ) -> PushStep {
         match self.ctx.rule {
-            Rule::Current => judge(current, ownership, fingerprint),
+            Rule::Current | Rule::Instants => judge(current, ownership, fingerprint),
             Rule::PreFix => prefix::judge(current, ownership, fingerprint),
         }
     }
@@ -1216,6 +1387,7 @@ impl Step<'_> {
                         self.actor.mem.rotated = Some((
                             "already-rotated",
                             done.completed_at.expect("a completed record has a stamp"),
+                            version,
                         ));
                         if stamped(&self.actor.mem.metadata, version) {
                             self.rotated()
@@ -1373,7 +1545,7 @@ impl Step<'_> {
                 });
                 match answer {
                     CasWrite::Written { .. } => {
-                        self.actor.mem.rotated = Some(("rotated", self.world.second));
+                        self.actor.mem.rotated = Some(("rotated", self.world.second, version));
                         if self.world.distinct_seconds {
                             self.world.second += 1;
                         }
@@ -1414,7 +1586,7 @@ impl Step<'_> {
 
     /// `rotate_kv` is over: `refresh_consumers`, when there are consumers and a stamp.
     fn rotated(&mut self) {
-        let (outcome, _) = self.actor.mem.rotated.expect("a rotation outcome");
+        let (outcome, ..) = self.actor.mem.rotated.expect("a rotation outcome");
         match self.ctx.consumers {
             true => {
                 self.actor.mem.attempt = 0;
@@ -1428,25 +1600,70 @@ impl Step<'_> {
 
     fn stamp(&self) -> u8 {
         match self.ctx.rule {
-            Rule::Current => self.actor.mem.rotated.expect("a rotation outcome").1,
+            Rule::Current | Rule::Instants => self.actor.mem.rotated.expect("a rotation outcome").1,
             Rule::PreFix => self.world.second,
         }
     }
 
-    /// `Kube::refresh_consumer`: GET, and leave a consumer that already carries the stamp.
+    /// What `refresh_consumer` refreshes for: this run's rotation.
+    fn refresh_for(&self) -> RefreshFor {
+        let (_, _, version) = self.actor.mem.rotated.expect("a rotation outcome");
+        RefreshFor {
+            id: format!("id{}", self.rotation_id().1),
+            stamp: stamp_seconds(self.stamp()),
+            target: format!("{MOUNT}/{}", self.path()),
+            version: Some(version.into()),
+        }
+    }
+
+    /// The trigger this run writes: before finding 3's fix, the instant alone.
+    fn trigger(&self) -> Trigger {
+        Trigger {
+            stamp: self.stamp(),
+            id: match self.ctx.rule {
+                Rule::Current => Some(self.rotation_id().1),
+                Rule::PreFix | Rule::Instants => None,
+            },
+        }
+    }
+
+    /// `Kube::refresh_consumer`: GET, and leave a consumer already refreshed for this
+    /// rotation (or, before the fix, one stamped at or after its instant).
     fn consumer_get(&mut self, consumer: u8) {
         let object = self.world.kube.consumers[usize::from(consumer)].clone();
-        let present = object.stamp.map(|s| stamp_text(consumer, s));
-        let stamp = self.stamp();
-        let now = stamp_seconds(self.world.second);
-        let already = is_stamped(present.as_deref(), stamp_seconds(stamp), now);
+        let present = object.trigger.map(|t| t.text(consumer));
+        let ours = self.refresh_for();
+        let already = match self.ctx.rule {
+            Rule::Current => {
+                let rotated = object.rotated.map(|v| format!("{}@{v}", ours.target));
+                is_refreshed(present.as_deref(), rotated.as_deref(), &ours)
+            }
+            Rule::PreFix | Rule::Instants => {
+                let now = stamp_seconds(self.world.second);
+                is_stamped(present.as_deref(), ours.stamp, now)
+            }
+        };
         self.log.say(|| {
             format!(
-                "k8s GET {} -> rv {} stamp {present:?}: stamped at {stamp}? {already}",
+                "k8s GET {} -> rv {} trigger {present:?} version {:?}: refreshed for {}@{:?}? {already}",
                 CONSUMERS[usize::from(consumer)],
-                object.resource_version
+                object.resource_version,
+                object.rotated,
+                ours.id,
+                ours.version,
             )
         });
+        if consumer == EXTERNAL_SECRET {
+            self.actor.mem.since = Some(match already {
+                true => Since::Stamped(
+                    present
+                        .as_deref()
+                        .and_then(trigger_instant)
+                        .unwrap_or(ours.stamp),
+                ),
+                false => Since::Patched(object.handled),
+            });
+        }
         match already {
             true => self.consumer_done(consumer),
             false => {
@@ -1460,15 +1677,18 @@ impl Step<'_> {
 
     fn consumer_patch(&mut self, consumer: u8, resource_version: u8) {
         let (_, id) = self.rotation_id();
-        let stamp = self.stamp();
-        let answer = self
-            .world
-            .kube
-            .stamp_consumer(consumer, resource_version, stamp, id);
+        let trigger = self.trigger();
+        let (_, _, version) = self.actor.mem.rotated.expect("a rotation outcome");
+        let rotated = (self.ctx.rule == Rule::Current).then_some(version);
+        let answer =
+            self.world
+                .kube
+                .stamp_consumer(consumer, resource_version, trigger, rotated, id);
         self.log.say(|| {
             format!(
-                "k8s PATCH {} rv={resource_version} stamp {stamp} -> {answer:?}",
-                CONSUMERS[usize::from(consumer)]
+                "k8s PATCH {} rv={resource_version} trigger {:?} version {rotated:?} -> {answer:?}",
+                CONSUMERS[usize::from(consumer)],
+                trigger.text(consumer)
             )
         });
         match answer {
@@ -1490,7 +1710,7 @@ impl Step<'_> {
         match consumer {
             EXTERNAL_SECRET => self.actor.pc = Pc::SyncPoll,
             _ => {
-                let (outcome, _) = self.actor.mem.rotated.expect("a rotation outcome");
+                let (outcome, ..) = self.actor.mem.rotated.expect("a rotation outcome");
                 self.end(Ended::Done(outcome))
             }
         }
@@ -1501,12 +1721,38 @@ impl Step<'_> {
         let refresh_time = es
             .refresh_time
             .map(|t| secops::clock::rfc3339(timestamp(stamp_seconds(t))));
-        let sync = judge_sync(
-            refresh_time.as_deref(),
-            Some("True"),
-            None,
-            stamp_seconds(self.stamp()),
-        );
+        // ESO's `syncedResourceVersion` changes with each sync of changed metadata: the
+        // trigger it last acted on stands in for it.
+        let synced = es.handled.map(|t| t.text(EXTERNAL_SECRET));
+        let sync = match self.ctx.rule {
+            Rule::Current => {
+                let since = match self
+                    .actor
+                    .mem
+                    .since
+                    .clone()
+                    .expect("the ExternalSecret read")
+                {
+                    Since::Patched(before) => SyncSince::Patched {
+                        synced_before: before.map(|t| t.text(EXTERNAL_SECRET)),
+                    },
+                    Since::Stamped(stamp) => SyncSince::Stamped(stamp),
+                };
+                judge_sync_since(
+                    refresh_time.as_deref(),
+                    synced.as_deref(),
+                    Some("True"),
+                    None,
+                    &since,
+                )
+            }
+            Rule::PreFix | Rule::Instants => judge_sync(
+                refresh_time.as_deref(),
+                Some("True"),
+                None,
+                stamp_seconds(self.stamp()),
+            ),
+        };
         self.log.say(|| {
             format!(
                 "k8s GET {} status refreshTime {refresh_time:?} -> {sync:?}",
@@ -1560,6 +1806,10 @@ pub fn is_write(pc: Pc) -> bool {
     matches!(
         pc,
         Pc::ClaimWrite { .. }
+            | Pc::ClaimTakeOver { .. }
+            | Pc::ReadoptPatch { .. }
+            | Pc::MarkStale { .. }
+            | Pc::MarkRecord
             | Pc::HandoverData
             | Pc::HandoverRecord { .. }
             | Pc::MarkPatch

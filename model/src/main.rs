@@ -11,6 +11,7 @@ fn main() {
     all.push(scenarios::prefix_push_race());
     all.push(scenarios::prefix_handover_same_data());
     all.push(scenarios::prefix_consumers());
+    all.push(scenarios::prefix_same_second());
     all.push(scenarios::prefix_two_paths());
     all.push(scenarios::rotation_three());
     for scenario in all {

@@ -54,10 +54,20 @@ fn provenance(state: &State, path: &str) -> Option<Provenance> {
     Provenance::from_metadata(&state.world.vault.path(path)?.custom)
 }
 
-/// Once provenance names an owner (origin and uid), it names that owner forever.
+/// The creation order of a modelled uid (`uid-N`).
+fn uid_number(uid: &str) -> Option<u8> {
+    uid.strip_prefix("uid-").and_then(|n| n.parse().ok())
+}
+
+/// Once provenance names an owner (origin and uid), it names that origin forever; its uid
+/// moves only forward, to a later object of the same name (a re-adopted re-created Secret:
+/// uids are handed out in creation order here).
 fn one_origin(_: &SecopsModel, state: &State) -> bool {
-    state.ghost.first_owner.iter().all(|(path, first)| {
-        provenance(state, path).is_some_and(|p| (p.origin.to_string(), p.origin_uid) == *first)
+    let number = uid_number;
+    state.ghost.first_owner.iter().all(|(path, (origin, uid))| {
+        provenance(state, path).is_some_and(|p| {
+            p.origin.to_string() == *origin && number(&p.origin_uid) >= number(uid)
+        })
     })
 }
 
@@ -87,10 +97,12 @@ fn marked_only_if_named(_: &SecopsModel, state: &State) -> bool {
     })
 }
 
+/// Written by `origin` as the object `uid` or an earlier object of its name: a re-created
+/// Secret re-adopts, or finishes under a taken-over claim, what its predecessor wrote.
 fn written_by(writer: Writer, origin: &Origin, uid: &str) -> bool {
     match writer {
         Writer::Seed(o) | Writer::Handover(o) | Writer::Push(o) => {
-            o.origin() == *origin && o.uid() == uid
+            o.origin() == *origin && uid_number(&o.uid()) <= uid_number(uid)
         }
         Writer::Rotation { .. } | Writer::Protocol => false,
     }

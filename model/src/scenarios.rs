@@ -2,7 +2,9 @@
 //! controller) on one path or two, each able to crash at any call and be re-run.
 
 use crate::actors::{Command, Rule};
-use crate::properties::{CONSUMERS_CURRENT, NOTHING_HALF_WRITTEN};
+use crate::properties::{
+    CONSUMERS_CURRENT, MARKED_ONLY_IF_NAMED, ONE_ORIGIN, ORIGIN_DATA, SETTLED,
+};
 use crate::{GitOps, Scenario, SecretSpec};
 
 /// Secret indices into `world::SECRET_NAMES`.
@@ -92,7 +94,14 @@ pub fn handover_gitops() -> Scenario {
             GitOps::Recreate { secret: A },
         ],
         gitops_budget: 1,
-        known: vec![(NOTHING_HALF_WRITTEN, FINDING_RECREATE)],
+        // Finding 1 (the re-created Secret refused for good) is fixed by the claim takeover:
+        // "nothing half-written" must hold. The takeover races the run it took over.
+        known: vec![
+            (ONE_ORIGIN, FINDING_TAKEOVER),
+            (MARKED_ONLY_IF_NAMED, FINDING_TAKEOVER),
+            (ORIGIN_DATA, FINDING_TAKEOVER),
+            (SETTLED, FINDING_TAKEOVER),
+        ],
         ..base("handover + workflow + GitOps, one Secret")
     }
 }
@@ -213,11 +222,11 @@ pub fn rotation_consumers_same_id() -> Scenario {
     .named("rotate id0 twice, with consumers")
 }
 
-/// Two rotation ids of one path, both refreshing the consumers, completing in one second.
+/// Two rotation ids of one path, both refreshing the consumers, completing in one second
+/// (finding 3, fixed: consumers are refreshed for a rotation by its id and version).
 pub fn rotation_consumers_two_ids() -> Scenario {
     Scenario {
         consumers: true,
-        known: vec![(CONSUMERS_CURRENT, FINDING_SAME_SECOND)],
         ..rotation_two_ids()
     }
     .named("rotate id0 + rotate id1, with consumers, one second")
@@ -303,6 +312,17 @@ pub fn prefix_consumers() -> Scenario {
     .named("PRE-FIX stamps: rotate id0 + rotate id1, with consumers, seconds apart")
 }
 
+/// Two rotation ids completing in one second under the rule before finding 3's fix
+/// (consumers judged by instant): must fail (the second id reports done unserved).
+pub fn prefix_same_second() -> Scenario {
+    Scenario {
+        rule: Rule::Instants,
+        known: vec![(CONSUMERS_CURRENT, FINDING_SAME_SECOND)],
+        ..rotation_consumers_two_ids()
+    }
+    .named("PRE-FIX instants: rotate id0 + rotate id1, with consumers, one second")
+}
+
 /// The two-path scenario under the pre-fix rule: the push to `ns/p1` and the batch's
 /// second Secret must collide.
 pub fn prefix_two_paths() -> Scenario {
@@ -337,14 +357,17 @@ pub fn current() -> Vec<Scenario> {
     ]
 }
 
-/// Found by the checker in the current protocol (see `docs/architecture.md`).
-pub const FINDING_RECREATE: &str = "GitOps re-creates the Secret (new uid) after the handover's \
-    claim and data write but before its provenance: the claim names a uid that no longer \
-    exists, so every later run is refused (not-owned) and the path stays data without \
-    provenance; read-bootstrap still calls it pending";
+/// Found by the checker in the current protocol (see `docs/architecture.md`, finding 4).
+/// It replaces finding 1 (a claim naming a deleted uid blocked the re-created Secret for
+/// good), fixed by the claim takeover.
+pub const FINDING_TAKEOVER: &str = "GitOps re-creates the Secret (new uid) while a run of the \
+    old object holds the claim: the new object's run takes the claim over and records \
+    provenance (uid 2), but the old run decided its claim once and goes on: its provenance \
+    PATCH (no check-and-set) lands after, naming the deleted uid 1 while the live Secret is \
+    marked consumed (or it finishes the data the new run wrote under its own uid)";
 
-/// Found by the checker: stamps compared as instants assume records complete in the order
-/// of their writes, a second apart.
+/// Found by the checker (fixed): stamps compared as instants assume records complete in the
+/// order of their writes, a second apart.
 pub const FINDING_SAME_SECOND: &str = "two rotation ids of one path complete in the same \
     second: the first id's refresh syncs and restarts the consumers before the second id's \
     write; the second id finds both stamped at its own stamp (`is_stamped`: at or after), \

@@ -288,13 +288,15 @@ pub fn stamp_seconds(second: u8) -> i64 {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Consumer {
     pub resource_version: u8,
-    /// The stamp written (an instant): the ExternalSecret's `force-sync` annotation, the
-    /// Deployment's pod-template `secops.dev/restartedAt`.
-    pub stamp: Option<u8>,
+    /// The trigger written: the ExternalSecret's `force-sync` annotation, the Deployment's
+    /// pod-template `secops.dev/restartedAt`; and the version recorded with it
+    /// (`secops.dev/rotated-version`, of `ns/p0`).
+    pub trigger: Option<Trigger>,
+    pub rotated: Option<u8>,
     /// ExternalSecret: ESO's `status.refreshTime` (its sync is always `Ready=True` here),
     /// and the `force-sync` value it last acted on.
     pub refresh_time: Option<u8>,
-    pub handled: Option<u8>,
+    pub handled: Option<Trigger>,
     /// Ghost: the Vault version served: the one ESO last copied (ExternalSecret), the one
     /// the pods read at their last restart (Deployment).
     pub serves: u8,
@@ -306,7 +308,8 @@ impl Consumer {
     pub fn new(resource_version: u8, serves: u8) -> Self {
         Consumer {
             resource_version,
-            stamp: None,
+            trigger: None,
+            rotated: None,
             refresh_time: None,
             handled: None,
             serves,
@@ -319,13 +322,24 @@ pub fn timestamp(seconds: i64) -> jiff::Timestamp {
     jiff::Timestamp::from_second(seconds).expect("a modelled instant is in range")
 }
 
-/// The stamp as the consumer holds it: Unix seconds in `force-sync`, RFC 3339 in
-/// `restartedAt` (`Kube::refresh_consumer`).
-pub fn stamp_text(consumer: u8, stamp: u8) -> String {
-    let seconds = stamp_seconds(stamp);
-    match consumer {
-        EXTERNAL_SECRET => seconds.to_string(),
-        _ => secops::clock::rfc3339(timestamp(seconds)),
+/// A consumer's trigger: the instant (a record's `completed_at`) and the rotation id that
+/// names it (`None`: the trigger before model finding 3's fix, the instant alone).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Trigger {
+    pub stamp: u8,
+    pub id: Option<u8>,
+}
+
+impl Trigger {
+    /// As the consumer holds it (`Kube::refresh_consumer`): `RefreshFor::trigger`, or
+    /// before the fix Unix seconds in `force-sync`, RFC 3339 in `restartedAt`.
+    pub fn text(&self, consumer: u8) -> String {
+        let seconds = stamp_seconds(self.stamp);
+        match (self.id, consumer) {
+            (Some(id), _) => format!("{}/id{id}", secops::clock::rfc3339(timestamp(seconds))),
+            (None, EXTERNAL_SECRET) => seconds.to_string(),
+            (None, _) => secops::clock::rfc3339(timestamp(seconds)),
+        }
     }
 }
 
@@ -430,7 +444,8 @@ impl Kube {
         &mut self,
         index: u8,
         resource_version: u8,
-        stamp: u8,
+        trigger: Trigger,
+        rotated: Option<u8>,
         id: u8,
     ) -> Conditional {
         let next = self.last_resource_version + 1;
@@ -439,8 +454,9 @@ impl Kube {
         if consumer.resource_version != resource_version {
             return Conditional::Conflict;
         }
-        consumer.stamp = Some(stamp);
-        consumer.stamped_by.push((id, stamp));
+        consumer.trigger = Some(trigger);
+        consumer.rotated = rotated;
+        consumer.stamped_by.push((id, trigger.stamp));
         if index == DEPLOYMENT {
             consumer.serves = synced;
         }
@@ -453,7 +469,7 @@ impl Kube {
     pub fn eso_pending(&self) -> bool {
         self.consumers
             .get(usize::from(EXTERNAL_SECRET))
-            .is_some_and(|es| es.stamp != es.handled)
+            .is_some_and(|es| es.trigger != es.handled)
     }
 
     /// ESO acts on the `force-sync` at `now`: copies Vault's current `version` and writes
@@ -461,7 +477,7 @@ impl Kube {
     pub fn eso_sync(&mut self, now: u8, version: u8) {
         let next = self.bump();
         let es = &mut self.consumers[usize::from(EXTERNAL_SECRET)];
-        es.handled = es.stamp;
+        es.handled = es.trigger;
         es.refresh_time = Some(now);
         es.serves = version;
         es.resource_version = next;

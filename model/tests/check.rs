@@ -1,7 +1,7 @@
 //! Runs the model checker: every scenario of the current protocol must satisfy every
 //! property except the findings it lists as known (each must still be found), and the
-//! pre-fix push and handover rules and consumers stamped by each run's clock must produce
-//! counterexamples, so the checker is known able to fail.
+//! pre-fix push and handover rules, consumers stamped by each run's clock and consumers
+//! judged by instant must produce counterexamples, so the checker is known able to fail.
 
 use std::collections::BTreeSet;
 
@@ -84,6 +84,17 @@ fn consumers_stamped_by_the_runs_clock_are_caught() {
         report.result(properties::STAMP_ONCE),
         "VIOLATED",
         "a stamp not derived from the record must stamp a consumer twice for one id"
+    );
+}
+
+#[test]
+fn consumers_judged_by_instant_are_caught_within_one_second() {
+    let report = check(scenarios::prefix_same_second(), threads(), true);
+    report.print();
+    assert_eq!(
+        report.result(properties::CONSUMERS_CURRENT),
+        "VIOLATED",
+        "a second rotation completing in the first one's second must not report done unserved"
     );
 }
 

@@ -12,7 +12,7 @@ use serde::Serialize;
 use super::Context;
 use crate::audit::{Action, AuditEvent};
 use crate::domain::bootstrap::Target as KvTarget;
-use crate::domain::consumers::{Consumer, Sync};
+use crate::domain::consumers::{Consumer, RefreshFor, Sync};
 use crate::domain::expiry::{format_max_age, is_due};
 use crate::domain::fingerprint::{Fingerprint, FingerprintKey};
 use crate::domain::generate::Recipe;
@@ -221,7 +221,17 @@ pub async fn run(plan: &Plan, ctx: &Context) -> Result<Report> {
     };
     let (consumers, status) = match rotated.stamp {
         Some(stamp) if !plan.consumers.is_empty() => {
-            refresh_consumers(ctx, plan, stamp, rotated.version).await
+            let target = match &plan.what {
+                What::Kv(kv) => format!("{kv_mount}/{}", kv.path),
+                What::StaticRole { mount, role } => format!("{mount}/{role}"),
+            };
+            let ours = RefreshFor {
+                id: plan.rotation_id.clone(),
+                stamp,
+                target,
+                version: rotated.version,
+            };
+            refresh_consumers(ctx, plan, &ours).await
         }
         _ => (Vec::new(), ExitStatus::Ok),
     };
@@ -820,9 +830,9 @@ async fn record_engine_state(
 async fn refresh_consumers(
     ctx: &Context,
     plan: &Plan,
-    stamp: i64,
-    version: Option<u64>,
+    ours: &RefreshFor,
 ) -> (Vec<Refreshed>, ExitStatus) {
+    let version = ours.version;
     let mut results = Vec::new();
     let mut status = ExitStatus::Ok;
     let mut fail = |consumer: &Consumer, error: Error, results: &mut Vec<Refreshed>| {
@@ -847,9 +857,9 @@ async fn refresh_consumers(
     let mut waiting = Vec::new();
     let mut blocked = false;
     for consumer in external_secrets {
-        match kube.refresh_consumer(consumer, stamp).await {
+        match kube.refresh_consumer(consumer, ours).await {
             Ok(refresh) => {
-                if refresh == Refresh::Stamped {
+                if matches!(refresh, Refresh::Stamped(_)) {
                     AuditEvent::new(Action::RefreshConsumer, consumer, Outcome::Refreshed)
                         .version(version)
                         .emit();
@@ -868,15 +878,15 @@ async fn refresh_consumers(
         let mut pending = Vec::new();
         for (consumer, refresh) in std::mem::take(&mut waiting) {
             let sync = if wait {
-                kube.external_secret_sync(consumer, stamp).await
+                kube.external_secret_sync(consumer, refresh.since()).await
             } else {
                 Ok(Sync::Synced)
             };
             match sync {
                 Ok(Sync::Synced) => {
                     let outcome = match refresh {
-                        Refresh::Stamped => Outcome::Refreshed,
-                        Refresh::AlreadyStamped => Outcome::Unchanged,
+                        Refresh::Stamped(_) => Outcome::Refreshed,
+                        Refresh::AlreadyStamped(_) => Outcome::Unchanged,
                     };
                     results.push(Refreshed {
                         target: consumer.to_string(),
@@ -918,8 +928,8 @@ async fn refresh_consumers(
             fail(consumer, error, &mut results);
             continue;
         }
-        match kube.refresh_consumer(consumer, stamp).await {
-            Ok(Refresh::Stamped) => {
+        match kube.refresh_consumer(consumer, ours).await {
+            Ok(Refresh::Stamped(_)) => {
                 AuditEvent::new(Action::RefreshConsumer, consumer, Outcome::Refreshed)
                     .version(version)
                     .emit();
@@ -929,7 +939,7 @@ async fn refresh_consumers(
                     error: None,
                 });
             }
-            Ok(Refresh::AlreadyStamped) => results.push(Refreshed {
+            Ok(Refresh::AlreadyStamped(_)) => results.push(Refreshed {
                 target: consumer.to_string(),
                 outcome: Outcome::Unchanged,
                 error: None,

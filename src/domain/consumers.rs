@@ -107,8 +107,9 @@ pub fn parse_stamp(text: &str) -> Option<i64> {
 }
 
 /// Whether a consumer's current stamp already covers a rotation stamped `stamp`: an instant
-/// at or after it (a later rotation's refresh covers ours), and not in the future. An
-/// unparseable or future stamp does not count, so it cannot silence a refresh.
+/// at or after it, and not in the future. The rule before model finding 3, kept for the
+/// model's pre-fix check: it silences a later rotation completing within the same second
+/// (or earlier, by skew); refreshes now decide with [`is_refreshed`].
 pub fn is_stamped(current: Option<&str>, stamp: i64, now: i64) -> bool {
     current
         .and_then(parse_stamp)
@@ -140,6 +141,199 @@ pub fn judge_sync(
         (true, Some("True")) => Sync::Synced,
         (true, _) => Sync::Failing(reason.unwrap_or("not ready").to_string()),
         (false, _) => Sync::Pending,
+    }
+}
+
+/// On a refreshed consumer: the rotation id it was last refreshed for.
+pub const ROTATION_ID: &str = "secops.dev/rotation-id";
+/// On a refreshed consumer: `MOUNT/PATH@VERSION`, the KV version that refresh served.
+pub const ROTATED_VERSION: &str = "secops.dev/rotated-version";
+
+/// The rotation a refresh is for. "Already refreshed" is decided by its identity, not by
+/// comparing instants: two rotations can complete within one second, or out of order by
+/// clock skew between two runs' pods (model finding 3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshFor {
+    pub id: String,
+    /// The record's completion time (Unix seconds), the same for every run of the id.
+    pub stamp: i64,
+    /// What was rotated (`MOUNT/PATH`, or the static role `MOUNT/ROLE`), and for a KV path
+    /// the version written: versions of one path are ordered, instants are not.
+    pub target: String,
+    pub version: Option<u64>,
+}
+
+impl RefreshFor {
+    /// The value of the trigger annotation (ESO's `force-sync`, the pod template's
+    /// `restartedAt`): the instant, then the id, so two rotations never write the same value
+    /// and ESO and the rollout fire for each, while every run of one id writes the same.
+    pub fn trigger(&self) -> String {
+        // `Kube::refresh_consumer` refuses a stamp out of range before it gets here.
+        let at = Timestamp::from_second(self.stamp).unwrap_or(Timestamp::UNIX_EPOCH);
+        format!("{}/{}", crate::clock::rfc3339(at), self.id)
+    }
+
+    /// `ROTATED_VERSION`'s value, for a KV rotation.
+    pub fn rotated_version(&self) -> Option<String> {
+        self.version.map(|v| format!("{}@{v}", self.target))
+    }
+}
+
+/// The instant a trigger names: its own (`INSTANT/ID`), or a stamp of an older secops.
+pub fn trigger_instant(trigger: &str) -> Option<i64> {
+    parse_stamp(trigger.split('/').next().unwrap_or_default())
+}
+
+/// Whether a consumer already serves `ours`: it carries our trigger (a redelivered id), or
+/// records a later version of the same path (that refresh served ours too). Anything else,
+/// an earlier rotation's trigger, a foreign or garbled one, is refreshed again.
+pub fn is_refreshed(
+    trigger: Option<&str>,
+    rotated_version: Option<&str>,
+    ours: &RefreshFor,
+) -> bool {
+    if trigger == Some(ours.trigger().as_str()) {
+        return true;
+    }
+    let later = rotated_version
+        .and_then(|text| text.rsplit_once('@'))
+        .and_then(|(target, version)| Some((target, version.parse::<u64>().ok()?)));
+    match (later, ours.version) {
+        (Some((target, version)), Some(mine)) => target == ours.target && version > mine,
+        _ => false,
+    }
+}
+
+/// How `refresh_consumer` left an ExternalSecret, for judging its sync.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SyncSince {
+    /// This run wrote the force-sync; ESO's `status.syncedResourceVersion` was this then.
+    /// ESO's value changes with every sync of changed metadata, so a move proves a sync of
+    /// ours, where `refreshTime` (seconds, ESO's clock) cannot within one second.
+    Patched { synced_before: Option<String> },
+    /// An earlier run wrote the trigger present, naming this instant: only `refreshTime`
+    /// can tell (`judge_sync`).
+    Stamped(i64),
+}
+
+/// [`judge_sync`] for a refresh: by `syncedResourceVersion` when this run wrote the
+/// force-sync, else by `refreshTime` against the instant of the trigger present.
+pub fn judge_sync_since(
+    refresh_time: Option<&str>,
+    synced: Option<&str>,
+    ready: Option<&str>,
+    reason: Option<&str>,
+    since: &SyncSince,
+) -> Sync {
+    match since {
+        SyncSince::Stamped(stamp) => judge_sync(refresh_time, ready, reason, *stamp),
+        SyncSince::Patched { synced_before } => {
+            let moved = synced != synced_before.as_deref();
+            match (moved, ready) {
+                (true, Some("True")) => Sync::Synced,
+                (_, Some("False")) => Sync::Failing(reason.unwrap_or("not ready").to_string()),
+                _ => Sync::Pending,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod refresh_tests {
+    use super::*;
+
+    fn rotation(id: &str, stamp: i64, version: Option<u64>) -> RefreshFor {
+        RefreshFor {
+            id: id.into(),
+            stamp,
+            target: "secret/ns/db".into(),
+            version,
+        }
+    }
+
+    #[test]
+    fn a_consumer_is_refreshed_for_a_rotation_by_identity_not_by_instant() {
+        let (a, b) = (rotation("a", 100, Some(2)), rotation("b", 100, Some(3)));
+        assert_ne!(a.trigger(), b.trigger(), "one second, two triggers");
+        assert_eq!(a.trigger(), "1970-01-01T00:01:40Z/a");
+        assert_eq!(trigger_instant(&a.trigger()), Some(100));
+        assert_eq!(trigger_instant("100"), Some(100), "an older secops's stamp");
+        let a_version = a.rotated_version();
+        assert!(
+            is_refreshed(Some(&a.trigger()), a_version.as_deref(), &a),
+            "redelivered"
+        );
+        assert!(
+            !is_refreshed(Some(&a.trigger()), a_version.as_deref(), &b),
+            "a's refresh, same second, does not serve b's version"
+        );
+        let earlier_by_skew = rotation("b", 70, Some(3));
+        assert!(!is_refreshed(
+            Some(&a.trigger()),
+            a_version.as_deref(),
+            &earlier_by_skew
+        ));
+        let b_version = b.rotated_version();
+        assert!(
+            is_refreshed(Some(&b.trigger()), b_version.as_deref(), &a),
+            "b's later version serves a"
+        );
+        let other_path = Some("secret/ns/other@9");
+        assert!(!is_refreshed(Some(&b.trigger()), other_path, &a));
+        assert!(
+            !is_refreshed(Some("zzz"), a_version.as_deref(), &a),
+            "garbled"
+        );
+        assert!(!is_refreshed(None, None, &a));
+        let engine = RefreshFor {
+            version: None,
+            target: "database/app".into(),
+            ..a.clone()
+        };
+        assert!(is_refreshed(Some(&engine.trigger()), None, &engine));
+        assert!(!is_refreshed(
+            Some(&b.trigger()),
+            b_version.as_deref(),
+            &engine
+        ));
+    }
+
+    #[test]
+    fn a_sync_of_our_force_sync_is_told_by_the_synced_resource_version() {
+        let since = SyncSince::Patched {
+            synced_before: Some("1-aaa".into()),
+        };
+        let at = Some("2026-05-01T10:00:00Z");
+        let judge = |synced, ready| judge_sync_since(at, synced, ready, None, &since);
+        assert_eq!(
+            judge(Some("1-aaa"), Some("True")),
+            Sync::Pending,
+            "the earlier sync"
+        );
+        assert_eq!(judge(Some("1-bbb"), Some("True")), Sync::Synced);
+        assert_eq!(
+            judge(Some("1-aaa"), Some("False")),
+            Sync::Failing("not ready".into())
+        );
+        let never = SyncSince::Patched {
+            synced_before: None,
+        };
+        assert_eq!(
+            judge_sync_since(at, Some("1-aaa"), Some("True"), None, &never),
+            Sync::Synced
+        );
+        let stamp = parse_stamp("2026-05-01T10:00:01Z").unwrap();
+        assert_eq!(
+            judge_sync_since(
+                at,
+                Some("1-bbb"),
+                Some("True"),
+                None,
+                &SyncSince::Stamped(stamp)
+            ),
+            Sync::Pending,
+            "an earlier run's trigger: by refreshTime"
+        );
     }
 }
 

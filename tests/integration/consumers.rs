@@ -1,7 +1,7 @@
 //! Consumers after a rotation (docs/contract.md §6.4, issue #18 item 2 and #14 item 4):
 //! ExternalSecrets are force-synced first and workloads restarted only once ESO reports the
-//! sync; stamps come from the rotation record, so a redelivered id changes nothing; stamps
-//! are compared as instants. ESO is modelled from its documented status fields by a small
+//! sync; triggers come from the rotation record and name its id, so a redelivered id changes
+//! nothing and a later rotation always refreshes, even within the same second. ESO is modelled from its documented status fields by a small
 //! controller that syncs on a `force-sync` change after a delay, or fails.
 
 use std::collections::BTreeMap;
@@ -221,17 +221,23 @@ fn workloads_restart_only_after_the_external_secret_has_synced() {
         resource_version(&deploy) > resource_version(&es),
         "the Deployment was restarted after ESO wrote its sync status"
     );
-    let stamp = es["metadata"]["annotations"]["force-sync"]
-        .as_str()
-        .unwrap()
-        .parse::<i64>()
-        .unwrap();
-    let restarted: jiff::Timestamp = restarted_at(&cluster, ns)
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert_eq!(restarted.as_second(), stamp, "both stamps are the record's");
+    let trigger = es["metadata"]["annotations"]["force-sync"].clone();
+    assert_eq!(
+        restarted_at(&cluster, ns),
+        trigger,
+        "both triggers are the record's"
+    );
+    let (instant, id) = trigger.as_str().unwrap().split_once('/').unwrap();
+    assert!(instant.parse::<jiff::Timestamp>().is_ok(), "{trigger}");
+    assert_eq!(id, "order-1");
+    for consumer in [&es, &deploy] {
+        let annotations = &consumer["metadata"]["annotations"];
+        assert_eq!(annotations["secops.dev/rotation-id"], "order-1");
+        assert_eq!(
+            annotations["secops.dev/rotated-version"],
+            format!("secret/{ns}/db@2")
+        );
+    }
     let consumers = run.json()["consumers"].clone();
     assert_eq!(
         consumers,
@@ -363,4 +369,97 @@ fn stamps_are_compared_as_instants_so_garbage_or_future_stamps_are_re_driven() {
         );
         assert_eq!(restarted_at(&cluster, ns), restarted, "{restart}");
     }
+}
+
+/// Model finding 3: a rotation whose record completes in the same second as an earlier
+/// rotation's refresh, or earlier by clock skew between two runs' pods, must still sync
+/// and restart the consumers. The earlier rotation here ran on a pod whose clock was 30 s
+/// ahead (its record says so), which makes "the same second or earlier" deterministic.
+#[test]
+fn a_later_rotation_refreshes_the_consumers_even_if_its_stamp_is_not_later() {
+    let canaries = Canaries::new();
+    let cluster = Cluster::start();
+    let ns = "cons-skew";
+    let path = consumed_secret(&cluster, ns, &canaries);
+    let eso = Eso::new(&cluster, &[ns], EsoMode::Sync(Duration::from_millis(300)));
+    let first = secops(
+        Some(&cluster),
+        &[
+            "rotate",
+            "--path",
+            &path,
+            "--key",
+            "password",
+            "--rotation-id",
+            "skew-a",
+            "--generator",
+            "password",
+        ],
+    );
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    let record = "secops/rotation-ids/skew-a";
+    let mut data = BAO.read("secret", record).expect("the rotation record");
+    let completed: i64 = data["completed_at"].as_str().unwrap().parse().unwrap();
+    data["completed_at"] = json!((completed + 30).to_string());
+    BAO.write("secret", record, data);
+    let skewed = eso.run_while(|| rotate_with(&cluster, ns, "skew-a", &[]));
+    assert_eq!(skewed.code, 0, "{}", skewed.stderr);
+    let es_before = object(&cluster, &es_path(ns, "db"));
+    let restarted_before = restarted_at(&cluster, ns);
+    assert!(restarted_before.is_string(), "{}", skewed.stdout);
+
+    let second = eso.run_while(|| rotate_with(&cluster, ns, "skew-b", &[]));
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    assert_eq!(second.json()["outcome"], "rotated");
+    assert_eq!(
+        second.json()["consumers"],
+        json!([
+            {"target": format!("externalsecret/{ns}/db"), "outcome": "refreshed"},
+            {"target": format!("deployment/{ns}/api"), "outcome": "refreshed"},
+        ]),
+        "skew-b wrote version 3: both consumers must be refreshed for it"
+    );
+    let es = object(&cluster, &es_path(ns, "db"));
+    let deploy = object(&cluster, &deployment_path(ns, "api"));
+    assert_ne!(
+        es["metadata"]["annotations"]["force-sync"],
+        es_before["metadata"]["annotations"]["force-sync"],
+        "a new force-sync for skew-b"
+    );
+    assert_eq!(
+        es["status"]["syncedResourceVersion"], es["metadata"]["annotations"]["force-sync"],
+        "ESO synced skew-b's force-sync"
+    );
+    assert_ne!(
+        restarted_at(&cluster, ns),
+        restarted_before,
+        "a new rollout for skew-b"
+    );
+    assert!(
+        resource_version(&deploy) > resource_version(&es),
+        "the Deployment was restarted after ESO wrote skew-b's sync"
+    );
+
+    // Redelivered, either id changes nothing: skew-b's is the consumers' own, skew-a's is
+    // covered by the later version they serve.
+    for id in ["skew-b", "skew-a"] {
+        let again = eso.run_while(|| rotate_with(&cluster, ns, id, &[]));
+        assert_eq!(again.code, 0, "{id}: {}", again.stderr);
+        assert!(
+            again.json()["consumers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|c| c["outcome"] == "unchanged"),
+            "{id}: {}",
+            again.stdout
+        );
+        assert_eq!(
+            object(&cluster, &deployment_path(ns, "api"))["metadata"]["resourceVersion"],
+            deploy["metadata"]["resourceVersion"],
+            "{id}: no new rollout"
+        );
+    }
+    assert_eq!(BAO.current_version("secret", &path), 3);
+    canaries.assert_run_clean(&second);
 }
