@@ -446,3 +446,30 @@ fn mark_consumed_refuses_a_path_handed_over_by_another_secret() {
     );
     assert_eq!(BAO.current_version("secret", path), 1);
 }
+
+/// `--vault-path` reports `already-consumed` for a Secret that is gone only when Vault records
+/// that `--mode delete` removed it: one consumed with `strip` and deleted by hand since was
+/// not consumed by deletion, and is reported not found (issue #21).
+#[test]
+fn a_secret_deleted_by_hand_is_not_reported_consumed_by_deletion() {
+    let cluster = Cluster::start();
+    let ns = "own-gone";
+    cluster.namespace(ns);
+    cluster.bootstrap_secret(ns, "s", "own-gone/s", &[("v", b"x")]);
+    let handover = secops(Some(&cluster), &["handover", "-n", ns, "--mode", "strip"]);
+    assert_eq!(handover.code, 0, "{}", handover.stdout);
+    cluster.delete_secret(ns, "s");
+    let gone = secops(
+        Some(&cluster),
+        &[
+            "mark-consumed",
+            "--secret",
+            "own-gone/s",
+            "--mode",
+            "delete",
+            "--vault-path",
+            "own-gone/s",
+        ],
+    );
+    assert_eq!(gone.code, 4, "{}\n{}", gone.stdout, gone.stderr);
+}
