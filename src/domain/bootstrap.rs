@@ -819,4 +819,42 @@ mod tests {
             BootstrapState::Consumed
         );
     }
+
+    #[test]
+    fn init_material_goes_only_to_a_mount_the_secret_names_itself() {
+        let init = [("unseal_keys", "a,b,c")];
+        let refused = |annotations: &[(&str, &str)], mount: &str| {
+            let target = Target {
+                mount: mount.into(),
+                path: "team-a/db".into(),
+            };
+            secret(annotations, &init)
+                .refuse_vault_init_material(&target, "secret")
+                .is_err()
+        };
+        assert!(refused(&[], "secret"), "`_b64` may be left off");
+        assert!(
+            refused(&[], "vault-init"),
+            "another mount, but not named by the Secret"
+        );
+        assert!(
+            refused(&[(names::VAULT_MOUNT, "secret")], "secret"),
+            "naming the default mount is no mount of its own"
+        );
+        assert!(!refused(
+            &[(names::VAULT_MOUNT, "vault-init")],
+            "vault-init"
+        ));
+    }
+
+    #[test]
+    fn targets_and_modes_read_as_named() {
+        let target = Target {
+            mount: "secret".into(),
+            path: "team-a/db".into(),
+        };
+        assert_eq!(target.to_string(), "secret/team-a/db");
+        assert_eq!(ConsumeMode::Delete.to_string(), "delete");
+        assert_eq!(ConsumeMode::Strip.to_string(), "strip");
+    }
 }
