@@ -111,5 +111,7 @@ mod tests {
             Some(5),
             "unreadable: the default"
         );
+        assert_eq!(parse_max_age("5m"), Some(300));
+        assert_eq!(parse_max_age("7s"), Some(7));
     }
 }

@@ -648,6 +648,15 @@ mod tests {
             r#"{"auth/kubernetes/role/r": [1]}"#.into(),
         );
         assert!(parse_rendered("test", &not_object).is_err());
+        for path in [
+            "auth/kubernetes/role/.hidden",
+            "auth/.k/role/r",
+            "auth/k/role/a b",
+        ] {
+            let mut bad = files();
+            bad.insert(ROLES_KEY.into(), format!(r#"{{"{path}": {{}}}}"#));
+            assert!(parse_rendered("test", &bad).is_err(), "{path}");
+        }
     }
 
     #[test]
