@@ -154,3 +154,27 @@ pub fn check_metadata_limits(patch: &MetadataPatch, secret: &str) -> Result<()> 
         None => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_vault_would_refuse_is_refused_before_any_write() {
+        let patch = |len: usize| {
+            MetadataPatch::from([("secops-base64-keys".to_string(), Some("k".repeat(len)))])
+        };
+        assert!(check_metadata_limits(&patch(METADATA_VALUE_LIMIT), "ns/s").is_ok());
+        let refused = check_metadata_limits(&patch(METADATA_VALUE_LIMIT + 1), "ns/s").unwrap_err();
+        assert_eq!(refused.exit_status().code(), 2);
+        assert!(
+            refused.to_string().contains("secops-base64-keys"),
+            "{refused}"
+        );
+        let removal = MetadataPatch::from([("secops-base64-keys".to_string(), None)]);
+        assert!(
+            check_metadata_limits(&removal, "ns/s").is_ok(),
+            "a removed key has no value"
+        );
+    }
+}

@@ -642,4 +642,240 @@ mod tests {
         let a = assess_internal(&internal, Some(&facts), Some(&fp('a')));
         assert_eq!((a.phase.clone(), kinds(&a)), (Phase::Pushed, vec![]));
     }
+
+    fn pushed(uid: &str, fingerprint: Option<Fingerprint>) -> Provenance {
+        Provenance {
+            origin: Origin::parse("push:ns/s"),
+            origin_uid: uid.into(),
+            origin_version: 1,
+            origin_fingerprint: fingerprint,
+        }
+    }
+
+    fn facts<'a>(
+        provenance: Option<&'a Provenance>,
+        custom: &'a BTreeMap<String, String>,
+        current_version: u64,
+    ) -> VaultFacts<'a> {
+        VaultFacts {
+            provenance,
+            custom,
+            current_version,
+            current_readable: true,
+        }
+    }
+
+    #[test]
+    fn an_internal_secret_is_pushed_until_its_data_changes() {
+        let internal = secret(&[], &[], true);
+        let custom = BTreeMap::new();
+        let p = pushed("uid", Some(fp('a')));
+        let vault = facts(Some(&p), &custom, 1);
+        let judge = |current: Option<Fingerprint>| {
+            let a = assess_internal(&internal, Some(&vault), current.as_ref());
+            (a.authority, a.phase.clone(), kinds(&a))
+        };
+        assert_eq!(
+            judge(Some(fp('a'))),
+            (Authority::Vault, Phase::Pushed, vec![])
+        );
+        assert_eq!(
+            judge(Some(fp('b'))),
+            (Authority::Vault, Phase::PushPending, vec![])
+        );
+        assert_eq!(
+            judge(None),
+            (Authority::Vault, Phase::Pushed, vec![]),
+            "no key yet: no change can be seen"
+        );
+        let unrecorded = pushed("uid", None);
+        let vault = facts(Some(&unrecorded), &custom, 1);
+        assert_eq!(
+            assess_internal(&internal, Some(&vault), Some(&fp('a'))).phase,
+            Phase::PushPending,
+            "nothing recorded: the next push records it"
+        );
+    }
+
+    #[test]
+    fn an_internal_secret_not_pushed_is_the_operators() {
+        let internal = secret(&[], &[], true);
+        let custom = BTreeMap::new();
+        let a = assess_internal(&internal, None, Some(&fp('a')));
+        assert_eq!(
+            (a.authority, a.phase.clone(), kinds(&a)),
+            (Authority::Operator, Phase::NotPushed, vec![])
+        );
+        let earlier = pushed("uid-0", Some(fp('a')));
+        let vault = facts(Some(&earlier), &custom, 1);
+        let again = assess_internal(&internal, Some(&vault), Some(&fp('a')));
+        assert_eq!(
+            (again.phase.clone(), kinds(&again)),
+            (Phase::NotPushed, vec![ViolationKind::Recreated])
+        );
+        let other = Provenance {
+            origin: Origin::parse("push:ns/other"),
+            ..pushed("uid-9", Some(fp('a')))
+        };
+        let vault = facts(Some(&other), &custom, 1);
+        assert!(
+            kinds(&assess_internal(&internal, Some(&vault), None)).is_empty(),
+            "another Secret's path is not a re-creation of this one"
+        );
+    }
+
+    #[test]
+    fn only_a_deleted_current_version_is_data_lost() {
+        let internal = secret(&[], &[], true);
+        let custom = BTreeMap::new();
+        let p = pushed("uid", Some(fp('a')));
+        let deleted = VaultFacts {
+            current_readable: false,
+            ..facts(Some(&p), &custom, 2)
+        };
+        assert_eq!(
+            kinds(&assess_internal(&internal, Some(&deleted), None)),
+            vec![ViolationKind::VaultDataLost]
+        );
+        let no_versions = VaultFacts {
+            current_readable: false,
+            ..facts(Some(&p), &custom, 0)
+        };
+        assert!(
+            kinds(&assess_internal(&internal, Some(&no_versions), None)).is_empty(),
+            "metadata without any version has nothing to lose"
+        );
+    }
+
+    #[test]
+    fn the_grace_period_ends_at_its_last_second() {
+        let p = owned(1);
+        let custom = BTreeMap::from([(
+            meta::HANDOVER_AT.to_string(),
+            "1970-01-01T00:16:40Z".to_string(),
+        )]);
+        let vault = facts(Some(&p), &custom, 1);
+        let unconsumed = secret(&[], &[], true);
+        let at = |now| kinds(&assess_bootstrap(&unconsumed, Some(&vault), None, now, 100));
+        assert!(at(1099).is_empty());
+        assert_eq!(at(1100), vec![ViolationKind::TwoAuthorities]);
+        let empty = BTreeMap::new();
+        let unknown = facts(Some(&p), &empty, 1);
+        assert_eq!(
+            kinds(&assess_bootstrap(
+                &unconsumed,
+                Some(&unknown),
+                None,
+                0,
+                3600
+            )),
+            vec![ViolationKind::TwoAuthorities],
+            "no handover time recorded: the grace cannot be proven"
+        );
+        let other = Provenance {
+            origin: Origin::parse("bootstrap:ns/other"),
+            ..owned(1)
+        };
+        let theirs = facts(Some(&other), &empty, 1);
+        let a = assess_bootstrap(&unconsumed, Some(&theirs), None, 0, 0);
+        assert_eq!(
+            (a.authority, a.phase.clone(), kinds(&a)),
+            (Authority::Git, Phase::Pending, vec![]),
+            "another Secret's handover is not this one's"
+        );
+    }
+
+    #[test]
+    fn a_consumed_secret_without_data_or_handover_reports_only_what_is_wrong() {
+        let consumed = [(names::STATE_LABEL, names::STATE_CONSUMED)];
+        let p = owned(1);
+        let custom = BTreeMap::new();
+        let vault = facts(Some(&p), &custom, 1);
+        let stripped = secret(
+            &consumed,
+            &[
+                (names::FINGERPRINT, fp('a').as_str()),
+                (names::CONSUMED_MODE, "strip"),
+            ],
+            false,
+        );
+        let a = assess_bootstrap(&stripped, Some(&vault), Some(&fp('b')), 0, 0);
+        assert_eq!(
+            (a.authority, a.phase.clone(), kinds(&a)),
+            (Authority::Vault, Phase::Consumed, vec![]),
+            "no data: nothing drifted, nothing to strip"
+        );
+        let other = Provenance {
+            origin_uid: "uid-0".into(),
+            ..owned(1)
+        };
+        let lost = VaultFacts {
+            current_readable: false,
+            ..facts(Some(&other), &custom, 1)
+        };
+        assert_eq!(
+            kinds(&assess_bootstrap(&stripped, Some(&lost), None, 0, 0)),
+            vec![ViolationKind::VaultMissing],
+            "another object's lost data is not this handover's"
+        );
+    }
+
+    #[test]
+    fn orphans_show_their_rotations() {
+        let p = owned(1);
+        let deleted = BTreeMap::from([(meta::CONSUMED_MODE.to_string(), "delete".to_string())]);
+        assert_eq!(assess_orphan(&p, &deleted, 1).phase, Phase::ConsumedDeleted);
+        assert_eq!(assess_orphan(&p, &deleted, 3).phase, Phase::Rotated(2));
+        let gone = assess_orphan(&p, &BTreeMap::new(), 1);
+        assert_eq!(
+            (gone.authority, gone.phase),
+            (Authority::Vault, Phase::OriginGone)
+        );
+        assert_eq!(
+            kinds(&assess_orphan(&p, &BTreeMap::new(), 1)),
+            vec![ViolationKind::OriginGone]
+        );
+        // A consumed origin removed from Git is retired (contract §6.8), not lost.
+        let strip = BTreeMap::from([(meta::CONSUMED_MODE.to_string(), "strip".to_string())]);
+        let retired = assess_orphan(&p, &strip, 1);
+        assert_eq!(kinds(&retired), vec![]);
+        assert_eq!(retired.phase, Phase::Retired);
+    }
+
+    #[test]
+    fn phases_read_as_the_contract_names_them() {
+        let cases = [
+            (Phase::Pending, "pending"),
+            (Phase::HandedOver, "handed-over"),
+            (Phase::Consumed, "consumed"),
+            (Phase::ConsumedDeleted, "consumed (deleted)"),
+            (Phase::OriginGone, "origin gone"),
+            (Phase::Rotated(1), "rotated 1 time"),
+            (Phase::Rotated(2), "rotated 2 times"),
+            (Phase::Pushed, "pushed"),
+            (Phase::PushPending, "push-pending (source changed)"),
+            (Phase::NotPushed, "not-pushed"),
+            (Phase::Invalid("why".into()), "invalid: why"),
+        ];
+        for (phase, text) in cases {
+            assert_eq!(phase.to_string(), text);
+            assert_eq!(serde_json::to_value(&phase).unwrap(), text);
+        }
+        let invalid = Assessment::invalid("no path".into());
+        assert_eq!(
+            (invalid.authority, invalid.phase, invalid.violations),
+            (Authority::Git, Phase::Invalid("no path".into()), vec![])
+        );
+    }
+
+    #[test]
+    fn a_value_past_its_maximum_age_is_too_old() {
+        let now: jiff::Timestamp = "2026-01-02T00:00:00Z".parse().unwrap();
+        let written: jiff::Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let v = age_violation(Some(written), now, Some(3600)).unwrap();
+        assert_eq!(v.kind, ViolationKind::TooOld);
+        assert!(v.detail.contains("3600s"), "{}", v.detail);
+        assert_eq!(age_violation(Some(written), now, Some(2 * 86_400)), None);
+        assert_eq!(age_violation(Some(written), now, None), None);
+    }
 }

@@ -770,4 +770,207 @@ mod tests {
             BootstrapState::Consumed
         );
     }
+
+    fn labelled(labels: &[(&str, &str)], annotations: &[(&str, &str)]) -> SourceSecret {
+        let mut s = secret(annotations, &[("k", "v")]);
+        s.labels = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        s
+    }
+
+    #[test]
+    fn a_step_acts_only_on_the_object_and_class_it_was_given() {
+        let s = secret(&[], &[("k", "v")]);
+        assert!(s.require_uid(None).is_ok(), "no uid expected: any object");
+        assert!(s.require_uid(Some("uid-1")).is_ok());
+        let recreated = s.require_uid(Some("uid-0")).unwrap_err();
+        assert_eq!(recreated.exit_status().code(), 4, "a re-created Secret");
+        assert!(recreated.to_string().contains("uid-1"), "{recreated}");
+
+        let bootstrap = labelled(&[(names::CLASS_LABEL, "bootstrap")], &[]);
+        let internal = labelled(&[(names::CLASS_LABEL, "internal")], &[]);
+        let other = labelled(&[(names::CLASS_LABEL, "something")], &[]);
+        assert_eq!(bootstrap.class(), Some(Class::Bootstrap));
+        assert_eq!(internal.class(), Some(Class::Internal));
+        assert_eq!(other.class(), None);
+        assert_eq!(secret(&[], &[]).class(), None);
+        assert!(bootstrap.require_class(Class::Bootstrap).is_ok());
+        assert!(internal.require_class(Class::Internal).is_ok());
+        for (s, class) in [
+            (&bootstrap, Class::Internal),
+            (&internal, Class::Bootstrap),
+            (&other, Class::Bootstrap),
+        ] {
+            assert_eq!(s.require_class(class).unwrap_err().exit_status().code(), 3);
+        }
+    }
+
+    #[test]
+    fn an_empty_secret_is_refused_as_invalid() {
+        let empty = secret(&[], &[]);
+        assert_eq!(empty.require_data().unwrap_err().exit_status().code(), 2);
+        assert!(
+            secret(&[], &[("k", "")]).require_data().is_ok(),
+            "a key, even empty, is data"
+        );
+    }
+
+    #[test]
+    fn what_a_consumed_or_pushed_secret_records_is_read_back() {
+        let consumed = labelled(
+            &[(names::STATE_LABEL, names::STATE_CONSUMED)],
+            &[
+                (names::VAULT_VERSION, "3"),
+                (names::CONSUMED_MODE, "strip"),
+                (names::MAX_AGE, "720h"),
+            ],
+        );
+        assert!(consumed.is_consumed());
+        assert!(!labelled(&[(names::STATE_LABEL, "pending")], &[]).is_consumed());
+        assert!(!secret(&[], &[]).is_consumed());
+        assert_eq!(consumed.recorded_version(), Some(3));
+        assert_eq!(consumed.consumed_mode(), Some(ConsumeMode::Strip));
+        assert_eq!(consumed.max_age().unwrap(), Some(720 * 3600));
+        let plain = secret(&[], &[]);
+        assert_eq!(plain.recorded_version(), None);
+        assert_eq!(plain.consumed_mode(), None);
+        assert_eq!(plain.max_age().unwrap(), None);
+        let bad = secret(&[(names::MAX_AGE, "soon")], &[]);
+        assert_eq!(bad.max_age().unwrap_err().exit_status().code(), 2);
+
+        let header = SecretHeader {
+            reference: consumed.reference.clone(),
+            uid: consumed.uid.clone(),
+            labels: consumed.labels.clone(),
+            annotations: consumed.annotations.clone(),
+        };
+        assert!(header.is_consumed());
+        assert_eq!(header.recorded_version(), Some(3));
+        let fresh = SecretHeader {
+            labels: BTreeMap::new(),
+            annotations: BTreeMap::new(),
+            ..header
+        };
+        assert!(!fresh.is_consumed());
+        assert_eq!(fresh.recorded_version(), None);
+    }
+
+    #[test]
+    fn mark_consumed_verifies_only_its_own_handover() {
+        let origin = Origin::parse("bootstrap:team-a/db");
+        let ours = Provenance {
+            origin_version: 4,
+            ..provenance("bootstrap:team-a/db", "uid-1", Some(fp('a')))
+        };
+        assert_eq!(
+            check_consumable(Some(&ours), &origin, "uid-1"),
+            ConsumeCheck::Verify {
+                version: 4,
+                recorded: Some(fp('a'))
+            }
+        );
+        assert_eq!(
+            check_consumable(None, &origin, "uid-1"),
+            ConsumeCheck::NotHandedOver
+        );
+        for (other, uid) in [
+            ("bootstrap:team-a/db", "uid-2"),
+            ("bootstrap:team-a/other", "uid-1"),
+        ] {
+            assert_eq!(
+                check_consumable(Some(&provenance(other, uid, None)), &origin, "uid-1"),
+                ConsumeCheck::Conflict {
+                    owner: format!("{other} (uid {uid})")
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn only_pending_and_handed_over_items_are_worth_a_step() {
+        use BootstrapState::*;
+        for state in [Pending, HandedOver] {
+            assert!(state.is_actionable(), "{state:?}");
+        }
+        for state in [Consumed, Drifted, Invalid, Conflict, Forbidden] {
+            assert!(!state.is_actionable(), "{state:?}");
+        }
+        let forbidden = Error::Forbidden {
+            action: "read".into(),
+            detail: "policy".into(),
+        };
+        let not_owned = Error::NotOwned {
+            path: "p".into(),
+            owner: "o".into(),
+            claimant: "c".into(),
+        };
+        assert_eq!(BootstrapState::of_refusal(&forbidden), Forbidden);
+        assert_eq!(BootstrapState::of_refusal(&not_owned), Conflict);
+        assert_eq!(
+            BootstrapState::of_refusal(&Error::Usage("u".into())),
+            Invalid
+        );
+    }
+
+    #[test]
+    fn drift_needs_a_fingerprint_to_compare_with() {
+        let owned = |f| VaultView::Owned {
+            provenance: provenance("bootstrap:team-a/db", "uid-1", f),
+        };
+        assert_eq!(
+            classify(&owned(Some(fp('a'))), None).0,
+            BootstrapState::HandedOver,
+            "no key yet: drift cannot be judged"
+        );
+        assert_eq!(
+            classify(&owned(None), Some(&fp('b'))).0,
+            BootstrapState::HandedOver,
+            "nothing recorded to compare"
+        );
+        let unrecorded = secret(&[], &[("k", "v")]);
+        assert_eq!(
+            consumed_state(&unrecorded, &fp('b')).0,
+            BootstrapState::Consumed
+        );
+    }
+
+    #[test]
+    fn init_material_goes_only_to_a_mount_the_secret_names_itself() {
+        let init = [("unseal_keys", "a,b,c")];
+        let refused = |annotations: &[(&str, &str)], mount: &str| {
+            let target = Target {
+                mount: mount.into(),
+                path: "team-a/db".into(),
+            };
+            secret(annotations, &init)
+                .refuse_vault_init_material(&target, "secret")
+                .is_err()
+        };
+        assert!(refused(&[], "secret"), "`_b64` may be left off");
+        assert!(
+            refused(&[], "vault-init"),
+            "another mount, but not named by the Secret"
+        );
+        assert!(
+            refused(&[(names::VAULT_MOUNT, "secret")], "secret"),
+            "naming the default mount is no mount of its own"
+        );
+        assert!(!refused(
+            &[(names::VAULT_MOUNT, "vault-init")],
+            "vault-init"
+        ));
+    }
+
+    #[test]
+    fn targets_and_modes_read_as_named() {
+        let target = Target {
+            mount: "secret".into(),
+            path: "team-a/db".into(),
+        };
+        assert_eq!(target.to_string(), "secret/team-a/db");
+        assert_eq!(ConsumeMode::Delete.to_string(), "delete");
+        assert_eq!(ConsumeMode::Strip.to_string(), "strip");
+    }
 }

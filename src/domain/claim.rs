@@ -101,4 +101,17 @@ mod tests {
         assert_eq!(claim_path("team-a/db"), "secops/claims/team-a/db");
         assert_eq!(Claim::from_data(&SecretData::new()), None);
     }
+
+    #[test]
+    fn a_claim_names_its_holder_in_refusals() {
+        let claim = Claim {
+            origin: Origin::parse("push:team-a/cert"),
+            uid: "uid-9".into(),
+            claimed_at: 1,
+        };
+        assert_eq!(
+            claim.holder(),
+            "push:team-a/cert (uid uid-9, claimed, not yet recorded)"
+        );
+    }
 }

@@ -413,4 +413,50 @@ mod tests {
         }
         assert!(parse_restart("externalsecret/app/x").is_err());
     }
+
+    #[test]
+    fn a_stamp_may_lead_the_clock_by_the_allowed_skew_only() {
+        let now = 1_800_000_000;
+        let ahead = |s: i64| Some((now + s).to_string());
+        assert!(is_stamped(
+            ahead(MAX_CLOCK_SKEW_SECONDS).as_deref(),
+            now,
+            now
+        ));
+        assert!(!is_stamped(
+            ahead(MAX_CLOCK_SKEW_SECONDS + 1).as_deref(),
+            now,
+            now
+        ));
+        assert_eq!(parse_stamp(" 42 "), Some(42));
+    }
+
+    #[test]
+    fn workloads_restart_and_external_secrets_refresh() {
+        for (text, kind) in [
+            ("deployment/app/web", ConsumerKind::Deployment),
+            ("statefulset/app/pg", ConsumerKind::StatefulSet),
+            ("daemonset/app/agent", ConsumerKind::DaemonSet),
+            ("Deployment/app/web", ConsumerKind::Deployment),
+        ] {
+            let consumer = parse_restart(text).unwrap();
+            assert_eq!(consumer.kind, kind, "{text}");
+            assert!(consumer.is_workload(), "{text}");
+        }
+        assert!(!parse_refresh("externalsecret/app/db")
+            .unwrap()
+            .is_workload());
+        let usage = parse_restart("job/app/x").unwrap_err();
+        assert_eq!(usage.exit_status().code(), 2);
+        assert!(
+            usage
+                .to_string()
+                .contains("deployment|statefulset|daemonset"),
+            "{usage}"
+        );
+        assert_eq!(
+            judge_sync(Some("2026-05-01T10:00:00Z"), None, None, 0),
+            Sync::Failing("not ready".into())
+        );
+    }
 }

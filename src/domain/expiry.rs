@@ -95,4 +95,23 @@ mod tests {
             "the path's own wins"
         );
     }
+
+    #[test]
+    fn a_value_exactly_its_maximum_age_is_due_but_not_yet_too_old() {
+        let now: Timestamp = "2026-06-01T00:00:00Z".parse().unwrap();
+        let hour_ago: Timestamp = "2026-05-31T23:00:00Z".parse().unwrap();
+        assert!(is_due(Some(hour_ago), now, 3600));
+        assert!(too_old(Some(hour_ago), now, Some(3600)).is_none());
+        assert!(too_old(Some(hour_ago), now, Some(3599)).is_some());
+        assert!(too_old(None, now, Some(1)).is_none(), "unknown write time");
+        assert_eq!(max_age_of(&BTreeMap::new(), None), None);
+        let bad = BTreeMap::from([(meta::MAX_AGE.to_string(), "soon".to_string())]);
+        assert_eq!(
+            max_age_of(&bad, Some(5)),
+            Some(5),
+            "unreadable: the default"
+        );
+        assert_eq!(parse_max_age("5m"), Some(300));
+        assert_eq!(parse_max_age("7s"), Some(7));
+    }
 }

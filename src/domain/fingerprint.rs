@@ -185,4 +185,19 @@ mod tests {
     fn short_keys_are_refused() {
         assert!(FingerprintKey::new(vec![0; 16]).is_none());
     }
+
+    #[test]
+    fn keys_are_32_random_bytes_or_more() {
+        let a = FingerprintKey::random();
+        assert_eq!(a.expose().len(), FingerprintKey::LEN);
+        assert_ne!(a.expose(), FingerprintKey::random().expose());
+        assert_eq!(
+            FingerprintKey::new(vec![7; 32]).unwrap().expose(),
+            &[7u8; 32][..]
+        );
+        assert!(FingerprintKey::new(vec![7; 31]).is_none());
+        let fp = key(1).fingerprint(&target("secret", "a"), &data(&[("k", b"v")]));
+        assert_eq!(fp.to_string(), fp.as_str());
+        assert!(fp.as_str().starts_with("hmac-sha256:"));
+    }
 }

@@ -268,4 +268,62 @@ mod tests {
             32
         );
     }
+
+    #[test]
+    fn rejection_sampling_keeps_every_index_equally_likely() {
+        // 62 and 255 do not divide 256: folding the top bytes in would favour low indexes.
+        for n in [62usize, 255] {
+            let draws = 100_000u64;
+            let mut counts = vec![0u64; n];
+            for _ in 0..draws {
+                counts[uniform_index(n).unwrap()] += 1;
+            }
+            let p = 1.0 / n as f64;
+            let expected = draws as f64 * p;
+            let sigma = (draws as f64 * p * (1.0 - p)).sqrt();
+            for (index, count) in counts.iter().enumerate() {
+                let deviation = (*count as f64 - expected).abs() / sigma;
+                assert!(
+                    deviation < 5.0,
+                    "n={n}: index {index} seen {count} times, expected {expected:.0}: {deviation:.1} sigma"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn generators_are_named_and_vault_policies_are_left_to_vault() {
+        for name in Generator::NAMES {
+            let generator: Generator = name.parse().unwrap();
+            assert_eq!(
+                Generator::NAMES[generator as usize],
+                name,
+                "{name} parses to its own generator"
+            );
+        }
+        assert!("Password".parse::<Generator>().is_err());
+        let hex = Recipe::Hex(4).generate_locally().unwrap().unwrap();
+        assert_eq!(hex.expose().len(), 8);
+        assert!(hex.expose().iter().all(u8::is_ascii_hexdigit));
+        let base64 = Recipe::Base64(3).generate_locally().unwrap().unwrap();
+        assert_eq!(STANDARD.decode(base64.expose()).unwrap().len(), 3);
+        let spec = PasswordSpec::new(12, Some("digit"), DEFAULT_SYMBOLS, false).unwrap();
+        let password = Recipe::Password(spec).generate_locally().unwrap().unwrap();
+        assert_eq!(password.expose().len(), 12);
+        assert!(password.expose().iter().all(u8::is_ascii_digit));
+        assert!(Recipe::VaultPolicy("p".into()).generate_locally().is_none());
+    }
+
+    #[test]
+    fn a_charset_names_exactly_the_classes_used() {
+        let upper = PasswordSpec::new(8, Some(" upper "), DEFAULT_SYMBOLS, true).unwrap();
+        assert_eq!(upper.alphabet(), (b'A'..=b'Z').collect::<Vec<_>>());
+        let lower = PasswordSpec::new(8, Some("lower"), DEFAULT_SYMBOLS, true).unwrap();
+        assert_eq!(lower.alphabet(), (b'a'..=b'z').collect::<Vec<_>>());
+        let symbols = PasswordSpec::new(8, Some("symbol"), "!#", true).unwrap();
+        assert_eq!(symbols.alphabet(), b"!#");
+        assert!(PasswordSpec::new(1025, None, DEFAULT_SYMBOLS, false).is_err());
+        assert!(PasswordSpec::new(1024, None, DEFAULT_SYMBOLS, false).is_ok());
+        assert!(PasswordSpec::new(8, Some(","), DEFAULT_SYMBOLS, false).is_err());
+    }
 }

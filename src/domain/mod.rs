@@ -172,4 +172,32 @@ mod tests {
             assert_eq!(error.exit_status().code(), 2, "{bad:?}");
         }
     }
+
+    #[test]
+    fn kubernetes_names_follow_the_dns_subdomain_rules() {
+        for good in ["a", "a.b", "a-b", "0db", &"a".repeat(253)] {
+            assert!(is_dns_subdomain(good), "{good:?}");
+        }
+        for bad in ["", "-a", "a-", ".a", "a.", "a_b", "A", &"a".repeat(254)] {
+            assert!(!is_dns_subdomain(bad), "{bad:?}");
+        }
+        assert_eq!(SecretRef::new("team-a", "db").to_string(), "team-a/db");
+    }
+
+    #[test]
+    fn a_scope_lists_and_contains_its_namespaces() {
+        assert_eq!(Scope::AllNamespaces.namespaces("default"), vec![None]);
+        assert!(Scope::AllNamespaces.contains("any", "default"));
+        let none = Scope::Namespaces(vec![]);
+        assert_eq!(none.namespaces("default"), vec![Some("default".into())]);
+        assert!(none.contains("default", "default"));
+        assert!(!none.contains("other", "default"));
+        let two = Scope::Namespaces(vec!["a".into(), "b".into()]);
+        assert_eq!(
+            two.namespaces("default"),
+            vec![Some("a".into()), Some("b".into())]
+        );
+        assert!(two.contains("b", "default"));
+        assert!(!two.contains("default", "default"));
+    }
 }

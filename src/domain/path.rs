@@ -242,4 +242,76 @@ mod tests {
         assert!(validate_path(&"a".repeat(513)).is_err());
         assert!(validate_path("team-a/postgres_main.v2").is_ok());
     }
+
+    #[test]
+    fn a_path_may_be_exactly_512_bytes_long() {
+        assert!(validate_path(&"a".repeat(512)).is_ok());
+        assert!(validate_path(&"a".repeat(513))
+            .unwrap_err()
+            .contains("longer than 512"));
+        assert!(validate_path("a").is_ok());
+    }
+
+    #[test]
+    fn every_character_and_segment_rule_names_its_reason() {
+        assert!(validate_path("a b").unwrap_err().contains("' '"));
+        assert!(validate_path("a//b").unwrap_err().contains("empty segment"));
+        assert!(validate_path("a/../b").unwrap_err().contains("\"..\""));
+        assert!(validate_path("./a").unwrap_err().contains("\".\""));
+        assert!(
+            validate_path("a.b/c-d/e_f").is_ok(),
+            "dots inside names are fine"
+        );
+        let mount = validate_mount("a b").unwrap_err();
+        assert!(mount.contains("KV mount"), "{mount}");
+        assert!(validate_mount("kv-v2").is_ok());
+    }
+
+    #[test]
+    fn only_the_default_mount_and_the_allowed_ones_may_be_named() {
+        let p = policy(&[]);
+        assert!(p.allows_mount("secret", "secret"));
+        assert!(!p.allows_mount("kv", "secret"));
+        let with = p
+            .with_mounts(vec![" kv ".into(), "".into(), "team".into()])
+            .unwrap();
+        assert!(with.allows_mount("kv", "secret"));
+        assert!(with.allows_mount("team", "secret"));
+        assert!(with.allows_mount("secret", "secret"));
+        assert!(!with.allows_mount("other", "secret"));
+        assert!(
+            !with.allows_mount("", "secret"),
+            "an empty entry allows nothing"
+        );
+        let bad = policy(&[]).with_mounts(vec!["../sys".into()]).unwrap_err();
+        assert_eq!(bad.exit_status().code(), 2);
+    }
+
+    #[test]
+    fn patterns_are_checked_and_described_as_given() {
+        let p = policy(&[" shared/*/creds ", "{namespace}/**"]);
+        assert_eq!(p.describe(), "shared/*/creds, {namespace}/**");
+        assert!(p.allows("ns", "shared/db/creds"));
+        assert!(p.allows("ns", "ns/x"));
+        assert!(!p.allows("ns", "shared/db/other"));
+        assert_eq!(policy(&["", " "]).describe(), AllowedPaths::DEFAULT);
+        let bad = AllowedPaths::new(vec!["a/../b".into()]).unwrap_err();
+        assert_eq!(bad.exit_status().code(), 2);
+    }
+
+    #[test]
+    fn a_literal_segment_matches_only_itself() {
+        let p = policy(&["apps/db"]);
+        assert!(p.allows("x", "apps/db"));
+        assert!(!p.allows("x", "apps/dc"));
+        assert!(!p.allows("x", "apps"));
+        assert!(!p.allows("x", "apps/db/more"));
+        assert!(!p.allows("x", "other/db"));
+        assert!(policy(&["a*"]).allows("x", "a"), "`*` may be empty");
+        assert!(!policy(&["a*b"]).allows("x", "ab/x"));
+        assert!(
+            !policy(&["*"]).allows("x", "a/b"),
+            "`*` stays in one segment"
+        );
+    }
 }

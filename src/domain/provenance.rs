@@ -260,4 +260,65 @@ mod tests {
         );
         assert_eq!(Ownership::of(None, &origin, "uid-1"), Ownership::Unowned);
     }
+
+    #[test]
+    fn an_ownership_record_sets_what_it_knows_and_removes_a_stale_key_list() {
+        let origin = Origin::parse("push:ops/cert");
+        let fingerprint = Fingerprint::parse(&format!("hmac-sha256:{}", "a".repeat(64))).unwrap();
+        let keys: BTreeSet<String> = ["tls.key".to_string(), "ca".to_string()].into();
+        let record = OwnershipRecord {
+            origin: &origin,
+            uid: "uid-1",
+            version: 2,
+            fingerprint: &fingerprint,
+            base64_keys: &keys,
+            k8s_type: "kubernetes.io/tls",
+            at: "2026-01-01T00:00:00Z",
+            at_key: None,
+            adopted: true,
+            max_age: Some(3600),
+        };
+        let set = |patch: &MetadataPatch, key: &str| patch.get(key).cloned().flatten();
+        let patch = record.changes();
+        assert_eq!(set(&patch, meta::ORIGIN).as_deref(), Some("push:ops/cert"));
+        assert_eq!(set(&patch, meta::ORIGIN_VERSION).as_deref(), Some("2"));
+        assert_eq!(
+            set(&patch, meta::BASE64_KEYS).as_deref(),
+            Some("ca,tls.key")
+        );
+        assert_eq!(
+            set(&patch, meta::ADOPTED_AT).as_deref(),
+            Some("2026-01-01T00:00:00Z")
+        );
+        assert_eq!(set(&patch, meta::MAX_AGE).as_deref(), Some("3600s"));
+        assert!(!patch.contains_key(meta::HANDOVER_AT));
+
+        let none = BTreeSet::new();
+        let handover = OwnershipRecord {
+            base64_keys: &none,
+            at_key: Some(meta::HANDOVER_AT),
+            adopted: false,
+            max_age: None,
+            ..record
+        };
+        let patch = handover.changes();
+        assert_eq!(
+            patch.get(meta::BASE64_KEYS),
+            Some(&None),
+            "no binary keys: an older list is removed"
+        );
+        assert_eq!(
+            set(&patch, meta::HANDOVER_AT).as_deref(),
+            Some("2026-01-01T00:00:00Z")
+        );
+        assert!(!patch.contains_key(meta::ADOPTED_AT));
+        assert!(!patch.contains_key(meta::MAX_AGE));
+
+        let custom = BTreeMap::from([(meta::BASE64_KEYS.to_string(), "a,,b".to_string())]);
+        assert_eq!(
+            decode_key_list(&custom),
+            ["a".to_string(), "b".to_string()].into()
+        );
+        assert!(decode_key_list(&BTreeMap::new()).is_empty());
+    }
 }

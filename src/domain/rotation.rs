@@ -592,4 +592,109 @@ mod tests {
             assert!(validate_rotation_id(bad).is_err(), "{bad:?}");
         }
     }
+
+    #[test]
+    fn each_rotation_id_has_its_record_in_secops_own_prefix() {
+        let path = record_path("wf-1");
+        assert_eq!(path, format!("{RESERVED_PREFIX}/rotation-ids/wf-1"));
+        assert!(crate::domain::names::is_reserved(&path), "{path}");
+        assert_ne!(record_path("wf-2"), path, "one record per id");
+    }
+
+    #[test]
+    fn rotation_ids_may_use_their_whole_alphabet_and_length() {
+        for good in ["a", "x.y", "a_b", "event:42", "A-1", &"x".repeat(128)] {
+            assert!(validate_rotation_id(good).is_ok(), "{good:?}");
+        }
+        for bad in [".", "a%b", "é"] {
+            assert_eq!(
+                validate_rotation_id(bad).unwrap_err().exit_status().code(),
+                2,
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_record_missing_what_it_must_hold_is_not_read_as_one() {
+        let record = open(kv("team/db", &["password"], "password"));
+        let without = |field: &str| {
+            let data: SecretData = record
+                .to_data()
+                .iter()
+                .filter(|(k, _)| k.as_str() != field)
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            RotationRecord::from_data(&data)
+        };
+        for field in ["target", "base_version", "claimed_at"] {
+            assert_eq!(without(field), None, "{field}");
+        }
+        let mut foreign = record.to_data();
+        foreign.insert(
+            "target".into(),
+            SecretBytes::from_string("static-role:no-slash".into()),
+        );
+        assert_eq!(RotationRecord::from_data(&foreign), None);
+        foreign.insert("target".into(), SecretBytes::from_string("other".into()));
+        assert_eq!(RotationRecord::from_data(&foreign), None);
+        assert!(!record.is_complete());
+        let engine = RotationRecord::claim(role(), 7);
+        let read = RotationRecord::from_data(&engine.to_data()).unwrap();
+        assert_eq!(read.parameters.target, role().target);
+        assert!(
+            read.parameters.keys.is_empty(),
+            "no empty key from an empty list"
+        );
+    }
+
+    #[test]
+    fn parameters_name_only_what_they_hold() {
+        assert_eq!(
+            kv("team/db", &["a", "b"], "").to_string(),
+            "path team/db, keys a,b"
+        );
+        assert_eq!(
+            kv("team/db", &[], "hex").to_string(),
+            "path team/db, generator hex"
+        );
+    }
+
+    #[test]
+    fn a_claim_is_live_for_exactly_its_lease() {
+        let parameters = kv("team/db", &["password"], "password");
+        let open = open(parameters.clone());
+        assert_eq!(
+            decide(Some(&open), &parameters, 3, 1119, 120),
+            RotationStep::Wait
+        );
+        assert_eq!(
+            decide(Some(&open), &parameters, 3, 1120, 120),
+            RotationStep::TakeOver
+        );
+        let engine = RotationRecord::claim(role(), 1000);
+        assert_eq!(
+            decide_engine(Some(&engine), &role(), None, 1119, 120),
+            EngineStep::Wait
+        );
+        assert_eq!(
+            decide_engine(Some(&engine), &role(), None, 1120, 120),
+            EngineStep::TakeOver
+        );
+        assert_eq!(
+            decide(Some(&open), &parameters, 7, 1000, 120),
+            RotationStep::CheckWritten { version: 4 },
+            "the claim's next version, whatever came after it"
+        );
+    }
+
+    #[test]
+    fn keep_versions_keeps_the_newest_n() {
+        assert_eq!(versions_to_destroy(&[1, 2, 3, 4, 5], 5, 3), vec![1, 2]);
+        assert_eq!(
+            versions_to_destroy(&[2, 4, 6], 4, 2),
+            vec![2],
+            "a newer version written outside the run is not ours to destroy"
+        );
+    }
 }

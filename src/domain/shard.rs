@@ -89,4 +89,13 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn up_to_1024_shards_named_as_parsed() {
+        let last = Shard::parse("1023/1024").unwrap();
+        assert_eq!(last.to_string(), "1023/1024");
+        assert!(Shard::parse("0/1025").is_err());
+        assert_eq!(Shard::parse(" 0 / 1 ").unwrap().to_string(), "0/1");
+        assert!(Shard::parse("0/1").unwrap().contains("any-uid"));
+    }
 }

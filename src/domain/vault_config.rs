@@ -607,4 +607,103 @@ mod tests {
             3
         );
     }
+
+    #[test]
+    fn names_paths_and_drift_are_decided_at_their_edges() {
+        assert_eq!(
+            role_record_path("kubernetes", "secops-push"),
+            "secops/vault-setup/roles/kubernetes/secops-push"
+        );
+        for good in ["a", "a.b", "a_b-c", &"x".repeat(128)] {
+            assert!(is_name(good), "{good:?}");
+        }
+        for bad in ["", ".a", "a/b", "a b", &"x".repeat(129)] {
+            assert!(!is_name(bad), "{bad:?}");
+        }
+        assert!(!Decision::new(Action::Keep, vec![]).is_drift());
+        for action in [
+            Action::Create,
+            Action::Update,
+            Action::Adopt,
+            Action::Refuse,
+        ] {
+            assert!(Decision::new(action, vec![]).is_drift(), "{action:?}");
+        }
+        let mut roles_only = files();
+        roles_only.remove("handover.hcl");
+        let config = parse_rendered("test", &roles_only).unwrap();
+        assert!(config.policies.is_empty());
+        assert_eq!(config.roles.len(), 1);
+        let empty = BTreeMap::from([(ROLES_KEY.to_string(), "{}".to_string())]);
+        assert_eq!(
+            parse_rendered("test", &empty)
+                .unwrap_err()
+                .exit_status()
+                .code(),
+            2
+        );
+        let mut not_object = files();
+        not_object.insert(
+            ROLES_KEY.into(),
+            r#"{"auth/kubernetes/role/r": [1]}"#.into(),
+        );
+        assert!(parse_rendered("test", &not_object).is_err());
+        for path in [
+            "auth/kubernetes/role/.hidden",
+            "auth/.k/role/r",
+            "auth/k/role/a b",
+        ] {
+            let mut bad = files();
+            bad.insert(ROLES_KEY.into(), format!(r#"{{"{path}": {{}}}}"#));
+            assert!(parse_rendered("test", &bad).is_err(), "{path}");
+        }
+    }
+
+    #[test]
+    fn fields_compare_as_vault_keeps_them() {
+        assert_eq!(duration_seconds(&json!(600)), Some(600));
+        assert_eq!(duration_seconds(&json!(true)), None);
+        assert_eq!(duration_seconds(&json!("1h1m1s")), Some(3661));
+        assert_eq!(normalize_field("period", &json!("1m")), json!(60));
+        assert_eq!(normalize_field("token_period", &json!("1m")), json!(60));
+        assert_eq!(normalize_field("token_ttl", &json!("soon")), json!("soon"));
+        assert_eq!(
+            normalize_field("bound_x", &json!("b, a,,a")),
+            json!(["a", "b"])
+        );
+        assert_eq!(normalize_field("token_policies", &json!("p")), json!(["p"]));
+        assert_eq!(normalize_field("audience", &json!("a,b")), json!("a,b"));
+        assert_eq!(
+            normalize_field("other", &json!([2, "x"])),
+            json!(["2", "x"])
+        );
+        assert_eq!(normalize_text("\n\na  \r\nb\n\n"), "a\nb");
+        assert_eq!(
+            policy_paths("# path \"hidden\"\npath \"a\" {}\n  path \"b\"\npathx"),
+            BTreeSet::from(["a".to_string(), "b".to_string()])
+        );
+    }
+
+    #[test]
+    fn only_kv_version_2_is_a_kv_v2_mount() {
+        for (kind, version) in [("generic", Some("2")), ("kv", Some("1"))] {
+            let facts = MountFacts {
+                kind: kind.into(),
+                version: version.map(String::from),
+            };
+            let refused = decide_kv_mount("secret", Some(&facts), true).unwrap_err();
+            assert_eq!(refused.exit_status().code(), 3, "{kind} {version:?}");
+        }
+        assert_eq!(
+            decide_auth_mount("k", None, false)
+                .unwrap_err()
+                .exit_status()
+                .code(),
+            4
+        );
+        assert_eq!(
+            decide_auth_mount("k", None, true).unwrap(),
+            MountAction::Enable
+        );
+    }
 }

@@ -399,3 +399,77 @@ fn push_takes_over_foreign_data_only_with_adopt() {
         Some("push:own-adopt/legacy")
     );
 }
+
+/// `mark-consumed` renders a Secret inert only when Vault's handover names that Secret: a
+/// second bootstrap Secret naming a path another one handed over, with the very same data
+/// (so the fingerprints match), is refused and left as it is, and the owner's handover stays
+/// untouched (issue #21: the `Conflict` branch of `check_consumable`).
+#[test]
+fn mark_consumed_refuses_a_path_handed_over_by_another_secret() {
+    let cluster = Cluster::start();
+    let ns = "own-mark";
+    cluster.namespace(ns);
+    let path = "own-mark/shared";
+    cluster.bootstrap_secret(ns, "owner", path, &[("v", b"same-value")]);
+    let written = secops(
+        Some(&cluster),
+        &["write-vault", "--secret", "own-mark/owner"],
+    );
+    assert_eq!(written.code, 0, "{}", written.stdout);
+    let before = BAO.custom_metadata("secret", path);
+    cluster.bootstrap_secret(ns, "intruder", path, &[("v", b"same-value")]);
+
+    let refused = secops(
+        Some(&cluster),
+        &["mark-consumed", "--secret", "own-mark/intruder"],
+    );
+    assert_eq!(
+        (refused.code, refused.json()["error"]["kind"].clone()),
+        (3, json!("not-owned")),
+        "{}\n{}",
+        refused.stdout,
+        refused.stderr
+    );
+    assert!(
+        labels(&cluster, ns, "intruder")["secops.dev/state"].is_null(),
+        "the intruder is not marked consumed"
+    );
+    assert_eq!(
+        cluster.secret(ns, "intruder").unwrap()["data"]["v"],
+        STANDARD.encode("same-value"),
+        "its data is not stripped"
+    );
+    assert_eq!(
+        BAO.custom_metadata("secret", path),
+        before,
+        "the owner's handover is untouched"
+    );
+    assert_eq!(BAO.current_version("secret", path), 1);
+}
+
+/// `--vault-path` reports `already-consumed` for a Secret that is gone only when Vault records
+/// that `--mode delete` removed it: one consumed with `strip` and deleted by hand since was
+/// not consumed by deletion, and is reported not found (issue #21).
+#[test]
+fn a_secret_deleted_by_hand_is_not_reported_consumed_by_deletion() {
+    let cluster = Cluster::start();
+    let ns = "own-gone";
+    cluster.namespace(ns);
+    cluster.bootstrap_secret(ns, "s", "own-gone/s", &[("v", b"x")]);
+    let handover = secops(Some(&cluster), &["handover", "-n", ns, "--mode", "strip"]);
+    assert_eq!(handover.code, 0, "{}", handover.stdout);
+    cluster.delete_secret(ns, "s");
+    let gone = secops(
+        Some(&cluster),
+        &[
+            "mark-consumed",
+            "--secret",
+            "own-gone/s",
+            "--mode",
+            "delete",
+            "--vault-path",
+            "own-gone/s",
+        ],
+    );
+    assert_eq!(gone.code, 4, "{}\n{}", gone.stdout, gone.stderr);
+}

@@ -191,3 +191,48 @@ fn status_under_the_chart_policy_is_not_sunk_by_an_unreadable_engine_rotation_re
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
     assert_eq!(run.json()["outcome"], "clean");
 }
+
+/// A pushed internal Secret whose data changed since the push is `push-pending`, not
+/// `pushed`: the next push publishes it, and until then `status` must not claim Vault holds
+/// what the operator holds (issue #21: the fingerprint guard of `assess_internal`). Not a
+/// violation: the operator is the source of an internal Secret, so the exit stays 0.
+#[test]
+fn a_pushed_secret_whose_data_changed_is_push_pending() {
+    let cluster = Cluster::start();
+    let ns = "st-push";
+    cluster.namespace(ns);
+    cluster.create(json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "cert", "namespace": ns, "labels": {"secops.dev/class": "internal"},
+                     "annotations": {"secops.dev/vault-path": "st-push/cert"}},
+        "data": {"tls.key": STANDARD.encode("first")},
+    }));
+    let pushed = secops(Some(&cluster), &["push-secret", "--secret", "st-push/cert"]);
+    assert_eq!(pushed.code, 0, "{}", pushed.stdout);
+    let phase = || {
+        let run = secops(Some(&cluster), &["status", "-n", ns, "--output", "json"]);
+        let row = run.json()["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["secret"] == "st-push/cert")
+            .cloned()
+            .unwrap_or_else(|| panic!("no row for st-push/cert: {}", run.stdout));
+        (run.code, row["authority"].clone(), row["phase"].clone())
+    };
+    assert_eq!(phase(), (0, json!("vault"), json!("pushed")));
+
+    cluster.merge_patch_secret(
+        ns,
+        "cert",
+        json!({"data": {"tls.key": STANDARD.encode("second")}}),
+    );
+    assert_eq!(
+        phase(),
+        (0, json!("vault"), json!("push-pending (source changed)"))
+    );
+
+    let again = secops(Some(&cluster), &["push-secret", "--secret", "st-push/cert"]);
+    assert_eq!(again.code, 0, "{}", again.stdout);
+    assert_eq!(phase(), (0, json!("vault"), json!("pushed")));
+}
