@@ -617,6 +617,23 @@ mod tests {
             detail.contains("uid-2") && detail.contains("uid uid "),
             "{detail}"
         );
+        // Marked stale, but the path now belongs to another origin (its annotation changed in
+        // Git): that origin's uid is not this Secret's predecessor, so no stale violation.
+        let foreign = Provenance {
+            origin: Origin::parse("bootstrap:ns/other"),
+            ..owned(2)
+        };
+        let elsewhere = VaultFacts {
+            provenance: Some(&foreign),
+            ..facts
+        };
+        let a = assess_bootstrap(&again, Some(&elsewhere), Some(&fp('b')), 0, 0);
+        assert_ne!(a.phase, Phase::Stale);
+        assert!(
+            !kinds(&a).contains(&ViolationKind::Stale),
+            "{:?}",
+            kinds(&a)
+        );
         // Not marked yet: re-created, which the next handover re-adopts or marks stale.
         again.labels.clear();
         let unmarked = assess_bootstrap(&again, Some(&facts), Some(&fp('b')), 0, 0);

@@ -781,6 +781,29 @@ mod tests {
     }
 
     #[test]
+    fn a_tombstone_is_a_secret_consumed_by_stripping_only() {
+        let header = |labels: &[(&str, &str)], mode: Option<&str>| {
+            let s = labelled(labels, &[]);
+            SecretHeader {
+                reference: s.reference,
+                uid: s.uid,
+                labels: s.labels,
+                annotations: mode
+                    .map(|m| BTreeMap::from([(names::CONSUMED_MODE.to_string(), m.to_string())]))
+                    .unwrap_or_default(),
+            }
+        };
+        let consumed = [(names::STATE_LABEL, names::STATE_CONSUMED)];
+        assert!(header(&consumed, Some("strip")).is_tombstone());
+        assert!(!header(&consumed, Some("annotate")).is_tombstone());
+        assert!(!header(&consumed, None).is_tombstone());
+        assert!(
+            !header(&[], Some("strip")).is_tombstone(),
+            "not consumed: a mode annotation alone is not a tombstone"
+        );
+    }
+
+    #[test]
     fn a_step_acts_only_on_the_object_and_class_it_was_given() {
         let s = secret(&[], &[("k", "v")]);
         assert!(s.require_uid(None).is_ok(), "no uid expected: any object");
