@@ -1232,6 +1232,15 @@ mod tests {
     }
 
     #[test]
+    fn the_path_claim_lease_is_global_and_defaults_to_two_minutes() {
+        let lease = |args: &[&str]| validate(args).ok().expect("a plan").settings.claim_lease;
+        assert_eq!(lease(&["status"]), 120);
+        assert_eq!(lease(&["handover", "--path-claim-lease", "5m"]), 300);
+        assert_eq!(lease(&["--path-claim-lease", "30", "status"]), 30);
+        assert!(Cli::try_parse_from(["secops", "--path-claim-lease", "0s", "status"]).is_err());
+    }
+
+    #[test]
     fn cluster_names_are_checked_before_any_connection() {
         let Ok(named) = validate(&[
             "status",
