@@ -1233,7 +1233,10 @@ mod tests {
 
     #[test]
     fn the_path_claim_lease_is_global_and_defaults_to_two_minutes() {
-        let lease = |args: &[&str]| validate(args).ok().expect("a plan").settings.claim_lease;
+        let lease = |args: &[&str]| match validate(args) {
+            Ok(plan) => plan.settings.claim_lease,
+            Err(e) => panic!("a plan: {e}"),
+        };
         assert_eq!(lease(&["status"]), 120);
         assert_eq!(lease(&["handover", "--path-claim-lease", "5m"]), 300);
         assert_eq!(lease(&["--path-claim-lease", "30", "status"]), 30);
