@@ -99,6 +99,27 @@ pub fn handover_gitops() -> Scenario {
     }
 }
 
+/// Two runs of `push-secret` for one internal Secret while GitOps re-creates it: the
+/// push's claim takeover, lease and fence (finding 4 for push).
+pub fn push_gitops() -> Scenario {
+    Scenario {
+        secrets: vec![internal(X, 3)],
+        actors: vec![Command::Push { secret: X }, Command::Push { secret: X }],
+        gitops: vec![GitOps::Recreate { secret: X }],
+        gitops_budget: 1,
+        ..base("push + push + GitOps, one internal Secret")
+    }
+}
+
+/// The push takeover before finding 4's fix: must fail.
+pub fn prefix_push_takeover() -> Scenario {
+    Scenario {
+        rule: Rule::NoLease,
+        name: "PRE-FIX takeover (no lease): push + push + GitOps, one internal Secret",
+        ..push_gitops()
+    }
+}
+
 /// The takeover before finding 4's fix (`Rule::NoLease`: a claim naming a deleted uid is
 /// taken over at once, its holder does not fence itself): must fail ([`FINDING_TAKEOVER`]).
 pub fn prefix_takeover() -> Scenario {
@@ -354,7 +375,9 @@ pub fn current() -> Vec<Scenario> {
         rotation_consumers_two_ids(),
         rotation_consumers_two_ids_apart(),
         two_paths(),
+        push_gitops(),
         handover_gitops().with_faults(2, "handover + workflow + GitOps, one Secret, 2 faults"),
+        push_gitops().with_faults(2, "push + push + GitOps, one internal Secret, 2 faults"),
         push_race().with_faults(2, "push + push + handover, one path, 2 faults"),
         mixed().with_faults(2, "handover + push + rotate, one path, 2 faults"),
     ]

@@ -129,3 +129,15 @@ fn a_takeover_without_a_lease_is_caught() {
         "the run a takeover raced must not record the deleted uid after it"
     );
 }
+
+#[test]
+fn a_push_takeover_without_a_lease_is_caught() {
+    let report = check(scenarios::prefix_push_takeover(), threads(), true);
+    report.print();
+    assert!(
+        [properties::ONE_ORIGIN, properties::MARKED_ONLY_IF_NAMED]
+            .iter()
+            .any(|p| report.result(p) == "VIOLATED"),
+        "the push a takeover raced must not record the deleted uid after it"
+    );
+}
