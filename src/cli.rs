@@ -154,6 +154,12 @@ pub struct PolicyArgs {
     /// Decide and report, change nothing (outcome `planned`)
     #[arg(long, env = "SECOPS_DRY_RUN", global = true, value_parser = BoolishValueParser::new())]
     pub dry_run: bool,
+    /// How long a claim on a Vault path (write-vault, handover, push-secret) naming a
+    /// deleted Secret is honoured before its re-created Secret's run takes it over; the
+    /// holder renews it once past three quarters of it; 1s to 1d
+    #[arg(long, env = "SECOPS_PATH_CLAIM_LEASE", default_value = "120s",
+          value_parser = parse_claim_lease, global = true)]
+    pub path_claim_lease: Duration,
 }
 
 #[derive(Debug, Args)]
@@ -476,6 +482,7 @@ impl Cli {
                 .with_mounts(self.policy.allowed_mounts.clone())?,
             dry_run: self.policy.dry_run,
             cluster,
+            claim_lease: self.policy.path_claim_lease.as_secs() as i64,
         };
         validate_mount(&settings.kv_mount)
             .map_err(|reason| Error::Usage(format!("--kv-mount: {reason}")))?;
@@ -1222,6 +1229,18 @@ mod tests {
         .err()
         .expect("refused");
         assert_eq!(reserved.exit_status().code(), 3);
+    }
+
+    #[test]
+    fn the_path_claim_lease_is_global_and_defaults_to_two_minutes() {
+        let lease = |args: &[&str]| match validate(args) {
+            Ok(plan) => plan.settings.claim_lease,
+            Err(e) => panic!("a plan: {e}"),
+        };
+        assert_eq!(lease(&["status"]), 120);
+        assert_eq!(lease(&["handover", "--path-claim-lease", "5m"]), 300);
+        assert_eq!(lease(&["--path-claim-lease", "30", "status"]), 30);
+        assert!(Cli::try_parse_from(["secops", "--path-claim-lease", "0s", "status"]).is_err());
     }
 
     #[test]

@@ -33,9 +33,9 @@ use secops::retry::RACE_ATTEMPTS;
 
 use crate::prefix;
 use crate::world::{
-    domain_claim, fingerprint, source_secret, stamp_seconds, timestamp, uid_text, CasWrite,
-    Conditional, Data, Meta, Object, ObjectPatch, Owner, Record, Trigger, Val, World, Writer,
-    CONSUMERS, DEPLOYMENT, EXTERNAL_SECRET, MOUNT, PATHS,
+    claim_seconds, domain_claim, fingerprint, source_secret, stamp_seconds, timestamp, uid_text,
+    CasWrite, Conditional, Data, Meta, Object, ObjectPatch, Owner, Record, Trigger, Val, World,
+    Writer, CLAIM_LEASE_SECONDS, CONSUMERS, DEPLOYMENT, EXTERNAL_SECRET, MOUNT, PATHS,
 };
 
 /// Which ownership rule the push and handover decisions follow.
@@ -51,6 +51,10 @@ pub enum Rule {
     /// judged by instant (`is_stamped`), the triggers are the instant alone, and ESO's sync
     /// by `refreshTime` (`judge_sync`). Otherwise as `Current`.
     Instants,
+    /// The claim takeover before model finding 4's fix: a claim naming a deleted uid is
+    /// taken over at once (no lease), and its holder writes without fencing itself.
+    /// Otherwise as `Current`.
+    NoLease,
 }
 
 /// A command an actor runs, again and again (Argo's retry) until it has finished.
@@ -156,6 +160,13 @@ pub enum Pc {
     ClaimLive { then: Then, version: u8 },
     /// `ownership::claim`: take the claim over with `cas` = its version.
     ClaimTakeOver { then: Then, version: u8 },
+    /// `ownership::claim`, `ClaimHeld::Leased`: a claim naming a deleted uid, younger than
+    /// the lease: exit 75, and Argo's retry comes once the lease (ending at `until`) has
+    /// run out. One transition, like `RotateWaiting`, and scheduled under the same rule.
+    ClaimLeased { until: u8 },
+    /// `ownership::fence`: renew our claim past its fence (`cas` on its version), then make
+    /// the write it guards (`Mem::resume`).
+    ClaimRenew,
     /// `recreated::readopt`: the metadata PATCH moving provenance to the new uid.
     ReadoptPatch { version: u8 },
     /// `recreated::mark_stale`: label the Secret stale (conditionally), then refuse.
@@ -242,6 +253,13 @@ pub struct Mem {
     pub secret: Option<Object>,
     /// Holder of the claim: `Some(true)` ours.
     pub claimed: Option<bool>,
+    /// Our claim (`ownership::Held`): its KV version and `claimed_at`.
+    pub held: Option<(u8, u8)>,
+    /// The fenced write to make once the claim is renewed.
+    pub resume: Option<Pc>,
+    /// The claim was renewed and the write it guards is next: the lease clock does not
+    /// pass until it is made (the fence margin bounds that delay).
+    pub renewed: bool,
     /// Passes through a bounded re-read-and-re-decide loop (`RACE_ATTEMPTS`).
     pub attempt: u8,
     /// Tries of the claim create in `ownership::claim` (its own bounded loop).
@@ -554,14 +572,17 @@ impl Step<'_> {
     fn claim_write(&mut self, then: Then) {
         let owner = self.owner();
         let at = claim_path(&self.path());
-        let answer = self
-            .world
-            .vault
-            .write(&at, Data::Claim(owner), 0, Writer::Protocol);
+        let answer =
+            self.world
+                .vault
+                .write(&at, Data::Claim(owner, self.world.now), 0, Writer::Protocol);
         self.log
             .say(|| format!("vault PUT {MOUNT}/{at} cas=0 -> {answer:?}"));
         match answer {
-            CasWrite::Written { .. } => self.claimed(then, true),
+            CasWrite::Written { version } => {
+                self.actor.mem.held = Some((version, self.world.now));
+                self.claimed(then, true)
+            }
             CasWrite::Mismatch => {
                 self.actor.pc = Pc::ClaimRead {
                     then,
@@ -583,10 +604,29 @@ impl Step<'_> {
             )
         });
         match held {
-            Some((version, Data::Claim(holder))) => {
-                match domain_claim(&holder).held_for(&owner.origin(), &owner.uid()) {
-                    ClaimHeld::Ours => self.claimed(then, true),
+            Some((version, Data::Claim(holder, claimed_at))) => {
+                let held = domain_claim(&holder, claimed_at).held_for(
+                    &owner.origin(),
+                    &owner.uid(),
+                    claim_seconds(self.world.now),
+                    CLAIM_LEASE_SECONDS,
+                );
+                self.log.say(|| format!("    claim decides {held:?}"));
+                match held {
+                    ClaimHeld::Ours => {
+                        self.actor.mem.held = Some((version, claimed_at));
+                        self.claimed(then, true)
+                    }
                     ClaimHeld::Theirs => self.claimed(then, false),
+                    ClaimHeld::Leased { .. } if self.ctx.rule == Rule::NoLease => {
+                        self.actor.pc = Pc::ClaimLive { then, version }
+                    }
+                    ClaimHeld::Leased { until } => {
+                        self.actor.pc = Pc::ClaimLeased {
+                            until: u8::try_from(until / CLAIM_LEASE_SECONDS)
+                                .expect("a small clock"),
+                        }
+                    }
                     ClaimHeld::TakeOver => self.actor.pc = Pc::ClaimLive { then, version },
                 }
             }
@@ -614,14 +654,19 @@ impl Step<'_> {
     fn claim_take_over(&mut self, then: Then, version: u8) {
         let owner = self.owner();
         let at = claim_path(&self.path());
-        let answer = self
-            .world
-            .vault
-            .write(&at, Data::Claim(owner), version, Writer::Protocol);
+        let answer = self.world.vault.write(
+            &at,
+            Data::Claim(owner, self.world.now),
+            version,
+            Writer::Protocol,
+        );
         self.log
             .say(|| format!("vault PUT {MOUNT}/{at} cas={version} (takeover) -> {answer:?}"));
         match answer {
-            CasWrite::Written { .. } => self.claimed(then, true),
+            CasWrite::Written { version } => {
+                self.actor.mem.held = Some((version, self.world.now));
+                self.claimed(then, true)
+            }
             // Another run took it over: the claim loop goes round again.
             CasWrite::Mismatch => {
                 self.actor.mem.claim_attempt += 1;
@@ -630,6 +675,78 @@ impl Step<'_> {
                     false => self.lost_race(),
                 }
             }
+            CasWrite::Denied => self.refuse("forbidden"),
+        }
+    }
+
+    /// `ClaimHeld::Leased`: the run exits 75 and Argo's retry comes after the lease. The
+    /// wait does not use up the model's retries (Argo's backoff, or the next sync, outlasts
+    /// the lease): it ends in a takeover unless the holder renewed meanwhile, which it does
+    /// at most once per fenced write, so waits are bounded.
+    fn claim_leased(&mut self, until: u8) {
+        self.world.now = self.world.now.max(until);
+        self.world.second += 1;
+        self.log.say(|| {
+            format!(
+                "    => exit 75 until the claim's lease runs out (now {})",
+                self.world.now
+            )
+        });
+        if matches!(self.command, Command::Batch { .. }) {
+            return self.fail(Error::temporary(
+                "claim",
+                "the claim's lease has not run out",
+            ));
+        }
+        self.actor.pc = Pc::Start;
+        self.actor.mem = Mem::default();
+    }
+
+    /// `ownership::fence` before the claim-reliant write at `pc`: whether to make it now.
+    /// The check and the write are one transition: the fence margin covers the delay between
+    /// them (a request's latency plus clock skew), which the model takes as bounded by it.
+    fn fenced(&mut self, pc: Pc) -> bool {
+        self.actor.mem.renewed = false;
+        let Some((_, claimed_at)) = self.actor.mem.held else {
+            return true;
+        };
+        if self.ctx.rule == Rule::NoLease {
+            return true;
+        }
+        let claim = domain_claim(&self.owner(), claimed_at);
+        if claim.within_fence(claim_seconds(self.world.now), CLAIM_LEASE_SECONDS) {
+            return true;
+        }
+        self.log.say(|| {
+            format!(
+                "    past the claim's fence (claimed at {claimed_at}, now {})",
+                self.world.now
+            )
+        });
+        self.actor.mem.resume = Some(pc);
+        self.actor.pc = Pc::ClaimRenew;
+        false
+    }
+
+    fn claim_renew(&mut self) {
+        let (version, _) = self.actor.mem.held.expect("a held claim");
+        let owner = self.owner();
+        let at = claim_path(&self.path());
+        let now = self.world.now;
+        let answer =
+            self.world
+                .vault
+                .write(&at, Data::Claim(owner, now), version, Writer::Protocol);
+        self.log
+            .say(|| format!("vault PUT {MOUNT}/{at} cas={version} (renewal) -> {answer:?}"));
+        match answer {
+            CasWrite::Written { version } => {
+                self.actor.mem.held = Some((version, now));
+                self.actor.mem.renewed = true;
+                self.actor.pc = self.actor.mem.resume.take().expect("the fenced write");
+            }
+            // Taken over since: exit 75, the retry re-decides.
+            CasWrite::Mismatch => self.lost_race(),
             CasWrite::Denied => self.refuse("forbidden"),
         }
     }
@@ -702,7 +819,13 @@ impl Step<'_> {
             Pc::ClaimRead { then, denied } => self.claim_read(then, denied),
             Pc::ClaimLive { then, version } => self.claim_live(then, version),
             Pc::ClaimTakeOver { then, version } => self.claim_take_over(then, version),
-            Pc::ReadoptPatch { version } => self.readopt_patch(version),
+            Pc::ClaimLeased { until } => self.claim_leased(until),
+            Pc::ClaimRenew => self.claim_renew(),
+            Pc::ReadoptPatch { version } => {
+                if self.fenced(Pc::ReadoptPatch { version }) {
+                    self.readopt_patch(version)
+                }
+            }
             Pc::MarkStale { authority, version } => self.mark_stale(authority, version),
             Pc::MarkRecord => {
                 // `record_consumption`, in every mode, before the Secret is marked.
@@ -717,6 +840,9 @@ impl Step<'_> {
                 self.actor.pc = Pc::MarkPatch;
             }
             Pc::HandoverData => {
+                if !self.fenced(Pc::HandoverData) {
+                    return;
+                }
                 let owner = self.owner();
                 let path = self.path();
                 let val = self.actor.mem.secret.as_ref().and_then(|s| s.val);
@@ -742,6 +868,9 @@ impl Step<'_> {
                 }
             }
             Pc::HandoverRecord { version, outcome } => {
+                if !self.fenced(Pc::HandoverRecord { version, outcome }) {
+                    return;
+                }
                 let patch = self.record(version, false);
                 self.patch_metadata(&patch);
                 let fp = self.own_fingerprint().as_str().to_string();
@@ -873,7 +1002,7 @@ impl Step<'_> {
 
     fn start_handover_attempt(&mut self) {
         match self.ctx.rule {
-            Rule::Current | Rule::Instants => {
+            Rule::Current | Rule::Instants | Rule::NoLease => {
                 self.actor.pc = Pc::ClaimWrite {
                     then: Then::HandoverWrite,
                 }
@@ -1132,7 +1261,7 @@ impl Step<'_> {
                 let fp = self.own_fingerprint();
                 let held = held.as_ref().map(|(v, f)| (u64::from(*v), f));
                 let step = match self.ctx.rule {
-                    Rule::Current | Rule::Instants => {
+                    Rule::Current | Rule::Instants | Rule::NoLease => {
                         judge_unowned(current.into(), held, &fp, false)
                     }
                     Rule::PreFix => prefix::judge_unowned(current.into(), held, &fp),
@@ -1143,7 +1272,12 @@ impl Step<'_> {
             Pc::ClaimRead { then, denied } => self.claim_read(then, denied),
             Pc::ClaimLive { then, version } => self.claim_live(then, version),
             Pc::ClaimTakeOver { then, version } => self.claim_take_over(then, version),
+            Pc::ClaimLeased { until } => self.claim_leased(until),
+            Pc::ClaimRenew => self.claim_renew(),
             Pc::PushData { cas, adopted } => {
+                if !self.fenced(Pc::PushData { cas, adopted }) {
+                    return;
+                }
                 let owner = self.owner();
                 let path = self.path();
                 let val = self.actor.mem.secret.as_ref().and_then(|s| s.val);
@@ -1176,6 +1310,13 @@ impl Step<'_> {
                 adopted,
                 outcome,
             } => {
+                if !self.fenced(Pc::PushRecordMetadata {
+                    version,
+                    adopted,
+                    outcome,
+                }) {
+                    return;
+                }
                 let patch = self.record(version, adopted);
                 self.patch_metadata(&patch);
                 self.annotate_check(version, outcome.0);
@@ -1237,7 +1378,9 @@ impl Step<'_> {
         fingerprint: &Fingerprint,
     ) -> PushStep {
         match self.ctx.rule {
-            Rule::Current | Rule::Instants => judge(current, ownership, fingerprint),
+            Rule::Current | Rule::Instants | Rule::NoLease => {
+                judge(current, ownership, fingerprint)
+            }
             Rule::PreFix => prefix::judge(current, ownership, fingerprint),
         }
     }
@@ -1247,6 +1390,8 @@ impl Step<'_> {
         self.log
             .say(|| format!("    push decides {step:?} (own data {})", short(&fp)));
         let prefix = self.ctx.rule == Rule::PreFix;
+        // `push_one` holds a claim for one pass of its loop, when the step takes one.
+        self.actor.mem.held = None;
         match step {
             PushStep::Unchanged { version } => {
                 self.annotate_check(version as u8, Outcome::Unchanged)
@@ -1600,7 +1745,9 @@ impl Step<'_> {
 
     fn stamp(&self) -> u8 {
         match self.ctx.rule {
-            Rule::Current | Rule::Instants => self.actor.mem.rotated.expect("a rotation outcome").1,
+            Rule::Current | Rule::Instants | Rule::NoLease => {
+                self.actor.mem.rotated.expect("a rotation outcome").1
+            }
             Rule::PreFix => self.world.second,
         }
     }
@@ -1621,7 +1768,7 @@ impl Step<'_> {
         Trigger {
             stamp: self.stamp(),
             id: match self.ctx.rule {
-                Rule::Current => Some(self.rotation_id().1),
+                Rule::Current | Rule::NoLease => Some(self.rotation_id().1),
                 Rule::PreFix | Rule::Instants => None,
             },
         }
@@ -1634,7 +1781,7 @@ impl Step<'_> {
         let present = object.trigger.map(|t| t.text(consumer));
         let ours = self.refresh_for();
         let already = match self.ctx.rule {
-            Rule::Current => {
+            Rule::Current | Rule::NoLease => {
                 let rotated = object.rotated.map(|v| format!("{}@{v}", ours.target));
                 is_refreshed(present.as_deref(), rotated.as_deref(), &ours)
             }
@@ -1679,7 +1826,7 @@ impl Step<'_> {
         let (_, id) = self.rotation_id();
         let trigger = self.trigger();
         let (_, _, version) = self.actor.mem.rotated.expect("a rotation outcome");
-        let rotated = (self.ctx.rule == Rule::Current).then_some(version);
+        let rotated = matches!(self.ctx.rule, Rule::Current | Rule::NoLease).then_some(version);
         let answer =
             self.world
                 .kube
@@ -1725,7 +1872,7 @@ impl Step<'_> {
         // trigger it last acted on stands in for it.
         let synced = es.handled.map(|t| t.text(EXTERNAL_SECRET));
         let sync = match self.ctx.rule {
-            Rule::Current => {
+            Rule::Current | Rule::NoLease => {
                 let since = match self
                     .actor
                     .mem
@@ -1807,6 +1954,7 @@ pub fn is_write(pc: Pc) -> bool {
         pc,
         Pc::ClaimWrite { .. }
             | Pc::ClaimTakeOver { .. }
+            | Pc::ClaimRenew
             | Pc::ReadoptPatch { .. }
             | Pc::MarkStale { .. }
             | Pc::MarkRecord

@@ -393,9 +393,10 @@ impl Model for SecopsModel {
             }
             // Waiting ends with the clock passing a lease; unless a claimant may still stall,
             // no live claim (of any id: the clock is shared) may be overtaken by it.
-            let waits_for_live_claim = matches!(actor.pc, Pc::RotateWaiting { .. })
-                && state.stalls == 0
-                && holds_live_claim(state);
+            let waits_for_live_claim =
+                matches!(actor.pc, Pc::RotateWaiting { .. } | Pc::ClaimLeased { .. })
+                    && (state.stalls == 0 && holds_live_claim(state)
+                        || state.actors.iter().any(|a| a.mem.renewed));
             // ESO syncs within --sync-timeout: the wait ends once it has acted.
             let waits_for_eso = actor.pc == Pc::SyncPoll && state.world.kube.eso_pending();
             if !waits_for_live_claim && !waits_for_eso {

@@ -13,6 +13,8 @@ fn main() {
     all.push(scenarios::prefix_consumers());
     all.push(scenarios::prefix_same_second());
     all.push(scenarios::prefix_two_paths());
+    all.push(scenarios::prefix_takeover());
+    all.push(scenarios::prefix_push_takeover());
     all.push(scenarios::rotation_three());
     for scenario in all {
         let short = scenario

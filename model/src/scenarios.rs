@@ -2,9 +2,7 @@
 //! controller) on one path or two, each able to crash at any call and be re-run.
 
 use crate::actors::{Command, Rule};
-use crate::properties::{
-    CONSUMERS_CURRENT, MARKED_ONLY_IF_NAMED, ONE_ORIGIN, ORIGIN_DATA, SETTLED,
-};
+use crate::properties::CONSUMERS_CURRENT;
 use crate::{GitOps, Scenario, SecretSpec};
 
 /// Secret indices into `world::SECRET_NAMES`.
@@ -94,15 +92,41 @@ pub fn handover_gitops() -> Scenario {
             GitOps::Recreate { secret: A },
         ],
         gitops_budget: 1,
-        // Finding 1 (the re-created Secret refused for good) is fixed by the claim takeover:
-        // "nothing half-written" must hold. The takeover races the run it took over.
-        known: vec![
-            (ONE_ORIGIN, FINDING_TAKEOVER),
-            (MARKED_ONLY_IF_NAMED, FINDING_TAKEOVER),
-            (ORIGIN_DATA, FINDING_TAKEOVER),
-            (SETTLED, FINDING_TAKEOVER),
-        ],
+        // Finding 1 (the re-created Secret refused for good) is fixed by the claim takeover,
+        // finding 4 (the takeover racing the run it took over) by its lease and the holder's
+        // fence: every property must hold.
         ..base("handover + workflow + GitOps, one Secret")
+    }
+}
+
+/// Two runs of `push-secret` for one internal Secret while GitOps re-creates it: the
+/// push's claim takeover, lease and fence (finding 4 for push).
+pub fn push_gitops() -> Scenario {
+    Scenario {
+        secrets: vec![internal(X, 3)],
+        actors: vec![Command::Push { secret: X }, Command::Push { secret: X }],
+        gitops: vec![GitOps::Recreate { secret: X }],
+        gitops_budget: 1,
+        ..base("push + push + GitOps, one internal Secret")
+    }
+}
+
+/// The push takeover before finding 4's fix: must fail.
+pub fn prefix_push_takeover() -> Scenario {
+    Scenario {
+        rule: Rule::NoLease,
+        name: "PRE-FIX takeover (no lease): push + push + GitOps, one internal Secret",
+        ..push_gitops()
+    }
+}
+
+/// The takeover before finding 4's fix (`Rule::NoLease`: a claim naming a deleted uid is
+/// taken over at once, its holder does not fence itself): must fail ([`FINDING_TAKEOVER`]).
+pub fn prefix_takeover() -> Scenario {
+    Scenario {
+        rule: Rule::NoLease,
+        name: "PRE-FIX takeover (no lease): handover + workflow + GitOps, one Secret",
+        ..handover_gitops()
     }
 }
 
@@ -351,15 +375,17 @@ pub fn current() -> Vec<Scenario> {
         rotation_consumers_two_ids(),
         rotation_consumers_two_ids_apart(),
         two_paths(),
+        push_gitops(),
         handover_gitops().with_faults(2, "handover + workflow + GitOps, one Secret, 2 faults"),
+        push_gitops().with_faults(2, "push + push + GitOps, one internal Secret, 2 faults"),
         push_race().with_faults(2, "push + push + handover, one path, 2 faults"),
         mixed().with_faults(2, "handover + push + rotate, one path, 2 faults"),
     ]
 }
 
-/// Found by the checker in the current protocol (see `docs/architecture.md`, finding 4).
-/// It replaces finding 1 (a claim naming a deleted uid blocked the re-created Secret for
-/// good), fixed by the claim takeover.
+/// Found by the checker (fixed; `docs/architecture.md`, finding 4), kept as what
+/// [`prefix_takeover`] must still find. It replaced finding 1 (a claim naming a deleted uid
+/// blocked the re-created Secret for good), fixed by the claim takeover.
 pub const FINDING_TAKEOVER: &str = "GitOps re-creates the Secret (new uid) while a run of the \
     old object holds the claim: the new object's run takes the claim over and records \
     provenance (uid 2), but the old run decided its claim once and goes on: its provenance \

@@ -131,7 +131,8 @@ pub fn parameters(path: u8) -> Parameters {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Data {
     Secret(Val),
-    Claim(Owner),
+    /// A path claim: its holder and `claimed_at`, on the lease clock (`World::now`).
+    Claim(Owner, u8),
     Record(Record),
 }
 
@@ -518,12 +519,21 @@ pub fn source_secret(name: u8, object: &Object) -> SourceSecret {
     }
 }
 
+/// The model's `--path-claim-lease` in seconds: the lease clock (`World::now`) counts
+/// leases, so a claim is within its fence only in the lease unit it was written in.
+pub const CLAIM_LEASE_SECONDS: i64 = 120;
+
+/// A lease-clock reading in seconds, for the real claim decisions.
+pub fn claim_seconds(now: u8) -> i64 {
+    i64::from(now) * CLAIM_LEASE_SECONDS
+}
+
 /// A modelled claim as the real [`Claim`] type, to ask it who holds it.
-pub fn domain_claim(owner: &Owner) -> Claim {
+pub fn domain_claim(owner: &Owner, claimed_at: u8) -> Claim {
     Claim {
         origin: owner.origin(),
         uid: owner.uid(),
-        claimed_at: 0,
+        claimed_at: claim_seconds(claimed_at),
     }
 }
 

@@ -1,7 +1,8 @@
 //! Runs the model checker: every scenario of the current protocol must satisfy every
 //! property except the findings it lists as known (each must still be found), and the
-//! pre-fix push and handover rules, consumers stamped by each run's clock and consumers
-//! judged by instant must produce counterexamples, so the checker is known able to fail.
+//! pre-fix push and handover rules, consumers stamped by each run's clock, consumers judged
+//! by instant and a claim takeover without a lease must produce counterexamples, so the
+//! checker is known able to fail.
 
 use std::collections::BTreeSet;
 
@@ -108,5 +109,35 @@ fn the_pre_fix_rule_is_caught_across_two_paths() {
             .iter()
             .any(|p| report.result(p) == "VIOLATED"),
         "the batch's second Secret and the push must not both own ns/p1"
+    );
+}
+
+#[test]
+fn a_takeover_without_a_lease_is_caught() {
+    let report = check(scenarios::prefix_takeover(), threads(), true);
+    report.print();
+    println!("  finding: {}", scenarios::FINDING_TAKEOVER);
+    // The search stops at its first violation: any invariant the late PATCH breaks will do.
+    assert!(
+        [
+            properties::ONE_ORIGIN,
+            properties::MARKED_ONLY_IF_NAMED,
+            properties::ORIGIN_DATA
+        ]
+        .iter()
+        .any(|p| report.result(p) == "VIOLATED"),
+        "the run a takeover raced must not record the deleted uid after it"
+    );
+}
+
+#[test]
+fn a_push_takeover_without_a_lease_is_caught() {
+    let report = check(scenarios::prefix_push_takeover(), threads(), true);
+    report.print();
+    assert!(
+        [properties::ONE_ORIGIN, properties::MARKED_ONLY_IF_NAMED]
+            .iter()
+            .any(|p| report.result(p) == "VIOLATED"),
+        "the push a takeover raced must not record the deleted uid after it"
     );
 }

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use super::ownership::{check_metadata_limits, claim, not_owned, Claimed};
+use super::ownership::{check_metadata_limits, claim, fence, not_owned, Claimed};
 use super::recreated::{mark_stale, readopt};
 use super::Context;
 use crate::audit::{actor, Action, AuditEvent};
@@ -98,14 +98,16 @@ pub async fn write_to_vault(
     };
     let not_owned = |owner: String| not_owned(&target, &origin, owner);
     ctx.require_writable(&target.mount).await?;
-    // Claims are created once and never changed, so one answer serves every pass below.
-    let claimed = match ctx.settings.dry_run {
+    // The claim is decided once; only a takeover changes it after its lease, and every write
+    // under it is fenced (a holder past its fence renews it, or stops if taken over).
+    let mut claimed = match ctx.settings.dry_run {
         true => None,
         false => Some(claim(ctx, &target, &origin, &secret.uid).await?),
     };
     for _ in 0..RACE_ATTEMPTS {
         let mut denied = false;
-        if claimed == Some(Claimed::Ours) {
+        if let Some(Claimed::Ours(held)) = &mut claimed {
+            fence(ctx, &target, held).await?;
             match ctx
                 .vault
                 .write(&target.mount, &target.path, &secret.data, 0)
@@ -116,6 +118,7 @@ pub async fn write_to_vault(
                         .version(version)
                         .fingerprint(&fingerprint)
                         .emit();
+                    fence(ctx, &target, held).await?;
                     ctx.vault
                         .patch_metadata(&target.mount, &target.path, &record(version))
                         .await?;
@@ -133,13 +136,13 @@ pub async fn write_to_vault(
             match claimed {
                 None => return Ok(handed(Outcome::Planned, 0, None)),
                 Some(Claimed::Theirs { holder }) => return Err(not_owned(holder.clone())),
-                Some(Claimed::Ours) if denied => {
+                Some(Claimed::Ours(_)) if denied => {
                     return Err(Error::Forbidden {
                         action: format!("hand over {}", secret.reference),
                         detail: format!("no create permission on Vault {target}"),
                     })
                 }
-                Some(Claimed::Ours) => continue, // deleted between our write and our read
+                Some(Claimed::Ours(_)) => continue, // deleted between our write and our read
             }
         };
         let provenance = Provenance::from_metadata(&metadata.custom);
@@ -185,13 +188,14 @@ pub async fn write_to_vault(
                 if key.fingerprint(&target, &current.data) != fingerprint {
                     return Err(not_owned("data with no secops provenance".into()));
                 }
-                if ctx.settings.dry_run {
+                let Some(Claimed::Ours(held)) = &mut claimed else {
                     return Ok(handed(
                         Outcome::Planned,
                         current.version,
                         Some(fingerprint.clone()),
                     ));
-                }
+                };
+                fence(ctx, &target, held).await?;
                 ctx.vault
                     .patch_metadata(&target.mount, &target.path, &record(current.version))
                     .await?;

@@ -56,6 +56,8 @@ pub struct Settings {
     pub dry_run: bool,
     /// `--cluster-name`: whose origins this run writes and judges.
     pub cluster: Option<ClusterName>,
+    /// `--path-claim-lease`, in seconds (`domain::claim`).
+    pub claim_lease: i64,
 }
 
 /// The connected clients and settings a command runs with.

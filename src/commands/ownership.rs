@@ -18,23 +18,34 @@ const METADATA_VALUE_LIMIT: usize = 512;
 /// Who holds the claim on a path.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Claimed {
-    /// This origin: it may write the path (now, or again after a crash).
-    Ours,
+    /// This origin: it may write the path (now, or again after a crash), each write
+    /// [`fence`]d.
+    Ours(Held),
     /// Another origin claimed it first.
     Theirs { holder: String },
+}
+
+/// Our claim as last written or read, and its KV version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held {
+    claim: Claim,
+    version: u64,
 }
 
 /// Claims `target` for `origin` (`cas=0`), or finds who holds it. Only a create is
 /// attempted first, so a create-only Vault policy suffices; its 403 on an existing claim is
 /// answered by reading the claim. A claim naming this origin under a uid that no longer
-/// exists (the Secret was re-created) is taken over with `cas` on its version, so of two
-/// runs taking it over exactly one wins and the other re-reads.
+/// exists (the Secret was re-created) is taken over with `cas` on its version once it is
+/// older than `--path-claim-lease` (its holder, a run of the deleted Secret, may still be
+/// writing until then: exit 75), so of two runs taking it over exactly one wins and the other
+/// re-reads.
 pub async fn claim(ctx: &Context, target: &Target, origin: &Origin, uid: &str) -> Result<Claimed> {
     let at = claim_path(&target.path);
+    let now = crate::clock::now().as_second();
     let mine = Claim {
         origin: origin.clone(),
         uid: uid.to_string(),
-        claimed_at: crate::clock::now().as_second(),
+        claimed_at: now,
     };
     for _ in 0..RACE_ATTEMPTS {
         let denied = match ctx
@@ -47,7 +58,10 @@ pub async fn claim(ctx: &Context, target: &Target, origin: &Origin, uid: &str) -
                 AuditEvent::new(Action::Claim, &record, Outcome::Written)
                     .version(version)
                     .emit();
-                return Ok(Claimed::Ours);
+                return Ok(Claimed::Ours(Held {
+                    claim: mine,
+                    version,
+                }));
             }
             CasWrite::Mismatch => false,
             CasWrite::Denied => true,
@@ -72,12 +86,28 @@ pub async fn claim(ctx: &Context, target: &Target, origin: &Origin, uid: &str) -
                 detail: format!("the claim record {}/{at} is not secops's", target.mount),
             });
         };
-        match claim.held_for(origin, uid) {
-            ClaimHeld::Ours => return Ok(Claimed::Ours),
+        match claim.held_for(origin, uid, now, ctx.settings.claim_lease) {
+            ClaimHeld::Ours => {
+                return Ok(Claimed::Ours(Held {
+                    claim,
+                    version: held.version,
+                }))
+            }
             ClaimHeld::Theirs => {
                 return Ok(Claimed::Theirs {
                     holder: claim.holder(),
                 })
+            }
+            ClaimHeld::Leased { until } => {
+                return Err(Error::temporary(
+                    format!("take over the claim on Vault {target}"),
+                    format!(
+                        "it names uid {} of the re-created {origin}, which may still be writing until its lease ends at {}",
+                        claim.uid,
+                        jiff::Timestamp::from_second(until)
+                            .map_or_else(|_| until.to_string(), crate::clock::rfc3339)
+                    ),
+                ))
             }
             ClaimHeld::TakeOver => {}
         }
@@ -94,7 +124,10 @@ pub async fn claim(ctx: &Context, target: &Target, origin: &Origin, uid: &str) -
                 AuditEvent::new(Action::ClaimTakeover, target, Outcome::Written)
                     .version(version)
                     .emit();
-                return Ok(Claimed::Ours);
+                return Ok(Claimed::Ours(Held {
+                    claim: mine,
+                    version,
+                }));
             }
             CasWrite::Mismatch => continue, // another run took it over: re-read
             CasWrite::Denied => {
@@ -108,6 +141,43 @@ pub async fn claim(ctx: &Context, target: &Target, origin: &Origin, uid: &str) -
     Err(Error::LostRace {
         action: format!("claim Vault {target}"),
     })
+}
+
+/// Self-fencing, right before each write that relies on `held`: a holder past its fence
+/// ([`Claim::within_fence`]) renews its claim (`cas` on the version it holds) before
+/// writing, so a takeover, which waits for the whole lease, never precedes one of its
+/// writes. A renewal that loses the `cas` was taken over: exit 75, and the retry re-decides.
+pub async fn fence(ctx: &Context, target: &Target, held: &mut Held) -> Result<()> {
+    let now = crate::clock::now().as_second();
+    if held.claim.within_fence(now, ctx.settings.claim_lease) {
+        return Ok(());
+    }
+    let at = claim_path(&target.path);
+    let renewed = Claim {
+        claimed_at: now,
+        ..held.claim.clone()
+    };
+    match ctx
+        .vault
+        .write(&target.mount, &at, &renewed.to_data(), held.version)
+        .await?
+    {
+        CasWrite::Written { version } => {
+            tracing::info!(%target, version, "renewed the claim past its fence");
+            *held = Held {
+                claim: renewed,
+                version,
+            };
+            Ok(())
+        }
+        CasWrite::Mismatch => Err(Error::LostRace {
+            action: format!("renew the claim on Vault {target} (taken over since)"),
+        }),
+        CasWrite::Denied => Err(Error::Forbidden {
+            action: format!("renew the claim on Vault {target}"),
+            detail: format!("no update permission on {}/{at}", target.mount),
+        }),
+    }
 }
 
 /// Refuses unless the Secret `origin` names exists with `uid`.

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use futures::{StreamExt as _, TryStreamExt as _};
 use serde::Serialize;
 
-use super::ownership::{check_metadata_limits, claim, not_owned, Claimed};
+use super::ownership::{check_metadata_limits, claim, fence, not_owned, Claimed};
 use super::recreated::{mark_stale, readopt};
 use super::{pages, Context};
 use crate::audit::{Action, AuditEvent};
@@ -276,11 +276,11 @@ async fn push_one(
                 return Ok(pushed(Outcome::Planned, 0));
             }
             PushStep::Record { version } => {
-                if let Claimed::Theirs { holder } =
-                    claim(ctx, &target, &origin, &source.uid).await?
-                {
-                    return Err(not_owned(holder));
-                }
+                let mut held = match claim(ctx, &target, &origin, &source.uid).await? {
+                    Claimed::Ours(held) => held,
+                    Claimed::Theirs { holder } => return Err(not_owned(holder)),
+                };
+                fence(ctx, &target, &mut held).await?;
                 let record = ownership_record(&source, version, &fingerprint, false);
                 ctx.vault
                     .patch_metadata(&target.mount, &target.path, &record)
@@ -303,10 +303,16 @@ async fn push_one(
                 ))
             }
         };
-        if claim_first {
-            if let Claimed::Theirs { holder } = claim(ctx, &target, &origin, &source.uid).await? {
-                return Err(not_owned(holder));
-            }
+        // A write to a path without provenance relies on our claim: each is fenced.
+        let mut held = match claim_first {
+            false => None,
+            true => match claim(ctx, &target, &origin, &source.uid).await? {
+                Claimed::Ours(held) => Some(held),
+                Claimed::Theirs { holder } => return Err(not_owned(holder)),
+            },
+        };
+        if let Some(held) = &mut held {
+            fence(ctx, &target, held).await?;
         }
         let version = match ctx
             .vault
@@ -332,6 +338,9 @@ async fn push_one(
             .fingerprint(&fingerprint)
             .emit();
         let record = ownership_record(&source, version, &fingerprint, adopted);
+        if let Some(held) = &mut held {
+            fence(ctx, &target, held).await?;
+        }
         ctx.vault
             .patch_metadata(&target.mount, &target.path, &record)
             .await?;

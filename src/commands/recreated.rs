@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use super::ownership::{check_metadata_limits, claim, not_owned, Claimed};
+use super::ownership::{check_metadata_limits, claim, fence, not_owned, Claimed};
 use super::Context;
 use crate::audit::{Action, AuditEvent};
 use crate::clock::now_rfc3339;
@@ -30,9 +30,11 @@ pub async fn readopt(
 ) -> Result<()> {
     let patch = readoption_changes(custom, provenance, &secret.uid, &now_rfc3339());
     check_metadata_limits(&patch, &secret.reference.to_string())?;
-    if let Claimed::Theirs { holder } = claim(ctx, target, origin, &secret.uid).await? {
-        return Err(not_owned(target, origin, holder));
-    }
+    let mut held = match claim(ctx, target, origin, &secret.uid).await? {
+        Claimed::Ours(held) => held,
+        Claimed::Theirs { holder } => return Err(not_owned(target, origin, holder)),
+    };
+    fence(ctx, target, &mut held).await?;
     ctx.vault
         .patch_metadata(&target.mount, &target.path, &patch)
         .await?;

@@ -107,6 +107,15 @@ impl<'a> Steps<'a> {
     fn vault_version(&self) -> u64 {
         BAO.current_version("secret", &format!("{}/db", self.namespace))
     }
+
+    /// Backdates the path's claim past `--path-claim-lease`: a re-created Secret's run waits
+    /// out a younger claim of the deleted uid (exit 75, `docs/contract.md` §6.8).
+    fn age_claim(&self) {
+        let at = format!("secops/claims/{}/db", self.namespace);
+        let mut claim = BAO.read("secret", &at).expect("the handover's claim");
+        claim["claimed_at"] = serde_json::json!("1");
+        BAO.write("secret", &at, claim);
+    }
 }
 
 fn consumed_label(secret: &Value) -> &Value {
@@ -275,6 +284,12 @@ fn delete_is_undone_by_a_sync_and_the_re_created_secret_is_re_adopted_without_a_
     assert_eq!(sync(&cluster, &manifest), "secret/db created");
     let recreated = steps.secret().unwrap();
     assert_ne!(recreated["metadata"]["uid"], first_uid);
+    let item = steps.handover("delete", 75);
+    assert_eq!(
+        item["error"]["kind"], "temporary",
+        "within the claim's lease: {item}"
+    );
+    steps.age_claim();
 
     let item = steps.handover("delete", 0);
     assert!(

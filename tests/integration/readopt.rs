@@ -95,7 +95,18 @@ fn assert_stale_violation(cluster: &Cluster, token: &str, ns: &str, uids: [&str;
     status
 }
 
+/// Backdates the claim on `path` past `--path-claim-lease`, as it is when a Secret is
+/// re-created long after its handover: a younger claim of a deleted uid is waited for.
+fn age_claim(path: &str) {
+    let at = format!("secops/claims/{path}");
+    if let Some(mut claim) = BAO.read("secret", &at) {
+        claim["claimed_at"] = json!("1");
+        BAO.write("secret", &at, claim);
+    }
+}
+
 fn recreate_bootstrap(cluster: &Cluster, ns: &str, name: &str, value: &[u8]) -> String {
+    age_claim(&format!("{ns}/{name}"));
     cluster.delete_secret(ns, name);
     cluster.bootstrap_secret(ns, name, &format!("{ns}/{name}"), &[("password", value)]);
     uid(cluster, ns, name)
@@ -262,6 +273,7 @@ fn a_recreated_bootstrap_secret_with_other_data_is_stale_and_vault_stays_the_aut
 }
 
 fn internal(cluster: &Cluster, ns: &str, value: &str) -> String {
+    age_claim(&format!("{ns}/op"));
     cluster.create(json!({
         "apiVersion": "v1", "kind": "Secret",
         "metadata": {"name": "op", "namespace": ns, "labels": {"secops.dev/class": "internal"},
@@ -481,4 +493,83 @@ fn a_claim_left_by_a_recreated_origin_is_taken_over_by_exactly_one_run() {
         assert_eq!(claim["uid"], uid.as_str(), "{claim}");
         assert_eq!(label_state(&cluster, ns, name), "consumed");
     }
+}
+
+fn epoch_seconds() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// Model finding 4: a claim naming a deleted uid may belong to a run of that Secret still
+/// writing, so the re-created Secret's run takes it over only once it is older than
+/// `--path-claim-lease` (default 120 s); before, it exits 75 with nothing written.
+#[test]
+fn a_claim_of_a_recreated_origin_is_taken_over_only_after_its_lease() {
+    let ns = "ra-lease";
+    let cluster = Cluster::start();
+    cluster.namespace(ns);
+    let tokens = Tokens::for_namespace(ns);
+    cluster.bootstrap_secret(ns, "db", &format!("{ns}/db"), &[("password", b"git-value")]);
+    let old = uid(&cluster, ns, "db");
+    let claim_at = format!("secops/claims/{ns}/db");
+    let claim = |claimed_at: u64| json!({"origin": format!("bootstrap:{ns}/db"), "uid": old, "claimed_at": claimed_at.to_string()});
+    let new = recreate_bootstrap(&cluster, ns, "db", b"git-value");
+    BAO.write("secret", &claim_at, claim(epoch_seconds()));
+
+    let leased = run(&cluster, &tokens.handover, &["handover", "-n", ns]);
+    assert_eq!(leased.code, 75, "{}{}", leased.stdout, leased.stderr);
+    assert!(leased.stderr.contains("lease ends at"), "{}", leased.stderr);
+    assert_eq!(
+        BAO.read("secret", &format!("{ns}/db")),
+        None,
+        "nothing written"
+    );
+    assert_eq!(BAO.read("secret", &claim_at).unwrap()["uid"], old.as_str());
+    assert_eq!(audited(&leased, "claim-takeover"), 0);
+    assert!(label_state(&cluster, ns, "db").is_null());
+
+    BAO.write("secret", &claim_at, claim(epoch_seconds() - 121));
+    let taken = run(&cluster, &tokens.handover, &["handover", "-n", ns]);
+    assert_eq!(taken.code, 0, "{}{}", taken.stdout, taken.stderr);
+    assert_eq!(audited(&taken, "claim-takeover"), 1);
+    assert_eq!(BAO.read("secret", &claim_at).unwrap()["uid"], new.as_str());
+    let custom = BAO.custom_metadata("secret", &format!("{ns}/db"));
+    assert_eq!(custom["secops-origin-uid"], new);
+    assert_eq!(label_state(&cluster, ns, "db"), "consumed");
+}
+
+/// A holder's own claim past its fence (three quarters of the lease) is renewed, with `cas`
+/// on its version, before the holder writes under it.
+#[test]
+fn a_holder_renews_its_claim_past_the_fence_before_writing() {
+    let ns = "ra-fence";
+    let cluster = Cluster::start();
+    cluster.namespace(ns);
+    let tokens = Tokens::for_namespace(ns);
+    cluster.bootstrap_secret(ns, "db", &format!("{ns}/db"), &[("password", b"git-value")]);
+    let live = uid(&cluster, ns, "db");
+    let claim_at = format!("secops/claims/{ns}/db");
+    BAO.write(
+        "secret",
+        &claim_at,
+        json!({"origin": format!("bootstrap:{ns}/db"), "uid": live, "claimed_at": "1"}),
+    );
+    let before = epoch_seconds();
+
+    let done = run(&cluster, &tokens.handover, &["handover", "-n", ns]);
+    assert_eq!(done.code, 0, "{}{}", done.stdout, done.stderr);
+    assert_eq!(BAO.current_version("secret", &claim_at), 2, "renewed once");
+    let renewed: u64 = BAO.read("secret", &claim_at).unwrap()["claimed_at"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(renewed >= before, "{renewed} < {before}");
+    assert_eq!(
+        BAO.custom_metadata("secret", &format!("{ns}/db"))["secops-origin-uid"],
+        live
+    );
+    assert_eq!(label_state(&cluster, ns, "db"), "consumed");
 }

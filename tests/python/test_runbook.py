@@ -318,8 +318,13 @@ def fresh_postgres(cluster, shell):
         assert shell(f"bao kv metadata delete {path}").returncode == 0
 
 
-def recreate_postgres(cluster, value: str) -> str:
-    """GitOps re-creates the Secret from Git: same name, a new uid."""
+def recreate_postgres(cluster, value: str, shell=None) -> str:
+    """GitOps re-creates the Secret from Git: same name, a new uid. With `shell`, the path's
+    claim is first backdated past `--path-claim-lease`, as it is when a cluster is lost long
+    after the handover (a younger claim of the deleted uid is waited for: exit 75)."""
+    if shell is not None:
+        patched = shell("bao kv patch secret/secops/claims/payments/postgres claimed_at=1")
+        assert patched.returncode == 0, patched.stdout + patched.stderr
     cluster.request("DELETE", "/api/v1/namespaces/payments/secrets/postgres")
     cluster.bootstrap("payments", "postgres", "payments/postgres", value)
     return cluster.secret("payments", "postgres")["metadata"]["uid"]
@@ -341,7 +346,7 @@ def test_cluster_loss_flow_as_printed(services, tmp_path):
     assert handover.returncode == 0, handover.stdout + handover.stderr
     assert vault.current_version("secret", "payments/postgres") == 1
 
-    second = recreate_postgres(cluster, "value-from-git")
+    second = recreate_postgres(cluster, "value-from-git", shell)
     status = shell(printed("secops status -n payments --output table"))
     assert status.returncode == 3 and "recreated" in status.stdout, status.stdout
     readopt = shell(printed("secops handover -n payments --audit-file"))
@@ -360,7 +365,7 @@ def test_cluster_loss_flow_as_printed(services, tmp_path):
     metadata = shell(printed("bao kv metadata get secret/payments/postgres"))
     assert second in metadata.stdout and first in metadata.stdout, metadata.stdout  # origin uid, previous uids
 
-    third = recreate_postgres(cluster, "changed-in-git")
+    third = recreate_postgres(cluster, "changed-in-git", shell)
     stale = shell(printed("secops handover -n payments"))
     assert stale.returncode == 3 and json.loads(stale.stdout)["items"][0]["error"]["kind"] == "stale", stale.stdout
     listed = shell(printed("kubectl get secrets -A -l secops.dev/state=stale"))
@@ -380,7 +385,7 @@ def test_cluster_loss_flow_as_printed(services, tmp_path):
     assert marked["labels"]["secops.dev/state"] == "consumed" and "secops.dev/stale-at" not in marked["annotations"], marked
 
     # Or it is retired: stale again, then removed.
-    recreate_postgres(cluster, "changed-in-git")
+    recreate_postgres(cluster, "changed-in-git", shell)
     assert shell(printed("secops handover -n payments")).returncode == 3
     retire = shell(printed("kubectl -n payments delete secret postgres"))
     assert retire.returncode == 0, retire.stderr
