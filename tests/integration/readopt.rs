@@ -272,6 +272,35 @@ fn a_recreated_bootstrap_secret_with_other_data_is_stale_and_vault_stays_the_aut
     );
 }
 
+/// A stale label that secops did not write (a manifest committed from `kubectl get -o yaml`
+/// carries it) is not a marking: the Secret is still marked for the authority it conflicts
+/// with, annotation, audit event and all.
+#[test]
+fn a_stale_label_without_its_authority_is_marked_again() {
+    let ns = "ra-label";
+    let path = format!("{ns}/db");
+    let cluster = Cluster::start();
+    cluster.namespace(ns);
+    let tokens = Tokens::for_namespace(ns);
+    cluster.bootstrap_secret(ns, "db", &path, &[("password", b"handed-over")]);
+    let first = uid(&cluster, ns, "db");
+    assert_eq!(
+        run(&cluster, &tokens.handover, &["handover", "-n", ns]).code,
+        0
+    );
+    recreate_bootstrap(&cluster, ns, "db", b"other-in-git");
+    cluster.merge_patch_secret(
+        ns,
+        "db",
+        json!({"metadata": {"labels": {"secops.dev/state": "stale"}}}),
+    );
+    let refused = run(&cluster, &tokens.handover, &["handover", "-n", ns]);
+    assert_eq!(refused.code, 3, "{}{}", refused.stdout, refused.stderr);
+    assert_eq!(audited(&refused, "mark-stale"), 1, "{}", refused.stderr);
+    let annotations = &cluster.secret(ns, "db").unwrap()["metadata"]["annotations"];
+    assert_eq!(annotations["secops.dev/authority-uid"], first.as_str());
+}
+
 fn internal(cluster: &Cluster, ns: &str, value: &str) -> String {
     age_claim(&format!("{ns}/op"));
     cluster.create(json!({
