@@ -105,6 +105,21 @@ fn age_claim(path: &str) {
     }
 }
 
+/// A cluster where `NS/db` holding `value` was handed over (version 1) under the chart's
+/// policies: the start of every cluster-loss story. Returns its first uid.
+fn handed_over(ns: &str, value: &[u8]) -> (Cluster, Tokens, String) {
+    let cluster = Cluster::start();
+    cluster.namespace(ns);
+    let tokens = Tokens::for_namespace(ns);
+    let path = format!("{ns}/db");
+    cluster.bootstrap_secret(ns, "db", &path, &[("password", value)]);
+    let first = uid(&cluster, ns, "db");
+    let handover = run(&cluster, &tokens.handover, &["handover", "-n", ns]);
+    assert_eq!(handover.code, 0, "{}{}", handover.stdout, handover.stderr);
+    assert_eq!(BAO.current_version("secret", &path), 1);
+    (cluster, tokens, first)
+}
+
 fn recreate_bootstrap(cluster: &Cluster, ns: &str, name: &str, value: &[u8]) -> String {
     age_claim(&format!("{ns}/{name}"));
     cluster.delete_secret(ns, name);
@@ -116,14 +131,7 @@ fn recreate_bootstrap(cluster: &Cluster, ns: &str, name: &str, value: &[u8]) -> 
 fn a_recreated_bootstrap_secret_with_the_handed_over_data_is_readopted() {
     let ns = "ra-same";
     let path = format!("{ns}/db");
-    let cluster = Cluster::start();
-    cluster.namespace(ns);
-    let tokens = Tokens::for_namespace(ns);
-    cluster.bootstrap_secret(ns, "db", &path, &[("password", b"first-value")]);
-    let first = uid(&cluster, ns, "db");
-    let handover = run(&cluster, &tokens.handover, &["handover", "-n", ns]);
-    assert_eq!(handover.code, 0, "{}{}", handover.stdout, handover.stderr);
-    assert_eq!(BAO.current_version("secret", &path), 1);
+    let (cluster, tokens, first) = handed_over(ns, b"first-value");
 
     // Cluster loss: GitOps re-creates the Secret from Git, same data, new uid.
     let second = recreate_bootstrap(&cluster, ns, "db", b"first-value");
@@ -208,15 +216,7 @@ fn a_recreated_bootstrap_secret_with_the_handed_over_data_is_readopted() {
 fn a_recreated_bootstrap_secret_with_other_data_is_stale_and_vault_stays_the_authority() {
     let ns = "ra-stale";
     let path = format!("{ns}/db");
-    let cluster = Cluster::start();
-    cluster.namespace(ns);
-    let tokens = Tokens::for_namespace(ns);
-    cluster.bootstrap_secret(ns, "db", &path, &[("password", b"handed-over")]);
-    let first = uid(&cluster, ns, "db");
-    assert_eq!(
-        run(&cluster, &tokens.handover, &["handover", "-n", ns]).code,
-        0
-    );
+    let (cluster, tokens, first) = handed_over(ns, b"handed-over");
 
     // Git holds another value than the one handed over.
     let second = recreate_bootstrap(&cluster, ns, "db", b"other-in-git");
@@ -278,16 +278,7 @@ fn a_recreated_bootstrap_secret_with_other_data_is_stale_and_vault_stays_the_aut
 #[test]
 fn a_stale_label_without_its_authority_is_marked_again() {
     let ns = "ra-label";
-    let path = format!("{ns}/db");
-    let cluster = Cluster::start();
-    cluster.namespace(ns);
-    let tokens = Tokens::for_namespace(ns);
-    cluster.bootstrap_secret(ns, "db", &path, &[("password", b"handed-over")]);
-    let first = uid(&cluster, ns, "db");
-    assert_eq!(
-        run(&cluster, &tokens.handover, &["handover", "-n", ns]).code,
-        0
-    );
+    let (cluster, tokens, first) = handed_over(ns, b"handed-over");
     recreate_bootstrap(&cluster, ns, "db", b"other-in-git");
     cluster.merge_patch_secret(
         ns,
