@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use super::ownership::{check_metadata_limits, claim, fence, not_owned, Claimed};
+use super::ownership::{check_metadata_limits, claim, fence, not_owned, patch_fenced, Claimed};
 use super::recreated::{mark_stale, readopt};
 use super::Context;
 use crate::audit::{actor, Action, AuditEvent};
@@ -118,10 +118,7 @@ pub async fn write_to_vault(
                         .version(version)
                         .fingerprint(&fingerprint)
                         .emit();
-                    fence(ctx, &target, held).await?;
-                    ctx.vault
-                        .patch_metadata(&target.mount, &target.path, &record(version))
-                        .await?;
+                    patch_fenced(ctx, &target, Some(held), &record(version)).await?;
                     AuditEvent::new(Action::RecordProvenance, &target, Outcome::Written)
                         .version(version)
                         .fingerprint(&fingerprint)
@@ -195,10 +192,7 @@ pub async fn write_to_vault(
                         Some(fingerprint.clone()),
                     ));
                 };
-                fence(ctx, &target, held).await?;
-                ctx.vault
-                    .patch_metadata(&target.mount, &target.path, &record(current.version))
-                    .await?;
+                patch_fenced(ctx, &target, Some(held), &record(current.version)).await?;
                 AuditEvent::new(Action::HandoverFinish, &target, Outcome::Unchanged)
                     .version(current.version)
                     .fingerprint(&fingerprint)

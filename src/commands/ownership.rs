@@ -180,6 +180,22 @@ pub async fn fence(ctx: &Context, target: &Target, held: &mut Held) -> Result<()
     }
 }
 
+/// A provenance write under our claim: [`fence`]d first, so it cannot land after a takeover.
+/// `None`: the path's provenance already names us and decides, so no claim is relied on.
+pub async fn patch_fenced(
+    ctx: &Context,
+    target: &Target,
+    held: Option<&mut Held>,
+    patch: &MetadataPatch,
+) -> Result<()> {
+    if let Some(held) = held {
+        fence(ctx, target, held).await?;
+    }
+    ctx.vault
+        .patch_metadata(&target.mount, &target.path, patch)
+        .await
+}
+
 /// Refuses unless the Secret `origin` names exists with `uid`.
 async fn require_live(ctx: &Context, origin: &Origin, uid: &str) -> Result<()> {
     let (Origin::Bootstrap(reference) | Origin::Push(reference)) = origin else {

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use futures::{StreamExt as _, TryStreamExt as _};
 use serde::Serialize;
 
-use super::ownership::{check_metadata_limits, claim, fence, not_owned, Claimed};
+use super::ownership::{check_metadata_limits, claim, fence, not_owned, patch_fenced, Claimed};
 use super::recreated::{mark_stale, readopt};
 use super::{pages, Context};
 use crate::audit::{Action, AuditEvent};
@@ -280,11 +280,8 @@ async fn push_one(
                     Claimed::Ours(held) => held,
                     Claimed::Theirs { holder } => return Err(not_owned(holder)),
                 };
-                fence(ctx, &target, &mut held).await?;
                 let record = ownership_record(&source, version, &fingerprint, false);
-                ctx.vault
-                    .patch_metadata(&target.mount, &target.path, &record)
-                    .await?;
+                patch_fenced(ctx, &target, Some(&mut held), &record).await?;
                 AuditEvent::new(Action::RecordProvenance, &target, Outcome::Written)
                     .version(version)
                     .fingerprint(&fingerprint)
@@ -338,12 +335,7 @@ async fn push_one(
             .fingerprint(&fingerprint)
             .emit();
         let record = ownership_record(&source, version, &fingerprint, adopted);
-        if let Some(held) = &mut held {
-            fence(ctx, &target, held).await?;
-        }
-        ctx.vault
-            .patch_metadata(&target.mount, &target.path, &record)
-            .await?;
+        patch_fenced(ctx, &target, held.as_mut(), &record).await?;
         AuditEvent::new(Action::RecordProvenance, &target, Outcome::Written)
             .version(version)
             .fingerprint(&fingerprint)

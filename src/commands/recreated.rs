@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use super::ownership::{check_metadata_limits, claim, fence, not_owned, Claimed};
+use super::ownership::{check_metadata_limits, claim, not_owned, patch_fenced, Claimed};
 use super::Context;
 use crate::audit::{Action, AuditEvent};
 use crate::clock::now_rfc3339;
@@ -34,10 +34,7 @@ pub async fn readopt(
         Claimed::Ours(held) => held,
         Claimed::Theirs { holder } => return Err(not_owned(target, origin, holder)),
     };
-    fence(ctx, target, &mut held).await?;
-    ctx.vault
-        .patch_metadata(&target.mount, &target.path, &patch)
-        .await?;
+    patch_fenced(ctx, target, Some(&mut held), &patch).await?;
     let event =
         AuditEvent::new(action, target, Outcome::Readopted).version(provenance.origin_version);
     match &provenance.origin_fingerprint {
