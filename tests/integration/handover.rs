@@ -540,6 +540,14 @@ fn crash_matrix_converges_with_exactly_one_version() {
         canaries.assert_state_clean(&cluster, ns, "secret", &[&format!("{ns}/s")]);
     };
 
+    // A handover makes the fingerprint key before its first data write, so a crash after
+    // that write leaves the key behind. Made here, as the Vault this test binary shares may
+    // not have handed anything over yet.
+    cluster.namespace("crash-key");
+    cluster.bootstrap_secret("crash-key", "s", "crash-key/s", &[("v", b"key-maker")]);
+    let key_maker = secops(Some(&cluster), &["handover", "-n", "crash-key"]);
+    assert_eq!(key_maker.code, 0, "{}", key_maker.stderr);
+
     // 1. Data written, metadata not: the process died between the two Vault writes.
     let value = canaries.plant("data-only");
     cluster.bootstrap_secret("crash-data", "s", "crash-data/s", &[("v", &value)]);

@@ -18,6 +18,7 @@ mod kubectl;
 mod ownership;
 mod proxy;
 mod push;
+mod races;
 mod readopt;
 mod rotate;
 mod status;

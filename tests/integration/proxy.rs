@@ -18,6 +18,9 @@ pub enum ProxyFault {
     Status(u16),
     /// Forward to Vault, then close without answering: the write happened unseen.
     DropAfter,
+    /// Hold the request until [`FaultProxy::release`], then carry it out: a window in which
+    /// the test changes the world under a run that is past its reads.
+    Hold,
 }
 
 #[derive(Default)]
@@ -28,6 +31,9 @@ struct Plan {
     after: Option<(String, usize, ProxyFault)>,
     /// The request line of every request forwarded to Vault.
     forwarded: Vec<String>,
+    /// A request is being held ([`ProxyFault::Hold`]) until `released`.
+    holding: bool,
+    released: bool,
 }
 
 pub struct FaultProxy {
@@ -57,6 +63,7 @@ impl FaultProxy {
         plan.served = 0;
         plan.faults = HashMap::from([(position, fault)]);
         plan.after = None;
+        (plan.holding, plan.released) = (false, false);
     }
 
     /// Fails the request right after the first one whose request line and headers contain
@@ -72,6 +79,7 @@ impl FaultProxy {
         plan.served = 0;
         plan.faults.clear();
         plan.after = Some((needle.to_string(), offset, fault));
+        (plan.holding, plan.released) = (false, false);
     }
 
     /// How many requests whose request line contains `needle` reached Vault.
@@ -82,6 +90,23 @@ impl FaultProxy {
 
     pub fn served(&self) -> usize {
         self.plan.lock().unwrap().served
+    }
+
+    /// Waits until a request is held by [`ProxyFault::Hold`].
+    pub fn wait_until_holding(&self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !self.plan.lock().unwrap().holding {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no request reached the hold"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Lets the held request go on to Vault.
+    pub fn release(&self) {
+        self.plan.lock().unwrap().released = true;
     }
 }
 
@@ -134,7 +159,10 @@ fn serve(client: TcpStream, upstream: &str, plan: &Mutex<Plan>) {
             }
         }
         let fault = plan.faults.remove(&position);
-        if matches!(fault, None | Some(ProxyFault::DropAfter)) {
+        if matches!(
+            fault,
+            None | Some(ProxyFault::DropAfter) | Some(ProxyFault::Hold)
+        ) {
             let line = head.lines().next().unwrap_or_default().to_string();
             plan.forwarded.push(line);
         }
@@ -148,14 +176,20 @@ fn serve(client: TcpStream, upstream: &str, plan: &Mutex<Plan>) {
             let body = r#"{"errors":["injected fault"]}"#;
             let _ = write!(writer, "HTTP/1.1 {code} Injected\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
         }
-        None | Some(ProxyFault::DropAfter) => {
+        None | Some(ProxyFault::DropAfter) | Some(ProxyFault::Hold) => {
+            if fault == Some(ProxyFault::Hold) {
+                plan.lock().unwrap().holding = true;
+                while !plan.lock().unwrap().released {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
             let Ok(mut upstream) = TcpStream::connect(upstream) else {
                 return;
             };
             let _ = upstream.write_all(&request);
             let mut response = Vec::new();
             let _ = upstream.read_to_end(&mut response);
-            if fault.is_none() {
+            if fault != Some(ProxyFault::DropAfter) {
                 let _ = writer.write_all(&response);
             }
         }

@@ -116,9 +116,18 @@ impl Bao {
 
     /// A raw Vault API call with the root token, for setting up and inspecting state.
     pub fn api(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let (code, text) = match self.addr.strip_prefix("http://") {
+            Some(host) => plain_http(host, method, &format!("/v1/{path}"), body),
+            None => self.api_by_curl(method, path, body),
+        };
+        (code, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// A `-dev-tls` server: curl speaks TLS, the plain client above does not.
+    fn api_by_curl(&self, method: &str, path: &str, body: Option<Value>) -> (u16, String) {
         let mut command = Command::new("curl");
         command.args([
-            "-s",
+            "-sk",
             "-X",
             method,
             "-H",
@@ -140,10 +149,7 @@ impl Bao {
             .expect("curl");
         let text = String::from_utf8_lossy(&output.stdout).to_string();
         let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
-        (
-            code.trim().parse().unwrap_or(0),
-            serde_json::from_str(body).unwrap_or(Value::Null),
-        )
+        (code.trim().parse().unwrap_or(0), body.to_string())
     }
 
     pub fn metadata(&self, mount: &str, path: &str) -> Option<Value> {
@@ -176,6 +182,64 @@ impl Bao {
         );
         assert_eq!(code, 200, "{body}");
     }
+}
+
+/// One HTTP/1.1 exchange with the plain-HTTP dev server, in process: the suite makes
+/// thousands of these, and a curl process for each was a large share of its CPU time.
+fn plain_http(host: &str, method: &str, path: &str, body: Option<Value>) -> (u16, String) {
+    use std::io::{Read as _, Write as _};
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let mut stream = std::net::TcpStream::connect(host).expect("connect to OpenBao");
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nX-Vault-Token: {ROOT_TOKEN}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream
+        .write_all(request.as_bytes())
+        .expect("send to OpenBao");
+    let mut response = Vec::new();
+    stream
+        .read_to_end(&mut response)
+        .expect("read from OpenBao");
+    let split = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("an HTTP response head");
+    let head = String::from_utf8_lossy(&response[..split]);
+    let payload = &response[split + 4..];
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let chunked = head
+        .lines()
+        .any(|l| l.eq_ignore_ascii_case("transfer-encoding: chunked"));
+    let payload = if chunked {
+        dechunk(payload)
+    } else {
+        payload.to_vec()
+    };
+    (code, String::from_utf8(payload).expect("UTF-8 JSON"))
+}
+
+/// The body of a `Transfer-Encoding: chunked` response: a size line in hex, then that many
+/// bytes, until a size of zero.
+fn dechunk(mut rest: &[u8]) -> Vec<u8> {
+    let mut body = Vec::new();
+    while let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") {
+        let line = String::from_utf8_lossy(&rest[..eol]);
+        let size = usize::from_str_radix(line.split(';').next().unwrap_or("").trim(), 16)
+            .expect("a chunk size");
+        let chunk = &rest[eol + 2..];
+        if size == 0 {
+            break;
+        }
+        body.extend_from_slice(&chunk[..size]);
+        rest = &chunk[size + 2..];
+    }
+    body
 }
 
 /// One OpenBao for the whole test binary; tests keep apart by namespace and path prefix.
@@ -351,9 +415,57 @@ pub fn chart_policy(role: &str, namespaces: &[String], kv_mount: &str) -> String
     )
 }
 
-/// The Vault policy the chart renders for `role` from these values.
+/// The Vault policy the chart renders for `role` from these values. A rendering is kept in
+/// the target directory under a digest of the chart, the renderer, the values and the role,
+/// so a change to any of them renders afresh; mutation testing runs the suite hundreds of
+/// times over one chart.
 pub fn chart_policy_with(role: &str, values: Value) -> String {
+    use sha2::{Digest as _, Sha256};
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut digest = Sha256::new();
+    let mut inputs = vec![root.join("scripts/secops_manifests.py")];
+    let mut dirs = vec![root.join("charts/secops")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).expect("the chart") {
+            let path = entry.expect("the chart").path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                inputs.push(path);
+            }
+        }
+    }
+    inputs.sort();
+    for input in &inputs {
+        digest.update(input.to_string_lossy().as_bytes());
+        digest.update(std::fs::read(input).expect("a chart file"));
+    }
+    digest.update(values.to_string().as_bytes());
+    digest.update(role.as_bytes());
+    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("chart-policies");
+    let cached = cache.join(hex::encode(digest.finalize()));
+    if let Ok(policy) = std::fs::read_to_string(&cached) {
+        return policy;
+    }
+    let policy = render_chart_policy(root, role, &values);
+    std::fs::create_dir_all(&cache).expect("the policy cache");
+    // Written aside and renamed, so a test racing this one never reads half a policy.
+    let partial = cache.join(format!(
+        "partial-{}-{}",
+        std::process::id(),
+        unique_suffix()
+    ));
+    std::fs::write(&partial, &policy).expect("the policy cache");
+    std::fs::rename(&partial, &cached).expect("the policy cache");
+    policy
+}
+
+fn unique_suffix() -> u32 {
+    static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+}
+
+fn render_chart_policy(root: &Path, role: &str, values: &Value) -> String {
     let python = root.join(".work/venv/bin/python");
     assert!(
         python.exists(),

@@ -1,0 +1,226 @@
+//! A handover held at one Vault request while the test changes the world under it: the
+//! Secret deleted, re-created or changed before it is marked (contract §6.3), the Vault
+//! path deleted between the write and the read that judges it.
+
+use kube_emulator::{FaultAction, FaultRule};
+use serde_json::Value;
+
+use crate::proxy::{FaultProxy, ProxyFault};
+use crate::support::{chart_policy, secops_with, token_of, Cluster, Run, BAO, ROOT_TOKEN};
+
+/// A handover of `ns/s` in `mode`, held at the write that records how the Secret is
+/// consumed (the last Vault request before the marking) while `meanwhile` runs.
+fn handover_held(cluster: &Cluster, ns: &str, mode: &str, meanwhile: impl FnOnce()) -> Run {
+    cluster.namespace(ns);
+    cluster.bootstrap_secret(ns, "s", &format!("{ns}/s"), &[("v", b"held-value")]);
+    // The provenance write and then the consumption record both patch the metadata.
+    let run = held_at(
+        cluster,
+        &format!("PATCH /v1/secret/metadata/{ns}/s "),
+        1,
+        &["handover", "-n", ns, "--mode", mode],
+        ROOT_TOKEN,
+        meanwhile,
+    );
+    assert_eq!(
+        BAO.current_version("secret", &format!("{ns}/s")),
+        1,
+        "the handover itself was written once: {}",
+        run.stdout
+    );
+    run
+}
+
+/// `args` run through a proxy that holds the request `offset` after the first one whose
+/// head contains `needle`, while `meanwhile` runs.
+fn held_at(
+    cluster: &Cluster,
+    needle: &str,
+    offset: usize,
+    args: &[&str],
+    token: &str,
+    meanwhile: impl FnOnce(),
+) -> Run {
+    let proxy = FaultProxy::start(&BAO.addr);
+    proxy.arm_at(needle, offset, ProxyFault::Hold);
+    std::thread::scope(|scope| {
+        let kubeconfig_cluster = &*cluster;
+        let proxy_addr = proxy.addr.clone();
+        let run = scope.spawn(move || {
+            secops_with(
+                Some(kubeconfig_cluster),
+                args,
+                &[("VAULT_ADDR", &proxy_addr), ("VAULT_TOKEN", token)],
+            )
+        });
+        proxy.wait_until_holding();
+        meanwhile();
+        proxy.release();
+        run.join().unwrap()
+    })
+}
+
+fn uid(secret: &Value) -> String {
+    secret["metadata"]["uid"].as_str().unwrap().to_string()
+}
+
+fn recreate(cluster: &Cluster, ns: &str) -> String {
+    cluster.delete_secret(ns, "s");
+    let again = cluster.bootstrap_secret(ns, "s", &format!("{ns}/s"), &[("v", b"held-value")]);
+    uid(&again)
+}
+
+#[test]
+fn a_secret_deleted_before_its_marking_is_not_found() {
+    let cluster = Cluster::start();
+    let run = handover_held(&cluster, "gone-annotate", "annotate", || {
+        cluster.delete_secret("gone-annotate", "s")
+    });
+    assert_eq!(run.code, 4, "{}\n{}", run.stdout, run.stderr);
+    assert!(cluster.secret("gone-annotate", "s").is_none());
+}
+
+#[test]
+fn a_secret_deleted_before_its_deletion_is_already_consumed() {
+    let cluster = Cluster::start();
+    let run = handover_held(&cluster, "gone-delete", "delete", || {
+        cluster.delete_secret("gone-delete", "s")
+    });
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(
+        run.json()["items"][0]["outcome"],
+        "already-consumed",
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn a_secret_recreated_before_its_marking_is_left_alone() {
+    for mode in ["annotate", "delete"] {
+        let cluster = Cluster::start();
+        let ns = format!("recreated-{mode}");
+        let mut new_uid = String::new();
+        let run = handover_held(&cluster, &ns, mode, || new_uid = recreate(&cluster, &ns));
+        assert_eq!(run.code, 4, "{mode}: {}\n{}", run.stdout, run.stderr);
+        assert!(run.stdout.contains("re-created"), "{mode}: {}", run.stdout);
+        let left = cluster
+            .secret(&ns, "s")
+            .expect("the re-created Secret is not deleted");
+        assert_eq!(uid(&left), new_uid, "{mode}");
+        assert!(
+            left["metadata"]["labels"].get("secops.dev/state").is_none(),
+            "{mode}: the re-created Secret is not marked: {left}"
+        );
+    }
+}
+
+#[test]
+fn a_secret_changed_before_its_marking_is_read_again_and_marked() {
+    let cluster = Cluster::start();
+    let run = handover_held(&cluster, "touched", "annotate", || {
+        cluster.merge_patch_secret(
+            "touched",
+            "s",
+            serde_json::json!({"metadata": {"annotations": {"team": "payments"}}}),
+        )
+    });
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let marked = cluster.secret("touched", "s").unwrap();
+    assert_eq!(marked["metadata"]["labels"]["secops.dev/state"], "consumed");
+    assert_eq!(marked["metadata"]["annotations"]["team"], "payments");
+}
+
+/// The data a crashed handover left (no provenance yet) is deleted, versions and all, between
+/// the run's refused write and its read of the path: the path is free again, so the run
+/// writes it afresh.
+#[test]
+fn a_path_deleted_between_the_write_and_its_read_is_written_afresh() {
+    let cluster = Cluster::start();
+    let ns = "vanished";
+    cluster.namespace(ns);
+    cluster.bootstrap_secret(ns, "s", "vanished/s", &[("v", b"held-value")]);
+    BAO.write(
+        "secret",
+        "vanished/s",
+        serde_json::json!({"v": "held-value"}),
+    );
+    let run = held_at(
+        &cluster,
+        "POST /v1/secret/data/vanished/s ",
+        1,
+        &["handover", "-n", ns],
+        ROOT_TOKEN,
+        || {
+            let (code, _) = BAO.api("DELETE", "secret/metadata/vanished/s", None);
+            assert_eq!(code, 204);
+        },
+    );
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(BAO.current_version("secret", "vanished/s"), 1);
+    assert_eq!(
+        BAO.custom_metadata("secret", "vanished/s")["secops-origin"],
+        format!("bootstrap:{ns}/s")
+    );
+}
+
+/// A policy that lets the run claim the path but not create it is a refusal naming the
+/// missing permission, not a race retried until it gives up.
+#[test]
+fn a_policy_without_create_on_the_path_is_refused() {
+    let cluster = Cluster::start();
+    let ns = "no-create";
+    cluster.namespace(ns);
+    cluster.bootstrap_secret(ns, "s", "no-create/s", &[("v", b"denied-value")]);
+    let policy = chart_policy("handover", &[ns.to_string()], "secret");
+    let data_path = format!("path \"secret/data/{ns}/*\" {{");
+    let start = policy
+        .find(&data_path)
+        .expect("the chart grants the data path");
+    let end = start + policy[start..].find('}').unwrap();
+    let read_only = format!("{data_path}\n  capabilities = [\"read\"]\n");
+    let policy = format!("{}{read_only}{}", &policy[..start], &policy[end..]);
+    let token = token_of("handover", &policy);
+    let run = crate::support::secops_with(
+        Some(&cluster),
+        &["handover", "-n", ns],
+        &[
+            ("VAULT_ADDR", BAO.addr.as_str()),
+            ("VAULT_TOKEN", token.as_str()),
+        ],
+    );
+    assert_eq!(run.code, 3, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains("no create permission"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(BAO.current_version("secret", "no-create/s"), 0);
+}
+
+/// The Secret changes under the marking (a conflict), then is gone when read again: deleted
+/// is what `--mode delete` wanted, and anything else cannot mark what is not there.
+#[test]
+fn a_secret_gone_after_a_conflict_is_consumed_only_by_deletion() {
+    for (mode, code) in [("delete", 0), ("annotate", 4)] {
+        let cluster = Cluster::start();
+        let ns = format!("conflict-gone-{mode}");
+        let run = handover_held(&cluster, &ns, mode, || {
+            cluster.merge_patch_secret(
+                &ns,
+                "s",
+                serde_json::json!({"metadata": {"annotations": {"team": "payments"}}}),
+            );
+            cluster.emulator.inject(FaultRule::new(
+                Some("get"),
+                Some("secrets"),
+                1,
+                FaultAction::Status(404),
+            ));
+        });
+        assert_eq!(run.code, code, "{mode}: {}\n{}", run.stdout, run.stderr);
+        if code == 0 {
+            assert_eq!(run.json()["items"][0]["outcome"], "already-consumed");
+        }
+    }
+}
