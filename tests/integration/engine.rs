@@ -284,6 +284,15 @@ fn a_static_role_rotates_once_per_id_and_the_old_password_is_refused() {
     canaries.plant_bytes(old.clone().into_bytes());
     assert!(postgres.logs_in("app", &old));
 
+    let planned = rotate_role(mount, "db-1", &["--dry-run"]);
+    assert_eq!(
+        (planned.code, planned.json()["outcome"].clone()),
+        (0, json!("planned")),
+        "{}",
+        planned.stderr
+    );
+    assert_eq!(static_creds(mount).0, old, "a dry run rotates nothing");
+
     let first = rotate_role(mount, "db-1", &[]);
     assert_eq!(first.code, 0, "{}\n{}", first.stdout, first.stderr);
     assert_eq!(first.json()["outcome"], "rotated");
@@ -329,6 +338,11 @@ fn a_static_role_rotates_once_per_id_and_the_old_password_is_refused() {
     assert_eq!(
         (again.code, again.json()["outcome"].clone()),
         (0, json!("already-rotated"))
+    );
+    assert_eq!(
+        again.json()["last_vault_rotation"],
+        first.json()["last_vault_rotation"],
+        "a repeated id reports the rotation it made"
     );
     assert_eq!(
         static_creds(mount),
@@ -404,11 +418,21 @@ fn engine_rotations_refresh_consumers_and_show_in_status() {
         )
     });
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
-    assert!(run.json()["consumers"]
+    let refreshed: Vec<(Value, Value)> = run.json()["consumers"]
         .as_array()
         .unwrap()
         .iter()
-        .all(|c| c["outcome"] == "refreshed"));
+        .map(|c| (c["target"].clone(), c["outcome"].clone()))
+        .collect();
+    assert_eq!(
+        refreshed,
+        [
+            (json!(refresh), json!("refreshed")),
+            (json!(restart), json!("refreshed"))
+        ],
+        "{}",
+        run.stdout
+    );
     // status as the chart deploys it: the status policy rendered for this rotation reads
     // its record; the one rendered without it does not, and status shows no engine row.
     let values = |rotations: Value| {

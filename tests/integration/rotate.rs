@@ -51,6 +51,23 @@ fn the_same_rotation_id_writes_once_and_a_new_id_rotates_again() {
     let ns = "rot-once";
     let path = setup(&cluster, ns, &canaries);
 
+    let planned = rotate(&cluster, ns, "wf-1", &["--dry-run"]);
+    assert_eq!(
+        (
+            planned.code,
+            planned.json()["outcome"].clone(),
+            planned.json()["version"].clone()
+        ),
+        (0, json!("planned"), json!(1)),
+        "a dry run names the version it would rotate: {}",
+        planned.stderr
+    );
+    assert_eq!(
+        BAO.current_version("secret", &path),
+        1,
+        "a dry run writes nothing"
+    );
+
     let first = rotate(&cluster, ns, "wf-1", &[]);
     assert_eq!(
         (
@@ -79,6 +96,10 @@ fn the_same_rotation_id_writes_once_and_a_new_id_rotates_again() {
         format!("bootstrap:{ns}/db"),
         "provenance survives rotation"
     );
+    assert!(
+        !meta.contains_key("secops-adopted-at"),
+        "a handed-over path is not adopted"
+    );
     let stamps = consumer_stamps(&cluster, ns);
     assert!(
         stamps.1.is_string(),
@@ -101,6 +122,12 @@ fn the_same_rotation_id_writes_once_and_a_new_id_rotates_again() {
         stamps,
         "a repeated id derives the same stamps: no second sync or rollout"
     );
+    // A path with provenance is never adopted, whether or not `--adopt` is given.
+    let adopting = rotate(&cluster, ns, "wf-adopt", &["--adopt"]);
+    assert_eq!(adopting.code, 0, "{}", adopting.stderr);
+    let meta = BAO.custom_metadata("secret", &path);
+    assert!(!meta.contains_key("secops-adopted-at"), "{meta:?}");
+    assert_eq!(meta["secops-rotation-id"], "wf-adopt");
 
     // Racing runs of one id (Argo Events delivers at least once): one version, one
     // `rotated` report and one `rotate` audit event per id.
@@ -458,6 +485,39 @@ fn a_crashed_rotation_of_a_binary_key_is_recognised_by_its_re_run() {
             canaries.assert_run_clean(run);
         }
     }
+}
+
+/// A version written outside secops over a path with base64-encoded keys cannot be decoded
+/// safely (its key list is unknown): the rotation is refused and writes nothing.
+#[test]
+fn a_binary_path_with_a_version_written_by_hand_is_not_rotated() {
+    let canaries = Canaries::new();
+    let cluster = Cluster::start();
+    let path = binary_secret(&cluster, "rot-bin-hand", &canaries, true);
+    BAO.write("secret", &path, json!({"bin": "//4AgA==", "user": "app"}));
+    let run = secops(
+        Some(&cluster),
+        &[
+            "rotate",
+            "--path",
+            &path,
+            "--key",
+            "bin",
+            "--generator",
+            "hex",
+            "--rotation-id",
+            "by-hand-1",
+        ],
+    );
+    assert_eq!(run.code, 3, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout
+            .contains("was not written by a finished secops step"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(BAO.current_version("secret", &path), 2, "nothing written");
+    canaries.assert_run_clean(&run);
 }
 
 /// Issue #14.3, the other half: after a binary key was rotated, `mark-consumed` must read
