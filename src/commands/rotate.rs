@@ -20,8 +20,9 @@ use crate::domain::names::meta;
 use crate::domain::outcome::Outcome;
 use crate::domain::provenance::{Origin, Provenance};
 use crate::domain::rotation::{
-    accounted_version, base64_keys_at, decide, decide_engine, record_base64_keys, record_path,
-    versions_to_destroy, EngineStep, Parameters, RotationRecord, RotationStep, Target,
+    accounted_version, base64_keys_at, decide, decide_engine, engine_state_is_current,
+    record_base64_keys, record_path, versions_to_destroy, EngineStep, Parameters, RotationRecord,
+    RotationStep, Target,
 };
 use crate::error::{Error, ErrorReport, ExitStatus, Result};
 use crate::kube::Refresh;
@@ -786,7 +787,8 @@ async fn record_engine_state(
         let recorded_at: i64 = field("completed_at")
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
-        if recorded_at >= completed {
+        let recorded_rotation = field("last_vault_rotation").and_then(|v| v.parse().ok());
+        if engine_state_is_current(recorded_rotation, recorded_at, done) {
             return Ok(());
         }
         let rotations: u64 = field("rotations").and_then(|v| v.parse().ok()).unwrap_or(0) + 1;

@@ -313,6 +313,21 @@ pub fn decide_engine(
     }
 }
 
+/// Whether the engine state `status` reads (its `last_vault_rotation` and `completed_at`)
+/// already describes the completed rotation `done`, or a later one. Vault's own rotation
+/// time orders them: completion times are whole seconds, and two ids of one role can
+/// complete within the same one.
+pub fn engine_state_is_current(
+    recorded_rotation: Option<Timestamp>,
+    recorded_completed_at: i64,
+    done: &RotationRecord,
+) -> bool {
+    match (recorded_rotation, done.rotated) {
+        (Some(recorded), Some(ours)) => recorded >= ours,
+        _ => recorded_completed_at >= done.completed_at.unwrap_or_default(),
+    }
+}
+
 /// How many newest versions `--keep-versions` keeps, and which older live ones to destroy.
 pub fn versions_to_destroy(live: &[u64], written: u64, keep: u32) -> Vec<u64> {
     let keep = u64::from(keep.max(2));
@@ -696,5 +711,37 @@ mod tests {
             vec![2],
             "a newer version written outside the run is not ours to destroy"
         );
+    }
+
+    #[test]
+    fn engine_state_is_ordered_by_vaults_rotation_time_not_the_completion_second() {
+        let earlier = at("2026-01-01T00:00:01.100Z");
+        let later = at("2026-01-01T00:00:01.900Z");
+        let done = |rotated: Option<Timestamp>, completed_at: i64| RotationRecord {
+            rotated,
+            completed_at: Some(completed_at),
+            ..RotationRecord::claim(role(), 0)
+        };
+        // Two ids completed in one second: the later rotation is recorded over the earlier.
+        assert!(!engine_state_is_current(
+            Some(earlier),
+            1,
+            &done(Some(later), 1)
+        ));
+        assert!(engine_state_is_current(
+            Some(later),
+            1,
+            &done(Some(earlier), 1)
+        ));
+        assert!(engine_state_is_current(
+            Some(later),
+            1,
+            &done(Some(later), 1)
+        ));
+        // Without Vault's time on either side, the completion second decides.
+        assert!(!engine_state_is_current(None, 1, &done(Some(later), 2)));
+        assert!(engine_state_is_current(None, 2, &done(Some(later), 2)));
+        assert!(engine_state_is_current(Some(later), 2, &done(None, 2)));
+        assert!(!engine_state_is_current(Some(later), 1, &done(None, 2)));
     }
 }

@@ -576,6 +576,24 @@ fn the_engine_crash_matrix_converges_on_one_rotation_per_id() {
                 "already-rotated",
                 "{fault:?} at {point}"
             );
+            // Whichever run proved the rotation, each reports Vault's own time of it.
+            let vault_rotation = static_creds(mount).1.parse::<jiff::Timestamp>().unwrap();
+            for run in [&rerun, &again] {
+                assert_eq!(
+                    run.json()["last_vault_rotation"],
+                    vault_rotation.to_string(),
+                    "{fault:?} at {point}: {}",
+                    run.stdout
+                );
+            }
+            let state = BAO
+                .read("secret", &format!("secops/engine-rotations/{mount}/app"))
+                .unwrap();
+            assert_eq!(
+                (&state["rotation_id"], &state["last_vault_rotation"]),
+                (&json!(id), &json!(vault_rotation.to_string())),
+                "{fault:?} at {point}: the state status reads names the rotation"
+            );
             let rotations = proxy.forwarded("rotate-role") - calls_before;
             per_id.push(rotations);
             let (after, _) = static_creds(mount);
@@ -614,5 +632,45 @@ fn a_static_role_rotates_only_when_due() {
     std::thread::sleep(Duration::from_millis(2100));
     let due = rotate_role(mount, "due-2", &["--if-older-than", "1s"]);
     assert_eq!(due.json()["outcome"], "rotated", "{}", due.stdout);
+    assert_ne!(static_creds(mount).0, before);
+}
+
+/// A rotate call that failed without rotating releases the id's claim, so the retry rotates
+/// at once instead of waiting out the lease; the failed run never reports a rotation.
+#[test]
+fn a_failed_engine_call_releases_its_claim_for_the_retry() {
+    let postgres = Postgres::start();
+    let mount = "db-failed";
+    database_engine(&postgres, mount);
+    let (before, rotated_before) = static_creds(mount);
+    let proxy = FaultProxy::start(&BAO.addr);
+    proxy.arm_at("rotate-role", 0, ProxyFault::Status(500));
+    let role = format!("{mount}/app");
+    let args = [
+        "rotate",
+        "--static-role",
+        &role,
+        "--rotation-id",
+        "failed-1",
+    ];
+    let failed = secops_with(
+        None,
+        &[&["--max-attempts", "1"][..], &args].concat(),
+        &[
+            ("VAULT_ADDR", proxy.addr.as_str()),
+            ("VAULT_TOKEN", ROOT_TOKEN),
+        ],
+    );
+    assert_ne!(failed.code, 0, "{}", failed.stdout);
+    assert_eq!(static_creds(mount), (before.clone(), rotated_before));
+    // The default lease (120 s) is far longer than the retry's wait for a held claim.
+    let retry = secops(None, &args);
+    assert_eq!(
+        (retry.code, retry.json()["outcome"].clone()),
+        (0, json!("rotated")),
+        "{}\n{}",
+        retry.stdout,
+        retry.stderr
+    );
     assert_ne!(static_creds(mount).0, before);
 }

@@ -678,3 +678,95 @@ fn rotation_on_age_and_status_reports_values_past_their_maximum_age() {
         recorded.stdout
     );
 }
+
+/// `rotate --path PATH --adopt` of `PATH` (key `v`) under `id`, through `proxy` when given.
+fn rotate_adopted(proxy: Option<&FaultProxy>, path: &str, id: &str) -> crate::support::Run {
+    let args = [
+        "--max-attempts",
+        "1",
+        "rotate",
+        "--path",
+        path,
+        "--key",
+        "v",
+        "--generator",
+        "hex",
+        "--rotation-id",
+        id,
+        "--adopt",
+    ];
+    let vault = proxy.map_or(BAO.addr.as_str(), |p| p.addr.as_str());
+    secops_with(
+        None,
+        &args,
+        &[("VAULT_ADDR", vault), ("VAULT_TOKEN", ROOT_TOKEN)],
+    )
+}
+
+/// A run that completed its record but died before stamping the path's metadata: the re-run
+/// finds the id done and stamps the metadata, with no second version.
+#[test]
+fn a_rotation_that_died_before_its_metadata_is_stamped_by_the_re_run() {
+    let path = "rot-unstamped/app";
+    BAO.write("secret", path, json!({"v": "initial"}));
+    let proxy = FaultProxy::start(&BAO.addr);
+    proxy.arm_at(
+        &format!("POST /v1/secret/metadata/{path} "),
+        0,
+        ProxyFault::Reset,
+    );
+    let crashed = rotate_adopted(Some(&proxy), path, "unstamped-1");
+    assert_eq!(crashed.code, 75, "{}", crashed.stdout);
+    assert!(!BAO
+        .custom_metadata("secret", path)
+        .contains_key("secops-rotation-id"));
+    let rerun = rotate_adopted(None, path, "unstamped-1");
+    assert_eq!(
+        (rerun.code, rerun.json()["outcome"].clone()),
+        (0, json!("already-rotated")),
+        "{}",
+        rerun.stderr
+    );
+    let meta = BAO.custom_metadata("secret", path);
+    assert_eq!(meta["secops-rotation-id"], "unstamped-1");
+    assert_eq!(meta["secops-rotation-version"], "2");
+    assert_eq!(BAO.current_version("secret", path), 2);
+}
+
+/// A run that claimed the id and died before its write, then a version written by someone
+/// else: the re-run finds that version is not the id's, moves the claim's base onto it and
+/// rotates from there, keeping the other keys it holds.
+#[test]
+fn a_claim_superseded_by_a_foreign_write_is_rebased_and_rotates() {
+    let path = "rot-rebase/app";
+    BAO.write("secret", path, json!({"v": "initial"}));
+    let proxy = FaultProxy::start(&BAO.addr);
+    proxy.arm_at(
+        &format!("POST /v1/secret/data/{path} "),
+        0,
+        ProxyFault::Reset,
+    );
+    let crashed = rotate_adopted(Some(&proxy), path, "rebase-1");
+    assert_eq!(crashed.code, 75, "{}", crashed.stdout);
+    assert_eq!(
+        BAO.current_version("secret", path),
+        1,
+        "died before its write"
+    );
+    BAO.write("secret", path, json!({"v": "by-hand", "added": "kept"}));
+    let rerun = rotate_adopted(None, path, "rebase-1");
+    assert_eq!(
+        (
+            rerun.code,
+            rerun.json()["outcome"].clone(),
+            rerun.json()["version"].clone()
+        ),
+        (0, json!("rotated"), json!(3)),
+        "{}\n{}",
+        rerun.stdout,
+        rerun.stderr
+    );
+    let data = BAO.read("secret", path).unwrap();
+    assert_eq!(data["added"], "kept");
+    assert_ne!(data["v"], "by-hand");
+}
