@@ -434,6 +434,18 @@ fn status_never_says_clean_when_it_is_not() {
         "fingerprint-key-lost",
     );
 
+    // Metadata at the key's path with no version yet is no key: nothing was fingerprinted.
+    enable_mount("st-nokey-kv", "2");
+    cluster.namespace("st-nokey");
+    let (code, _) = BAO.api(
+        "POST",
+        "st-nokey-kv/metadata/secops/fingerprint-key",
+        Some(json!({"custom_metadata": {"note": "made by hand"}})),
+    );
+    assert_eq!(code, 204);
+    let no_key = status("st-nokey", &["--kv-mount", "st-nokey-kv"]);
+    assert_eq!(no_key.code, 0, "{}", no_key.stdout);
+
     // The current version of a consumed path soft-deleted.
     handed_over("st-data", &[]);
     BAO.api("DELETE", "secret/data/st-data/s", None);
