@@ -674,3 +674,45 @@ fn a_failed_engine_call_releases_its_claim_for_the_retry() {
     );
     assert_ne!(static_creds(mount).0, before);
 }
+
+/// Argo Events delivers at least once: runs of one id racing each other make one rotate call,
+/// and one of them reports it.
+#[test]
+fn racing_runs_of_one_id_rotate_the_role_once() {
+    let postgres = Postgres::start();
+    let mount = "db-race";
+    database_engine(&postgres, mount);
+    let proxy = FaultProxy::start(&BAO.addr);
+    let role = format!("{mount}/app");
+    let args = ["rotate", "--static-role", &role, "--rotation-id", "race-1"];
+    let runs: Vec<_> = std::thread::scope(|scope| {
+        let racers: Vec<_> = (0..6)
+            .map(|_| {
+                scope.spawn(|| {
+                    secops_with(
+                        None,
+                        &args,
+                        &[
+                            ("VAULT_ADDR", proxy.addr.as_str()),
+                            ("VAULT_TOKEN", ROOT_TOKEN),
+                        ],
+                    )
+                })
+            })
+            .collect();
+        racers.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+    let mut outcomes: Vec<String> = runs
+        .iter()
+        .map(|run| {
+            assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+            run.json()["outcome"].as_str().unwrap().to_string()
+        })
+        .collect();
+    outcomes.sort();
+    assert_eq!(proxy.forwarded("rotate-role"), 1, "{outcomes:?}");
+    assert_eq!(
+        outcomes,
+        [vec!["already-rotated"; 5], vec!["rotated"]].concat(),
+    );
+}
