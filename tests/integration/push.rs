@@ -56,6 +56,11 @@ fn push_writes_only_when_the_source_changes() {
         (0, json!("unchanged"))
     );
     assert_eq!(BAO.current_version("secret", "push-a/cert"), 1);
+    assert_eq!(
+        cluster.secret(ns, "cert").unwrap()["metadata"]["resourceVersion"],
+        source["metadata"]["resourceVersion"],
+        "an unchanged push leaves its annotated source alone"
+    );
 
     change_data(&cluster, ns, "cert", &canaries.plant("v2"));
     let changed = secops(Some(&cluster), &["push-secret", "--secret", "push-a/cert"]);

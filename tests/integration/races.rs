@@ -224,3 +224,56 @@ fn a_secret_gone_after_a_conflict_is_consumed_only_by_deletion() {
         }
     }
 }
+
+/// A push held at its provenance write while the source Secret changes under it: the same
+/// object with the same data is annotated after a re-read; changed data is left for the next
+/// push, unannotated, since the version pushed is not its data.
+#[test]
+fn a_source_changed_during_its_push_is_annotated_only_if_its_data_is_what_was_pushed() {
+    use base64::Engine as _;
+    let encode = |v: &[u8]| base64::engine::general_purpose::STANDARD.encode(v);
+    for (ns, new_data) in [
+        ("push-touched", None),
+        ("push-changed", Some(b"changed".as_slice())),
+    ] {
+        let cluster = Cluster::start();
+        cluster.namespace(ns);
+        cluster.create(serde_json::json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "op", "namespace": ns, "labels": {"secops.dev/class": "internal"},
+                         "annotations": {"secops.dev/vault-path": format!("{ns}/op")}},
+            "data": {"value": encode(b"pushed")},
+        }));
+        let run = held_at(
+            &cluster,
+            &format!("PATCH /v1/secret/metadata/{ns}/op "),
+            0,
+            &["push-secret", "--secret", &format!("{ns}/op")],
+            ROOT_TOKEN,
+            || {
+                let mut change =
+                    serde_json::json!({"metadata": {"annotations": {"team": "payments"}}});
+                if let Some(data) = new_data {
+                    change["data"] = serde_json::json!({"value": encode(data)});
+                }
+                cluster.merge_patch_secret(ns, "op", change);
+            },
+        );
+        assert_eq!(run.code, 0, "{ns}: {}\n{}", run.stdout, run.stderr);
+        assert_eq!(
+            BAO.current_version("secret", &format!("{ns}/op")),
+            1,
+            "{ns}"
+        );
+        let source = cluster.secret(ns, "op").unwrap();
+        let annotations = &source["metadata"]["annotations"];
+        assert_eq!(annotations["team"], "payments", "{ns}");
+        match new_data {
+            None => assert_eq!(annotations["secops.dev/vault-version"], "1", "{ns}"),
+            Some(_) => assert!(
+                annotations.get("secops.dev/vault-version").is_none(),
+                "{ns}: changed data is not annotated as version 1: {source}"
+            ),
+        }
+    }
+}

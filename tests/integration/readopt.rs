@@ -316,6 +316,22 @@ fn a_recreated_internal_secret_is_readopted_or_stale_under_push() {
 
     cluster.delete_secret(ns, "op");
     let second = internal(&cluster, ns, "pushed-value");
+    let planned = run(
+        &cluster,
+        &tokens.push,
+        &["push-secret", "-n", ns, "--dry-run"],
+    );
+    assert_eq!(
+        planned.json()["items"][0]["outcome"],
+        "planned",
+        "{}",
+        planned.stdout
+    );
+    assert_eq!(
+        BAO.custom_metadata("secret", &path)["secops-origin-uid"],
+        first,
+        "a dry run re-adopts nothing"
+    );
     let readopted = run(&cluster, &tokens.push, &["push-secret", "-n", ns]);
     assert_eq!(
         readopted.code, 0,
