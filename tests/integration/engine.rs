@@ -661,7 +661,7 @@ fn a_failed_engine_call_releases_its_claim_for_the_retry() {
             ("VAULT_TOKEN", ROOT_TOKEN),
         ],
     );
-    assert_ne!(failed.code, 0, "{}", failed.stdout);
+    assert_eq!(failed.code, 75, "{}", failed.stdout);
     assert_eq!(static_creds(mount), (before.clone(), rotated_before));
     // The default lease (120 s) is far longer than the retry's wait for a held claim.
     let retry = secops(None, &args);

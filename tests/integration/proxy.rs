@@ -1,6 +1,6 @@
 //! A fault-injecting HTTP proxy between secops and OpenBao: the N-th request (counted across
 //! connections) can be reset, stalled past the client's timeout, answered with an error
-//! status, or carried out with its answer dropped.
+//! status, carried out with its answer dropped, or held until the test releases it.
 
 use std::collections::HashMap;
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
@@ -107,6 +107,14 @@ impl FaultProxy {
     /// Lets the held request go on to Vault.
     pub fn release(&self) {
         self.plan.lock().unwrap().released = true;
+    }
+}
+
+/// A held request is let go with its proxy, so a test that fails mid-hold does not leave a
+/// thread polling forever.
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.release();
     }
 }
 

@@ -1,12 +1,13 @@
-//! A handover held at one Vault request while the test changes the world under it: the
-//! Secret deleted, re-created or changed before it is marked (contract §6.3), the Vault
-//! path deleted between the write and the read that judges it.
+//! A handover or push held at one Vault request while the test changes the world under it:
+//! the Secret deleted, re-created or changed before it is marked (contract §6.3), the Vault
+//! path deleted between the write and the read that judges it, a racing push creating the
+//! path this run was refused to create; and a refused create that is no race at all.
 
 use kube_emulator::{FaultAction, FaultRule};
 use serde_json::Value;
 
 use crate::proxy::{FaultProxy, ProxyFault};
-use crate::support::{chart_policy, secops_with, token_of, Cluster, Run, BAO, ROOT_TOKEN};
+use crate::support::{chart_policy, secops, secops_with, token_of, Cluster, Run, BAO, ROOT_TOKEN};
 
 /// A handover of `ns/s` in `mode`, held at the write that records how the Secret is
 /// consumed (the last Vault request before the marking) while `meanwhile` runs.
@@ -44,15 +45,13 @@ fn held_at(
     let proxy = FaultProxy::start(&BAO.addr);
     proxy.arm_at(needle, offset, ProxyFault::Hold);
     std::thread::scope(|scope| {
-        let kubeconfig_cluster = &*cluster;
-        let proxy_addr = proxy.addr.clone();
-        let run = scope.spawn(move || {
-            secops_with(
-                Some(kubeconfig_cluster),
-                args,
-                &[("VAULT_ADDR", &proxy_addr), ("VAULT_TOKEN", token)],
-            )
-        });
+        // The hold lasts as long as `meanwhile`: no request of the run may time out meanwhile.
+        let env = [
+            ("VAULT_ADDR", proxy.addr.as_str()),
+            ("VAULT_TOKEN", token),
+            ("SECOPS_TIMEOUT", "60s"),
+        ];
+        let run = scope.spawn(move || secops_with(Some(cluster), args, &env));
         proxy.wait_until_holding();
         meanwhile();
         proxy.release();
@@ -164,6 +163,21 @@ fn a_path_deleted_between_the_write_and_its_read_is_written_afresh() {
     );
 }
 
+/// A token with `role`'s chart policy for `ns`, less `create` on the namespace's paths.
+fn token_without_create(role: &str, ns: &str) -> String {
+    let policy = chart_policy(role, &[ns.to_string()], "secret");
+    let data_path = format!("path \"secret/data/{ns}/*\" {{");
+    let start = policy
+        .find(&data_path)
+        .expect("the chart grants the data path");
+    let end = start + policy[start..].find('}').unwrap();
+    let without_create = format!("{data_path}\n  capabilities = [\"read\", \"update\"]\n");
+    token_of(
+        role,
+        &format!("{}{without_create}{}", &policy[..start], &policy[end..]),
+    )
+}
+
 /// A policy that lets the run claim the path but not create it is a refusal naming the
 /// missing permission, not a race retried until it gives up.
 #[test]
@@ -172,30 +186,68 @@ fn a_policy_without_create_on_the_path_is_refused() {
     let ns = "no-create";
     cluster.namespace(ns);
     cluster.bootstrap_secret(ns, "s", "no-create/s", &[("v", b"denied-value")]);
-    let policy = chart_policy("handover", &[ns.to_string()], "secret");
-    let data_path = format!("path \"secret/data/{ns}/*\" {{");
-    let start = policy
-        .find(&data_path)
-        .expect("the chart grants the data path");
-    let end = start + policy[start..].find('}').unwrap();
-    let read_only = format!("{data_path}\n  capabilities = [\"read\"]\n");
-    let policy = format!("{}{read_only}{}", &policy[..start], &policy[end..]);
-    let token = token_of("handover", &policy);
-    let run = crate::support::secops_with(
-        Some(&cluster),
-        &["handover", "-n", ns],
-        &[
-            ("VAULT_ADDR", BAO.addr.as_str()),
-            ("VAULT_TOKEN", token.as_str()),
-        ],
-    );
-    assert_eq!(run.code, 3, "{}\n{}", run.stdout, run.stderr);
-    assert!(
-        run.stdout.contains("no create permission"),
-        "{}",
-        run.stdout
-    );
+    internal_secret(&cluster, ns, "op");
+    for (role, args) in [
+        ("handover", ["handover", "-n", ns]),
+        ("push", ["push-secret", "--secret", "no-create/op"]),
+    ] {
+        let token = token_without_create(role, ns);
+        let run = secops_with(
+            Some(&cluster),
+            &args,
+            &[
+                ("VAULT_ADDR", BAO.addr.as_str()),
+                ("VAULT_TOKEN", token.as_str()),
+            ],
+        );
+        assert_eq!(run.code, 3, "{role}: {}\n{}", run.stdout, run.stderr);
+        assert!(
+            run.stdout.contains("no create permission"),
+            "{}",
+            run.stdout
+        );
+    }
     assert_eq!(BAO.current_version("secret", "no-create/s"), 0);
+    assert_eq!(BAO.current_version("secret", "no-create/op"), 0);
+}
+
+/// A push whose create was refused while a racing push (allowed to create) published the
+/// same Secret: the refusal was the race, and the re-read finds the push done.
+#[test]
+fn a_push_refused_create_by_a_race_it_lost_finds_the_push_done() {
+    let cluster = Cluster::start();
+    let ns = "lost-create";
+    cluster.namespace(ns);
+    internal_secret(&cluster, ns, "op");
+    let token = token_without_create("push", ns);
+    let racing = std::cell::RefCell::new(None);
+    let run = held_at(
+        &cluster,
+        "POST /v1/secret/data/lost-create/op ",
+        1,
+        &["push-secret", "--secret", "lost-create/op"],
+        &token,
+        || {
+            *racing.borrow_mut() = Some(secops(
+                Some(&cluster),
+                &["push-secret", "--secret", "lost-create/op"],
+            ))
+        },
+    );
+    let racing = racing.into_inner().unwrap();
+    assert_eq!(racing.code, 0, "{}\n{}", racing.stdout, racing.stderr);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(BAO.current_version("secret", "lost-create/op"), 1);
+}
+
+fn internal_secret(cluster: &Cluster, ns: &str, name: &str) {
+    use base64::Engine as _;
+    cluster.create(serde_json::json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": name, "namespace": ns, "labels": {"secops.dev/class": "internal"},
+                     "annotations": {"secops.dev/vault-path": format!("{ns}/{name}")}},
+        "data": {"value": base64::engine::general_purpose::STANDARD.encode(b"pushed")},
+    }));
 }
 
 /// The Secret changes under the marking (a conflict), then is gone when read again: deleted
@@ -238,12 +290,7 @@ fn a_source_changed_during_its_push_is_annotated_only_if_its_data_is_what_was_pu
     ] {
         let cluster = Cluster::start();
         cluster.namespace(ns);
-        cluster.create(serde_json::json!({
-            "apiVersion": "v1", "kind": "Secret",
-            "metadata": {"name": "op", "namespace": ns, "labels": {"secops.dev/class": "internal"},
-                         "annotations": {"secops.dev/vault-path": format!("{ns}/op")}},
-            "data": {"value": encode(b"pushed")},
-        }));
+        internal_secret(&cluster, ns, "op");
         let run = held_at(
             &cluster,
             &format!("PATCH /v1/secret/metadata/{ns}/op "),
