@@ -61,6 +61,32 @@ fn push_writes_only_when_the_source_changes() {
         source["metadata"]["resourceVersion"],
         "an unchanged push leaves its annotated source alone"
     );
+    // The annotation lost (a run that died after its Vault write): the next push finishes it,
+    // a dry run does not.
+    let unannotated = json!({"metadata": {"annotations": {"secops.dev/vault-version": null}}});
+    cluster.merge_patch_secret(ns, "cert", unannotated);
+    let version_annotation = || {
+        cluster.secret(ns, "cert").unwrap()["metadata"]["annotations"]["secops.dev/vault-version"]
+            .clone()
+    };
+    let dry = secops(
+        Some(&cluster),
+        &["push-secret", "--secret", "push-a/cert", "--dry-run"],
+    );
+    assert_eq!(dry.json()["outcome"], "unchanged", "{}", dry.stdout);
+    assert_eq!(
+        version_annotation(),
+        Value::Null,
+        "a dry run annotates nothing"
+    );
+    let finished = secops(Some(&cluster), &["push-secret", "--secret", "push-a/cert"]);
+    assert_eq!(
+        finished.json()["outcome"],
+        "unchanged",
+        "{}",
+        finished.stdout
+    );
+    assert_eq!(version_annotation(), "1");
 
     change_data(&cluster, ns, "cert", &canaries.plant("v2"));
     let changed = secops(Some(&cluster), &["push-secret", "--secret", "push-a/cert"]);
