@@ -324,3 +324,42 @@ fn a_source_changed_during_its_push_is_annotated_only_if_its_data_is_what_was_pu
         }
     }
 }
+
+/// A claim naming a deleted uid (past its lease) is taken over only by the object that now
+/// bears the name: a run whose own Secret was re-created after it was listed takes nothing
+/// over (the re-created Secret's own run will).
+#[test]
+fn a_run_whose_secret_is_recreated_takes_no_claim_over() {
+    let cluster = Cluster::start();
+    let ns = "takeover-gone";
+    let claim_at = format!("secops/claims/{ns}/s");
+    cluster.namespace(ns);
+    BAO.write(
+        "secret",
+        &claim_at,
+        serde_json::json!({"origin": format!("bootstrap:{ns}/s"), "uid": "deleted-long-ago", "claimed_at": "1"}),
+    );
+    cluster.bootstrap_secret(ns, "s", &format!("{ns}/s"), &[("v", b"held-value")]);
+    let run = held_at(
+        &cluster,
+        // The claim's create (cas 0) fails; the read after it decides the takeover.
+        &format!("POST /v1/secret/data/{claim_at} "),
+        1,
+        &["handover", "-n", ns],
+        ROOT_TOKEN,
+        || {
+            recreate(&cluster, ns);
+        },
+    );
+    assert_eq!(run.code, 4, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains("re-created or deleted"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(
+        BAO.read("secret", &claim_at).unwrap()["uid"],
+        "deleted-long-ago"
+    );
+    assert_eq!(BAO.current_version("secret", &format!("{ns}/s")), 0);
+}
