@@ -229,6 +229,13 @@ fn a_foreign_policy_or_role_of_the_same_name_is_refused_unless_adopted() {
         &format!("auth/{mount}/role/{stem}"),
         Some(json!({"bound_service_account_names": ["x"], "bound_service_account_namespaces": ["x"]})),
     );
+    // Metadata at the role's record path with no version records nothing: still theirs.
+    let (code, _) = BAO.api(
+        "POST",
+        &format!("secret/metadata/secops/vault-setup/roles/{mount}/{stem}"),
+        Some(json!({"custom_metadata": {"note": "made by hand"}})),
+    );
+    assert_eq!(code, 204);
 
     let refused = setup(dir.path(), &[]);
     assert_eq!(refused.code, 3, "{}", refused.stdout);
