@@ -236,6 +236,35 @@ fn a_foreign_policy_or_role_of_the_same_name_is_refused_unless_adopted() {
         Some(json!({"custom_metadata": {"note": "made by hand"}})),
     );
     assert_eq!(code, 204);
+    let cluster = Cluster::start();
+    cluster.namespace(stem);
+    let config = dir.path().to_str().unwrap().to_string();
+    let status = secops(
+        Some(&cluster),
+        &[
+            "status",
+            "-n",
+            stem,
+            "--output",
+            "json",
+            "--vault-config-from-dir",
+            &config,
+        ],
+    );
+    let role_row = status.json()["vault_config"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["path"] == format!("auth/{mount}/role/{stem}"))
+        .cloned()
+        .unwrap_or_else(|| panic!("{}", status.stdout));
+    assert!(
+        role_row["violations"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("not written by secops"),
+        "{role_row}"
+    );
 
     let refused = setup(dir.path(), &[]);
     assert_eq!(refused.code, 3, "{}", refused.stdout);
