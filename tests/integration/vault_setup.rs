@@ -209,6 +209,19 @@ fn a_policy_or_role_edited_by_hand_is_reported_by_status_and_restored() {
     );
     assert_eq!(role(mount, stem).unwrap()["token_ttl"], 600);
     assert_eq!(status().code, 0);
+
+    // A policy deleted by hand is reported absent.
+    BAO.api("DELETE", &format!("sys/policies/acl/{name}"), None);
+    let deleted = status();
+    assert_eq!(deleted.code, 3, "{}", deleted.stdout);
+    assert!(
+        deleted.json()["vault_config"][0]["violations"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("absent;"),
+        "{}",
+        deleted.stdout
+    );
 }
 
 #[test]
