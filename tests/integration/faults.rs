@@ -312,3 +312,21 @@ fn push_survives_a_fault_at_every_request() {
     }
     tally.assert_clean("push");
 }
+
+/// A temporary Vault failure while one item is planned is the run's (exit 75: Argo retries
+/// it), never that item's state in a plan that exits 0.
+#[test]
+fn a_temporary_failure_while_planning_fails_the_run() {
+    let cluster = Cluster::start();
+    let proxy = FaultProxy::start(&BAO.addr);
+    cluster.namespace("plan-503");
+    cluster.bootstrap_secret("plan-503", "s", "plan-503/s", &[("v", b"plan-value")]);
+    proxy.arm_at(
+        "GET /v1/secret/metadata/plan-503/s ",
+        0,
+        ProxyFault::Status(503),
+    );
+    let run = through(&proxy, &cluster, &["read-bootstrap", "-n", "plan-503"]);
+    assert_eq!(run.code, 75, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(proxy.forwarded("GET /v1/secret/metadata/plan-503/s "), 0);
+}
