@@ -786,3 +786,20 @@ fn a_page_that_cannot_be_listed_ends_the_run_after_the_started_secrets_finish() 
         assert_eq!(BAO.current_version("secret", &format!("pages/s{i:03}")), 1);
     }
 }
+
+/// `-n` is the whole scope: a Secret of another namespace in the same cluster is neither read
+/// nor written.
+#[test]
+fn a_run_for_one_namespace_leaves_the_others_alone() {
+    let cluster = Cluster::start();
+    for ns in ["scope-in", "scope-out"] {
+        cluster.namespace(ns);
+        cluster.bootstrap_secret(ns, "s", &format!("{ns}/s"), &[("v", b"scoped")]);
+    }
+    let run = secops(Some(&cluster), &["handover", "-n", "scope-in"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.json()["counts"]["consumed"], 1, "{}", run.stdout);
+    assert!(is_consumed(&cluster, "scope-in", "s"));
+    assert!(!is_consumed(&cluster, "scope-out", "s"));
+    assert_eq!(BAO.current_version("secret", "scope-out/s"), 0);
+}
