@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use crate::support::{secops, Canaries, Cluster, BAO};
 
-fn internal_secret(cluster: &Cluster, ns: &str, name: &str, path: &str, value: &[u8]) -> Value {
+pub fn internal_secret(cluster: &Cluster, ns: &str, name: &str, path: &str, value: &[u8]) -> Value {
     cluster.create(json!({
         "apiVersion": "v1", "kind": "Secret",
         "metadata": {"name": name, "namespace": ns, "labels": {"secops.dev/class": "internal"}, "annotations": {"secops.dev/vault-path": path}},

@@ -240,14 +240,9 @@ fn a_push_refused_create_by_a_race_it_lost_finds_the_push_done() {
     assert_eq!(BAO.current_version("secret", "lost-create/op"), 1);
 }
 
+/// An internal Secret `NS/NAME` pushed to `NS/NAME`.
 fn internal_secret(cluster: &Cluster, ns: &str, name: &str) {
-    use base64::Engine as _;
-    cluster.create(serde_json::json!({
-        "apiVersion": "v1", "kind": "Secret",
-        "metadata": {"name": name, "namespace": ns, "labels": {"secops.dev/class": "internal"},
-                     "annotations": {"secops.dev/vault-path": format!("{ns}/{name}")}},
-        "data": {"value": base64::engine::general_purpose::STANDARD.encode(b"pushed")},
-    }));
+    crate::push::internal_secret(cluster, ns, name, &format!("{ns}/{name}"), b"pushed");
 }
 
 /// The Secret changes under the marking (a conflict), then is gone when read again: deleted
@@ -301,7 +296,7 @@ fn a_source_changed_during_its_push_is_annotated_only_if_its_data_is_what_was_pu
                 let mut change =
                     serde_json::json!({"metadata": {"annotations": {"team": "payments"}}});
                 if let Some(data) = new_data {
-                    change["data"] = serde_json::json!({"value": encode(data)});
+                    change["data"] = serde_json::json!({"tls.key": encode(data)});
                 }
                 cluster.merge_patch_secret(ns, "op", change);
             },

@@ -453,18 +453,13 @@ pub fn chart_policy_with(role: &str, values: Value) -> String {
     std::fs::create_dir_all(&cache).expect("the policy cache");
     // Written aside and renamed, so a test racing this one never reads half a policy.
     let partial = cache.join(format!(
-        "partial-{}-{}",
+        "partial-{}-{:?}",
         std::process::id(),
-        unique_suffix()
+        std::thread::current().id()
     ));
     std::fs::write(&partial, &policy).expect("the policy cache");
     std::fs::rename(&partial, &cached).expect("the policy cache");
     policy
-}
-
-fn unique_suffix() -> u32 {
-    static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
 }
 
 fn render_chart_policy(root: &Path, role: &str, values: &Value) -> String {
